@@ -1,0 +1,294 @@
+//! The command line: `serve` (the default), `migrate`, `catalog apply`,
+//! `partner-keys create|list|revoke`, `healthcheck`. Scripts depend on these;
+//! keep them stable. Exit codes: 0 success, 2 bad usage (clap), 1 anything
+//! else with a one-line error on stderr.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    catalog::{self, Catalog},
+    config::{DEFAULT_DATABASE_URL, DEFAULT_LISTEN, Settings},
+    keys::{ApiKey, HashParams, Hasher, KeyKind, format::is_key_id},
+    server, store,
+    telemetry::LogFormat,
+    time::{now_micros, to_timestamp},
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "Issues, verifies and revokes API keys for integrations, over gRPC",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// `serve`'s options, when no command is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Database URL: sqlite://FILE?mode=rwc, postgres://..., mysql://...
+    #[arg(long, global = true, env = "LATCHKEY_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// argon2id memory per hash, KiB (OWASP minimum: 19456).
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_ARGON2_MEMORY_KIB",
+        default_value_t = 19456
+    )]
+    pub argon2_memory_kib: u32,
+    /// argon2id passes.
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_ARGON2_ITERATIONS",
+        default_value_t = 2
+    )]
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_ARGON2_PARALLELISM",
+        default_value_t = 1
+    )]
+    pub argon2_parallelism: u32,
+}
+
+impl GlobalArgs {
+    fn hash_params(&self, concurrency: usize) -> HashParams {
+        HashParams {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+            concurrency,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LATCHKEY_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Catalog file to apply before serving.
+    #[arg(long, env = "LATCHKEY_CATALOG")]
+    pub catalog: Option<PathBuf>,
+    /// argon2 hashes allowed at once; 0: one per core.
+    #[arg(long, env = "LATCHKEY_HASH_CONCURRENCY", default_value_t = 0)]
+    pub hash_concurrency: usize,
+    /// Database connection pool size.
+    #[arg(long, env = "LATCHKEY_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// Seconds to wait for a database connection before failing a call.
+    #[arg(long, env = "LATCHKEY_DB_ACQUIRE_TIMEOUT", default_value_t = 5)]
+    pub db_acquire_timeout: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve gRPC (the default command).
+    Serve(ServeArgs),
+    /// Bring the database schema up to date.
+    Migrate,
+    /// Manage the integration catalog.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Manage partner keys (the credentials of management calls).
+    #[command(subcommand)]
+    PartnerKeys(PartnerKeysCommand),
+    /// Probe a server's grpc.health.v1 status: exit 0 only when SERVING.
+    Healthcheck {
+        /// Server address, HOST:PORT.
+        #[arg(long, default_value = DEFAULT_LISTEN)]
+        addr: String,
+        /// Service to check; empty for the server as a whole.
+        #[arg(long, default_value = "")]
+        service: String,
+        /// Seconds before giving up.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CatalogCommand {
+    /// Reconcile integrations and grants to FILE in one transaction.
+    Apply {
+        file: PathBuf,
+        /// Print the changes without making them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PartnerKeysCommand {
+    /// Create a partner key and print it (only it) on stdout. It is not shown
+    /// again.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List partner keys (ids and names, never the keys).
+    List,
+    /// Revoke a partner key by id.
+    Revoke { key_id: String },
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let global = cli.global;
+    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+        Command::Serve(args) => {
+            let settings = serve_settings(&global, &args);
+            let listener = tokio::net::TcpListener::bind(settings.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", settings.listen))?;
+            server::run(settings, listener, server::shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            let db = open(&global).await?;
+            db.close().await?;
+            eprintln!("database is up to date");
+        }
+        Command::Catalog(CatalogCommand::Apply { file, dry_run }) => {
+            let catalog = Catalog::load(&file)?;
+            let db = open(&global).await?;
+            let applied = catalog::apply(&db, &catalog, dry_run).await?;
+            db.close().await?;
+            for change in &applied.changes {
+                println!("{change}");
+            }
+            match (dry_run, applied.revision) {
+                (true, _) => eprintln!(
+                    "dry run: {} change(s), nothing applied",
+                    applied.changes.len()
+                ),
+                (false, Some(revision)) => eprintln!(
+                    "applied catalog revision {revision}: {} change(s)",
+                    applied.changes.len()
+                ),
+                (false, None) => eprintln!("catalog already applied: no changes"),
+            }
+        }
+        Command::PartnerKeys(command) => partner_keys(&global, command).await?,
+        Command::Healthcheck {
+            addr,
+            service,
+            timeout,
+        } => return healthcheck(&addr, service, Duration::from_secs(timeout)).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> Settings {
+    let mut settings = Settings::new(global.database_url.clone());
+    settings.listen = args.listen;
+    settings.catalog = args.catalog.clone();
+    settings.hash = global.hash_params(args.hash_concurrency);
+    settings.database.max_connections = args.db_max_connections;
+    settings.database.acquire_timeout = Duration::from_secs(args.db_acquire_timeout);
+    settings
+}
+
+/// Opens and migrates the database, so every command works on a fresh one.
+async fn open(global: &GlobalArgs) -> anyhow::Result<DatabaseConnection> {
+    let db = store::connect(&store::DbOptions::new(global.database_url.clone()))
+        .await
+        .context("cannot open the database")?;
+    store::migrate(&db)
+        .await
+        .context("cannot migrate the database")?;
+    Ok(db)
+}
+
+async fn partner_keys(global: &GlobalArgs, command: PartnerKeysCommand) -> anyhow::Result<()> {
+    let db = open(global).await?;
+    match command {
+        PartnerKeysCommand::Create { name } => {
+            let name = name.trim();
+            if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+                bail!("--name must be 1 to 255 characters without control characters");
+            }
+            let hasher = Hasher::new(global.hash_params(1))?;
+            let key = ApiKey::generate(KeyKind::Partner)?;
+            let hash = hasher.hash(&key).await?;
+            store::partner_keys::insert(&db, key.key_id(), name, hash, now_micros()).await?;
+            eprintln!(
+                "created partner key {} ({name}); it is shown only now",
+                key.key_id()
+            );
+            println!("{}", key.expose_secret());
+        }
+        PartnerKeysCommand::List => {
+            println!("{:<20}  {:<27}  {:<7}  NAME", "KEY_ID", "CREATED", "STATUS");
+            for row in store::partner_keys::list(&db).await? {
+                let status = if row.revoke_time.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<20}  {:<27}  {:<7}  {}",
+                    row.key_id,
+                    to_timestamp(row.create_time).to_string(),
+                    status,
+                    row.name
+                );
+            }
+        }
+        PartnerKeysCommand::Revoke { key_id } => {
+            if !is_key_id(KeyKind::Partner, &key_id) {
+                bail!("not a partner key id (lkp_ followed by 16 letters or digits)");
+            }
+            if !store::partner_keys::revoke(&db, &key_id, now_micros()).await? {
+                bail!("no active partner key {key_id}");
+            }
+            eprintln!("revoked partner key {key_id}");
+        }
+    }
+    db.close().await?;
+    Ok(())
+}
+
+async fn healthcheck(addr: &str, service: String, timeout: Duration) -> anyhow::Result<ExitCode> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .context("bad --addr")?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest { service })
+        .await
+        .map_err(|status| anyhow::anyhow!("health check failed: {}", status.message()))?;
+    let status = response.into_inner().status();
+    if status == ServingStatus::Serving {
+        println!("SERVING");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{}", status.as_str_name());
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,0 +1,108 @@
+//! The one domain error type, and its single mapping to `tonic::Status`.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// A field of a request that failed validation, and why. The description
+/// never repeats the field's value: it may be a secret pasted in the wrong
+/// place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+/// Every way a call can fail. Handlers return `Result<_, Error>` and use `?`;
+/// `From<Error> for Status` is the only place codes and messages are chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No credential, or one that is unknown, malformed or revoked.
+    #[error("Invalid credentials")]
+    Unauthenticated,
+    /// A valid credential that may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A malformed request, with every bad field.
+    #[error("Bad request: {}", summarize(.0))]
+    BadRequest(Vec<FieldViolation>),
+    #[error("Integration '{0}' not found")]
+    IntegrationNotFound(String),
+    #[error("Key '{0}' not found")]
+    KeyNotFound(String),
+    #[error("API keys are available only for custom integrations")]
+    NotCustomIntegration,
+    /// The database could not be reached; worth retrying.
+    #[error("Service unavailable: the database cannot be reached")]
+    Unavailable(#[source] sea_orm::DbErr),
+    /// Anything else: a bug or a broken invariant. Logged in full, answered
+    /// with a generic message.
+    #[error("Internal error")]
+    Internal(String),
+}
+
+impl Error {
+    /// A bad request with a single violation.
+    pub fn bad_field(field: &str, description: impl Into<String>) -> Self {
+        Error::BadRequest(vec![FieldViolation {
+            field: field.to_owned(),
+            description: description.into(),
+        }])
+    }
+}
+
+fn summarize(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(err: sea_orm::DbErr) -> Self {
+        use sea_orm::DbErr;
+        match err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Error::Unavailable(err),
+            other => Error::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+impl From<crate::keys::hasher::HashError> for Error {
+    fn from(err: crate::keys::hasher::HashError) -> Self {
+        Error::Internal(err.to_string())
+    }
+}
+
+impl From<getrandom::Error> for Error {
+    fn from(err: getrandom::Error) -> Self {
+        Error::Internal(format!("OS random generator: {err}"))
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        let message = err.to_string();
+        match err {
+            Error::Unauthenticated => Status::unauthenticated(message),
+            Error::PermissionDenied(_) => Status::permission_denied(message),
+            Error::BadRequest(violations) => {
+                let mut details = ErrorDetails::new();
+                for v in &violations {
+                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
+                }
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            Error::IntegrationNotFound(_) | Error::KeyNotFound(_) => Status::not_found(message),
+            Error::NotCustomIntegration => Status::failed_precondition(message),
+            Error::Unavailable(source) => {
+                tracing::warn!(error = %source, "database unavailable");
+                Status::unavailable(message)
+            }
+            Error::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                Status::internal(message)
+            }
+        }
+    }
+}

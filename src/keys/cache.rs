@@ -1,0 +1,91 @@
+//! The cache of keys whose secret has already been proven with argon2.
+//!
+//! Entries are found by key id, which makes eviction on delete/disable a
+//! single remove, and hold an HMAC-SHA256 of the whole verified key under a
+//! per-process random key. A hit needs the presented key's HMAC to match in
+//! constant time, so the cache holds nothing that could be replayed or
+//! brute-forced if memory were dumped, and a wrong secret for a cached key id
+//! never counts as verified.
+
+use std::{sync::Arc, time::Duration};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::ApiKey;
+
+type Digest = [u8; 32];
+
+/// Verified keys of one kind, with a value `V` remembered for each.
+pub struct VerifiedKeys<V> {
+    mac_key: Zeroizing<[u8; 32]>,
+    entries: moka::sync::Cache<String, Arc<(Digest, V)>>,
+}
+
+impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
+    /// A cache of at most `capacity` keys, each kept at most `ttl`.
+    pub fn new(capacity: u64, ttl: Duration) -> Result<Self, getrandom::Error> {
+        let mut mac_key = Zeroizing::new([0u8; 32]);
+        getrandom::fill(mac_key.as_mut())?;
+        Ok(Self {
+            mac_key,
+            entries: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+        })
+    }
+
+    /// The value remembered for `key`, if this exact key was verified.
+    pub fn get(&self, key: &ApiKey) -> Option<V> {
+        let entry = self.entries.get(key.key_id())?;
+        let digest = self.digest(key);
+        bool::from(entry.0.ct_eq(&digest)).then(|| entry.1.clone())
+    }
+
+    /// Remembers that `key` was verified.
+    pub fn insert(&self, key: &ApiKey, value: V) {
+        let digest = self.digest(key);
+        self.entries
+            .insert(key.key_id().to_owned(), Arc::new((digest, value)));
+    }
+
+    /// Forgets the key with this id, if cached.
+    pub fn evict(&self, key_id: &str) {
+        self.entries.invalidate(key_id);
+    }
+
+    fn digest(&self, key: &ApiKey) -> Digest {
+        // HMAC accepts keys of any length; a 32-byte key cannot fail.
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.mac_key.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(key.expose_secret().as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeyKind;
+
+    #[test]
+    fn hits_only_for_the_exact_key_and_forgets_on_evict() {
+        let cache = VerifiedKeys::new(16, Duration::from_secs(60)).unwrap();
+        let key = ApiKey::generate(KeyKind::Partner).unwrap();
+        assert_eq!(cache.get(&key), None);
+        cache.insert(&key, 7u8);
+        assert_eq!(cache.get(&key), Some(7));
+
+        // Same key id, different secret: never a hit.
+        let forged = format!("{}_{}", key.key_id(), "A".repeat(43));
+        let checksum = crate::keys::format::checksum(forged.as_bytes());
+        let forged = ApiKey::parse(KeyKind::Partner, format!("{forged}{checksum}")).unwrap();
+        assert_eq!(cache.get(&forged), None);
+
+        cache.evict(key.key_id());
+        assert_eq!(cache.get(&key), None);
+    }
+}

@@ -1,0 +1,22 @@
+//! latchkey: a gRPC service that issues, verifies and revokes API keys for
+//! integrations, and keeps per-client configuration and credentials, with no
+//! secret stored in the clear.
+//!
+//! The binary is a thin shell over this library (see `cli`); tests and the
+//! SDK use the same modules.
+
+pub mod auth;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod proto;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod time;
+
+pub use error::Error;

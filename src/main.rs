@@ -1,0 +1,18 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use latchkey::{cli, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    telemetry::init(cli.global.log_format);
+    match cli::run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            // One line: the error and its causes.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Builds and runs the tonic server: the latchkey services, the
+//! grpc.health.v1 probe service, server reflection and graceful shutdown.
+
+use std::{future::Future, sync::Arc};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    catalog::{self, Catalog},
+    config::Settings,
+    proto::{
+        self,
+        v1::{
+            audit_service_server::AuditServiceServer,
+            client_configuration_service_server::ClientConfigurationServiceServer,
+            health_service_server::HealthServiceServer,
+            integration_keys_service_server::IntegrationKeysServiceServer,
+        },
+    },
+    service,
+    state::AppState,
+    store,
+};
+
+/// Every latchkey service, by its full gRPC name (each also has a health
+/// entry of that name).
+pub const SERVICE_NAMES: [&str; 4] = [
+    IntegrationKeysServiceServer::<service::IntegrationKeys>::NAME,
+    ClientConfigurationServiceServer::<service::ClientConfiguration>::NAME,
+    HealthServiceServer::<service::ConfigurationHealth>::NAME,
+    AuditServiceServer::<service::Audit>::NAME,
+];
+
+/// Connects to the database, migrates it, applies the startup catalog if any,
+/// and serves on `listener` until `shutdown` completes. On shutdown every
+/// health entry turns NOT_SERVING first, then in-flight calls drain and the
+/// pool closes.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = store::connect(&settings.database)
+        .await
+        .context("cannot open the database")?;
+    store::migrate(&db)
+        .await
+        .context("cannot migrate the database")?;
+    if let Some(path) = &settings.catalog {
+        let catalog = Catalog::load(path)?;
+        let applied = catalog::apply(&db, &catalog, false)
+            .await
+            .with_context(|| format!("cannot apply catalog {}", path.display()))?;
+        for change in &applied.changes {
+            tracing::info!(%change, "catalog change");
+        }
+        if let Some(revision) = applied.revision {
+            tracing::info!(revision, "catalog applied");
+        }
+    }
+
+    let state = Arc::new(AppState::new(db.clone(), &settings)?);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_all(&health, ServingStatus::Serving).await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    // grpcurl before 1.8.8 and many other tools only speak v1alpha.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "latchkey serving");
+    let drain_health = health.clone();
+    tonic::transport::Server::builder()
+        .trace_fn(|request| tracing::info_span!("call", method = %request.uri().path()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(IntegrationKeysServiceServer::new(
+            service::IntegrationKeys::new(state.clone()),
+        ))
+        .add_service(ClientConfigurationServiceServer::new(
+            service::ClientConfiguration,
+        ))
+        .add_service(HealthServiceServer::new(service::ConfigurationHealth))
+        .add_service(AuditServiceServer::new(service::Audit))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            tracing::info!("shutting down: not serving, draining in-flight calls");
+            set_all(&drain_health, ServingStatus::NotServing).await;
+        })
+        .await?;
+
+    drop(state);
+    db.close().await.context("cannot close the database pool")?;
+    tracing::info!("latchkey stopped");
+    Ok(())
+}
+
+/// Sets the overall (`""`) and every per-service health entry.
+async fn set_all(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

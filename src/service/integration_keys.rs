@@ -1,0 +1,351 @@
+//! `latchkey.v1.IntegrationKeysService`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::{page_token, validate, validate::Violations};
+use crate::{
+    auth,
+    error::Error,
+    keys::{ApiKey, KeyKind},
+    proto::v1::{self as pb, integration_keys_service_server::IntegrationKeysService},
+    state::AppState,
+    store::{
+        self,
+        integration_keys::{IntegrationKeyRow, NewIntegrationKey},
+        integrations::{Integration, IntegrationKind},
+    },
+    time::{now_micros, to_timestamp},
+};
+
+pub struct IntegrationKeys {
+    state: Arc<AppState>,
+}
+
+impl IntegrationKeys {
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+
+    async fn create(
+        &self,
+        request: Request<pb::CreateIntegrationKeyRequest>,
+    ) -> Result<pb::CreateIntegrationKeyResponse, Error> {
+        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        let req = request.into_inner();
+        let now = now_micros();
+        let mut v = Violations::default();
+        v.check("integration", validate::integration_name(&req.integration));
+        v.check("display_name", validate::display_name(&req.display_name));
+        let expire_time = match req
+            .expire_time
+            .as_ref()
+            .map(|t| validate::future_time(t, now))
+        {
+            None => None,
+            Some(Ok(t)) => Some(t),
+            Some(Err(problem)) => {
+                v.add("expire_time", problem);
+                None
+            }
+        };
+        v.finish()?;
+
+        let integration = self.integration(&req.integration).await?;
+        if integration.kind != IntegrationKind::Custom {
+            return Err(Error::NotCustomIntegration);
+        }
+        let key = ApiKey::generate(KeyKind::Integration)?;
+        let key_hash = self.state.hasher.hash(&key).await?;
+        let row = store::integration_keys::insert(
+            &self.state.db,
+            NewIntegrationKey {
+                key_id: key.key_id(),
+                integration_id: integration.id,
+                display_name: &req.display_name,
+                key_hash,
+                create_time: now,
+                expire_time,
+            },
+        )
+        .await?;
+        tracing::info!(key_id = %row.key_id, integration = %integration.name, "integration key created");
+        Ok(pb::CreateIntegrationKeyResponse {
+            key: Some(key_to_proto(&row, &integration.name, now)),
+            api_key: key.expose_secret().to_owned(),
+        })
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::GetIntegrationKeyRequest>,
+    ) -> Result<pb::GetIntegrationKeyResponse, Error> {
+        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        let req = request.into_inner();
+        validate_key_ref(&req.integration, &req.key_id)?;
+        let integration = self.integration(&req.integration).await?;
+        let row = store::integration_keys::find(&self.state.db, integration.id, &req.key_id)
+            .await?
+            .ok_or_else(|| Error::KeyNotFound(req.key_id.clone()))?;
+        Ok(pb::GetIntegrationKeyResponse {
+            key: Some(key_to_proto(&row, &integration.name, now_micros())),
+        })
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListIntegrationKeysRequest>,
+    ) -> Result<pb::ListIntegrationKeysResponse, Error> {
+        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        let req = request.into_inner();
+        let mut v = Violations::default();
+        v.check("integration", validate::integration_name(&req.integration));
+        let page_size = validate::page_size(req.page_size)
+            .inspect_err(|problem| v.add("page_size", problem))
+            .unwrap_or_default();
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            let position = decode_key_position(&req.page_token, &req.integration);
+            if position.is_none() {
+                v.add("page_token", page_token::INVALID);
+            }
+            position
+        };
+        v.finish()?;
+
+        let integration = self.integration(&req.integration).await?;
+        let mut rows = store::integration_keys::list_page(
+            &self.state.db,
+            integration.id,
+            after.as_ref().map(|(t, id)| (*t, id.as_str())),
+            page_size + 1,
+        )
+        .await?;
+        let next_page_token = next_token(&mut rows, page_size, |last| {
+            page_token::encode(&[
+                "k",
+                &integration.name,
+                &last.create_time.to_string(),
+                &last.key_id,
+            ])
+        });
+        let now = now_micros();
+        Ok(pb::ListIntegrationKeysResponse {
+            keys: rows
+                .iter()
+                .map(|row| key_to_proto(row, &integration.name, now))
+                .collect(),
+            next_page_token,
+        })
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteIntegrationKeyRequest>,
+    ) -> Result<pb::DeleteIntegrationKeyResponse, Error> {
+        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        let req = request.into_inner();
+        validate_key_ref(&req.integration, &req.key_id)?;
+        let integration = self.integration(&req.integration).await?;
+        if !store::integration_keys::delete(&self.state.db, integration.id, &req.key_id).await? {
+            return Err(Error::KeyNotFound(req.key_id));
+        }
+        tracing::info!(key_id = %req.key_id, integration = %integration.name, "integration key deleted");
+        Ok(pb::DeleteIntegrationKeyResponse {})
+    }
+
+    async fn integrations_page(
+        &self,
+        request: Request<pb::ListIntegrationsRequest>,
+    ) -> Result<pb::ListIntegrationsResponse, Error> {
+        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        let req = request.into_inner();
+        let mut v = Violations::default();
+        let page_size = validate::page_size(req.page_size)
+            .inspect_err(|problem| v.add("page_size", problem))
+            .unwrap_or_default();
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            let position = page_token::decode::<2>(&req.page_token)
+                .filter(|[kind, _]| kind == "i")
+                .map(|[_, name]| name);
+            if position.is_none() {
+                v.add("page_token", page_token::INVALID);
+            }
+            position
+        };
+        v.finish()?;
+
+        let mut rows =
+            store::integrations::list(&self.state.db, after.as_deref(), page_size + 1).await?;
+        let next_page_token = next_token(&mut rows, page_size, |last| {
+            page_token::encode(&["i", &last.name])
+        });
+        Ok(pb::ListIntegrationsResponse {
+            integrations: rows.into_iter().map(integration_to_proto).collect(),
+            next_page_token,
+        })
+    }
+
+    async fn describe_integration(
+        &self,
+        request: Request<pb::GetIntegrationRequest>,
+    ) -> Result<pb::GetIntegrationResponse, Error> {
+        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        let req = request.into_inner();
+        let mut v = Violations::default();
+        v.check("name", validate::integration_name(&req.name));
+        v.finish()?;
+        let integration = self.integration(&req.name).await?;
+        Ok(pb::GetIntegrationResponse {
+            integration: Some(integration_to_proto(integration)),
+        })
+    }
+
+    /// The integration called `name`, or NOT_FOUND in the seed's words.
+    async fn integration(&self, name: &str) -> Result<Integration, Error> {
+        store::integrations::find_by_name(&self.state.db, name)
+            .await?
+            .ok_or_else(|| Error::IntegrationNotFound(name.to_owned()))
+    }
+}
+
+fn validate_key_ref(integration: &str, key_id: &str) -> Result<(), Error> {
+    let mut v = Violations::default();
+    v.check("integration", validate::integration_name(integration));
+    v.check("key_id", validate::integration_key_id(key_id));
+    v.finish()
+}
+
+/// The (create_time, key_id) position of a ListIntegrationKeys token, if it
+/// was made for this integration.
+fn decode_key_position(token: &str, integration: &str) -> Option<(i64, String)> {
+    let [kind, for_integration, create_time, key_id] = page_token::decode::<4>(token)?;
+    if kind != "k" || for_integration != integration {
+        return None;
+    }
+    let create_time = create_time.parse().ok()?;
+    crate::keys::format::is_key_id(KeyKind::Integration, &key_id).then_some((create_time, key_id))
+}
+
+/// Trims `rows` (fetched with one extra) to `page_size` and returns the token
+/// of the next page, empty when this is the last.
+fn next_token<T>(rows: &mut Vec<T>, page_size: u64, token_for: impl Fn(&T) -> String) -> String {
+    let page_size = usize::try_from(page_size).unwrap_or(usize::MAX);
+    if rows.len() <= page_size {
+        return String::new();
+    }
+    rows.truncate(page_size);
+    rows.last().map(token_for).unwrap_or_default()
+}
+
+fn key_state(row: &IntegrationKeyRow, now: i64) -> pb::IntegrationKeyState {
+    if row.disabled {
+        pb::IntegrationKeyState::Disabled
+    } else if row.expire_time.is_some_and(|t| t <= now) {
+        pb::IntegrationKeyState::Expired
+    } else {
+        pb::IntegrationKeyState::Active
+    }
+}
+
+fn key_to_proto(row: &IntegrationKeyRow, integration: &str, now: i64) -> pb::IntegrationKey {
+    pb::IntegrationKey {
+        key_id: row.key_id.clone(),
+        integration: integration.to_owned(),
+        display_name: row.display_name.clone(),
+        create_time: Some(to_timestamp(row.create_time)),
+        expire_time: row.expire_time.map(to_timestamp),
+        last_use_time: row.last_use_time.map(to_timestamp),
+        disabled: row.disabled,
+        state: key_state(row, now).into(),
+    }
+}
+
+fn integration_to_proto(integration: Integration) -> pb::Integration {
+    pb::Integration {
+        name: integration.name,
+        kind: match integration.kind {
+            IntegrationKind::Custom => pb::IntegrationKind::Custom,
+            IntegrationKind::Builtin => pb::IntegrationKind::Builtin,
+        }
+        .into(),
+        description: integration.description,
+        endpoints: integration.endpoints,
+    }
+}
+
+#[tonic::async_trait]
+impl IntegrationKeysService for IntegrationKeys {
+    async fn create_integration_key(
+        &self,
+        request: Request<pb::CreateIntegrationKeyRequest>,
+    ) -> Result<Response<pb::CreateIntegrationKeyResponse>, Status> {
+        Ok(Response::new(self.create(request).await?))
+    }
+
+    async fn get_integration_key(
+        &self,
+        request: Request<pb::GetIntegrationKeyRequest>,
+    ) -> Result<Response<pb::GetIntegrationKeyResponse>, Status> {
+        Ok(Response::new(self.get(request).await?))
+    }
+
+    async fn list_integration_keys(
+        &self,
+        request: Request<pb::ListIntegrationKeysRequest>,
+    ) -> Result<Response<pb::ListIntegrationKeysResponse>, Status> {
+        Ok(Response::new(self.list(request).await?))
+    }
+
+    async fn delete_integration_key(
+        &self,
+        request: Request<pb::DeleteIntegrationKeyRequest>,
+    ) -> Result<Response<pb::DeleteIntegrationKeyResponse>, Status> {
+        Ok(Response::new(self.delete(request).await?))
+    }
+
+    async fn verify_integration_key(
+        &self,
+        _request: Request<pb::VerifyIntegrationKeyRequest>,
+    ) -> Result<Response<pb::VerifyIntegrationKeyResponse>, Status> {
+        Err(Status::unimplemented(
+            "VerifyIntegrationKey is not implemented yet",
+        ))
+    }
+
+    async fn update_integration_key(
+        &self,
+        _request: Request<pb::UpdateIntegrationKeyRequest>,
+    ) -> Result<Response<pb::UpdateIntegrationKeyResponse>, Status> {
+        Err(Status::unimplemented(
+            "UpdateIntegrationKey is not implemented yet",
+        ))
+    }
+
+    async fn roll_integration_key(
+        &self,
+        _request: Request<pb::RollIntegrationKeyRequest>,
+    ) -> Result<Response<pb::RollIntegrationKeyResponse>, Status> {
+        Err(Status::unimplemented(
+            "RollIntegrationKey is not implemented yet",
+        ))
+    }
+
+    async fn list_integrations(
+        &self,
+        request: Request<pb::ListIntegrationsRequest>,
+    ) -> Result<Response<pb::ListIntegrationsResponse>, Status> {
+        Ok(Response::new(self.integrations_page(request).await?))
+    }
+
+    async fn get_integration(
+        &self,
+        request: Request<pb::GetIntegrationRequest>,
+    ) -> Result<Response<pb::GetIntegrationResponse>, Status> {
+        Ok(Response::new(self.describe_integration(request).await?))
+    }
+}

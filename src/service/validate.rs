@@ -1,0 +1,90 @@
+//! Request field validation. Descriptions never repeat the offending value:
+//! a secret pasted into the wrong field must not come back in an error.
+
+use crate::{
+    catalog,
+    error::{Error, FieldViolation},
+    keys::{KeyKind, format::is_key_id},
+};
+
+/// Longest display name of a key.
+pub const MAX_DISPLAY_NAME_LEN: usize = 63;
+
+/// Collects every bad field of a request, so one error names them all.
+#[derive(Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn add(&mut self, field: &str, description: &str) {
+        self.0.push(FieldViolation {
+            field: field.to_owned(),
+            description: description.to_owned(),
+        });
+    }
+
+    /// Records `problem`, if any, against `field`.
+    pub fn check(&mut self, field: &str, problem: Option<&str>) {
+        if let Some(problem) = problem {
+            self.add(field, problem);
+        }
+    }
+
+    /// `Err(BadRequest)` if anything was recorded.
+    pub fn finish(self) -> Result<(), Error> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::BadRequest(self.0))
+        }
+    }
+}
+
+pub fn integration_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("must not be empty")
+    } else if name.chars().count() > catalog::MAX_NAME_LEN {
+        Some("must be at most 63 characters")
+    } else if !catalog::is_valid_integration_name(name) {
+        Some("must match [a-z][a-z0-9-]{0,62}")
+    } else {
+        None
+    }
+}
+
+pub fn integration_key_id(key_id: &str) -> Option<&'static str> {
+    if key_id.is_empty() {
+        Some("must not be empty")
+    } else if !is_key_id(KeyKind::Integration, key_id) {
+        Some("must be a key id: 'lki_' followed by 16 letters or digits (not the full key)")
+    } else {
+        None
+    }
+}
+
+pub fn display_name(name: &str) -> Option<&'static str> {
+    if name.chars().count() > MAX_DISPLAY_NAME_LEN {
+        Some("must be at most 63 characters")
+    } else if name.chars().any(char::is_control) {
+        Some("must not contain control characters")
+    } else {
+        None
+    }
+}
+
+/// A page size as a row count: 0 means the default, large values are capped.
+pub fn page_size(size: i32) -> Result<u64, &'static str> {
+    match u64::try_from(size) {
+        Err(_) => Err("must not be negative"),
+        Ok(0) => Ok(super::DEFAULT_PAGE_SIZE),
+        Ok(n) => Ok(n.min(super::MAX_PAGE_SIZE)),
+    }
+}
+
+/// A timestamp that must lie after `now`, as stored micros.
+pub fn future_time(ts: &prost_types::Timestamp, now: i64) -> Result<i64, &'static str> {
+    match crate::time::from_timestamp(ts) {
+        None => Err("must be a valid timestamp"),
+        Some(t) if t <= now => Err("must be in the future"),
+        Some(t) => Ok(t),
+    }
+}

@@ -1,0 +1,69 @@
+//! Time as stored (i64 microseconds since the Unix epoch) and as sent
+//! (`google.protobuf.Timestamp` / `Duration`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Now, in microseconds since the Unix epoch.
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A stored time as a protobuf timestamp.
+pub fn to_timestamp(micros: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
+    }
+}
+
+/// A protobuf timestamp as a stored time; `None` when it is not a valid
+/// timestamp (nanos out of range, or outside years 0001..=9999 as
+/// google.protobuf.Timestamp defines).
+pub fn from_timestamp(ts: &prost_types::Timestamp) -> Option<i64> {
+    const MIN_SECONDS: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
+    const MAX_SECONDS: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    if !(0..1_000_000_000).contains(&ts.nanos) || !(MIN_SECONDS..=MAX_SECONDS).contains(&ts.seconds)
+    {
+        return None;
+    }
+    Some(ts.seconds * 1_000_000 + i64::from(ts.nanos) / 1_000)
+}
+
+/// A protobuf duration in microseconds; `None` when it is negative or invalid.
+pub fn duration_micros(d: &prost_types::Duration) -> Option<i64> {
+    if d.seconds < 0 || !(0..1_000_000_000).contains(&d.nanos) {
+        return None;
+    }
+    d.seconds
+        .checked_mul(1_000_000)?
+        .checked_add(i64::from(d.nanos) / 1_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_at_microsecond_precision() {
+        let micros = 1_790_000_000_123_456;
+        assert_eq!(from_timestamp(&to_timestamp(micros)), Some(micros));
+        assert_eq!(from_timestamp(&to_timestamp(-1)), Some(-1));
+    }
+
+    #[test]
+    fn invalid_timestamps_are_rejected() {
+        let bad_nanos = prost_types::Timestamp {
+            seconds: 0,
+            nanos: -1,
+        };
+        assert_eq!(from_timestamp(&bad_nanos), None);
+        let too_late = prost_types::Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        };
+        assert_eq!(from_timestamp(&too_late), None);
+    }
+}
