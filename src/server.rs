@@ -67,15 +67,9 @@ pub async fn run(
     let (health, health_service) = tonic_health::server::health_reporter();
     set_all(&health, ServingStatus::Serving).await;
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let reflection_v1 = reflection().build_v1()?;
     // grpcurl before 1.8.8 and many other tools only speak v1alpha.
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "latchkey serving");
@@ -104,6 +98,17 @@ pub async fn run(
     db.close().await.context("cannot close the database pool")?;
     tracing::info!("latchkey stopped");
     Ok(())
+}
+
+/// Reflection over every service served, both reflection versions included,
+/// so `grpcurl list` shows the same whichever version it speaks.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .include_reflection_service(false)
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
 /// Sets the overall (`""`) and every per-service health entry.

@@ -1,0 +1,213 @@
+//! `spawn_app()`: a fresh database, a partner key, and a real server on an
+//! ephemeral port.
+
+use std::{net::SocketAddr, time::Duration};
+
+use latchkey::{
+    config::Settings,
+    keys::{ApiKey, HashParams, Hasher, KeyKind},
+    proto::v1::integration_keys_service_client::IntegrationKeysServiceClient,
+    store,
+};
+use sea_orm::DatabaseConnection;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::{
+    Code, Request, Status,
+    transport::{Channel, Endpoint},
+};
+
+/// The catalog every test app starts with.
+pub const TEST_CATALOG: &str = r#"
+[[integrations]]
+name = "learner-activity"
+kind = "custom"
+description = "Learner activity API calling the course API"
+endpoints = ["course.v1.CourseService/GetOutline", "permissions.v1.*"]
+
+[[integrations]]
+name = "reports"
+kind = "builtin"
+description = "Built-in reporting"
+endpoints = ["reports.v1.*"]
+
+[[integrations]]
+name = "sandbox"
+kind = "custom"
+description = "No grants at all"
+"#;
+
+/// Cheap argon2 so tests that create hundreds of keys stay quick. The
+/// default (OWASP) parameters are tested on their own.
+pub fn test_hash_params() -> HashParams {
+    HashParams {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+        concurrency: 0,
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    /// A valid partner key, accepted on every management call.
+    pub partner_key: String,
+    pub db: DatabaseConnection,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_path = dir.path().join("latchkey.db");
+    let database_url = format!("sqlite://{}?mode=rwc", database_path.display());
+    let catalog_path = dir.path().join("catalog.toml");
+    std::fs::write(&catalog_path, TEST_CATALOG).expect("write catalog");
+
+    let db = store::connect(&store::DbOptions::new(database_url.clone()))
+        .await
+        .expect("connect");
+    store::migrate(&db).await.expect("migrate");
+    let partner_key = create_partner_key(&db, "test admin").await;
+
+    let mut settings = Settings::new(database_url.clone());
+    settings.catalog = Some(catalog_path);
+    settings.hash = test_hash_params();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let (shutdown, on_shutdown) = oneshot::channel::<()>();
+    let server = tokio::spawn(latchkey::server::run(settings, listener, async {
+        let _ = on_shutdown.await;
+    }));
+
+    let app = TestApp {
+        addr,
+        database_url,
+        partner_key,
+        db,
+        dir,
+        shutdown: Some(shutdown),
+        server: Some(server),
+    };
+    app.wait_until_serving().await;
+    app
+}
+
+/// Creates a partner key straight in the store, as `partner-keys create` does.
+pub async fn create_partner_key(db: &DatabaseConnection, name: &str) -> String {
+    let hasher = Hasher::new(test_hash_params()).expect("hasher");
+    let key = ApiKey::generate(KeyKind::Partner).expect("random");
+    let hash = hasher.hash(&key).await.expect("hash");
+    store::partner_keys::insert(db, key.key_id(), name, hash, latchkey::time::now_micros())
+        .await
+        .expect("insert partner key");
+    key.expose_secret().to_owned()
+}
+
+impl TestApp {
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Endpoint::from_shared(self.endpoint())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    pub async fn keys_client(&self) -> IntegrationKeysServiceClient<Channel> {
+        IntegrationKeysServiceClient::new(self.channel().await)
+    }
+
+    /// `message` with this app's partner key in the `sid` header.
+    pub fn as_partner<T>(&self, message: T) -> Request<T> {
+        with_sid(message, &self.partner_key)
+    }
+
+    /// Polls the probe service until the server answers SERVING (the server
+    /// migrates and applies the catalog before it serves).
+    async fn wait_until_serving(&self) {
+        use tonic_health::pb::{
+            HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(channel) = Endpoint::from_shared(self.endpoint())
+                .expect("endpoint")
+                .connect()
+                .await
+            {
+                let response = HealthClient::new(channel)
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await;
+                if response.is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving) {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "server did not become ready"
+            );
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the server gracefully and returns what `run` returned.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let server = self.server.take().expect("server handle");
+        tokio::time::timeout(Duration::from_secs(30), server)
+            .await
+            .expect("server stops within 30s")
+            .expect("server task")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn with_sid<T>(message: T, key: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("sid", key.parse().expect("ascii key"));
+    request
+}
+
+/// Asserts a failed call's code and exact message.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, message: &str) {
+    let status = result.expect_err("call should fail");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(status.message(), message, "{status:?}");
+}
+
+/// The fields named by a Bad request's google.rpc.BadRequest details.
+#[track_caller]
+pub fn bad_request_fields<T: std::fmt::Debug>(result: Result<T, Status>) -> Vec<String> {
+    use tonic_types::StatusExt;
+    let status = result.expect_err("call should fail");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().starts_with("Bad request"), "{status:?}");
+    let details = status
+        .get_details_bad_request()
+        .expect("google.rpc.BadRequest details");
+    details
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+}

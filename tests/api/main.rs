@@ -1,0 +1,11 @@
+//! Integration tests: a real server on 127.0.0.1:0, real tonic clients, a
+//! real database. One test binary, a module per area, to keep link times down.
+
+mod auth;
+mod cli;
+mod health;
+mod helpers;
+mod integration_keys;
+mod integrations;
+mod reflection;
+mod secrets;

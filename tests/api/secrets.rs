@@ -1,0 +1,244 @@
+//! No key, secret or hash is ever written in the clear: not in the database
+//! file, not in the logs (even at trace level).
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use latchkey::proto::v1::{
+    CreateIntegrationKeyRequest, DeleteIntegrationKeyRequest, GetIntegrationKeyRequest,
+    ListIntegrationKeysRequest, integration_keys_service_client::IntegrationKeysServiceClient,
+};
+use sea_orm::EntityTrait;
+
+use crate::{cli::latchkey, helpers::with_sid};
+
+/// A `latchkey serve` process whose stderr is collected line by line.
+struct ServeProcess {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServeProcess {
+    fn start(database_url: &str, catalog: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--catalog", catalog])
+            .args(["--log-format", "json"])
+            .env("LATCHKEY_DATABASE_URL", database_url)
+            .env("LATCHKEY_ARGON2_MEMORY_KIB", "256")
+            .env("LATCHKEY_ARGON2_ITERATIONS", "1")
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn latchkey serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, log }
+    }
+
+    /// Polls the log for the "serving" line and returns the bound address.
+    async fn wait_for_addr(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let found = self.log.lock().unwrap().iter().find_map(|line| {
+                if !line.contains("latchkey serving") {
+                    return None;
+                }
+                let start = line.find("\"addr\":\"")? + 8;
+                let end = start + line[start..].find('"')?;
+                Some(line[start..end].to_owned())
+            });
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not start: {:?}",
+                self.log
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    async fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        // The reader thread sees EOF once the process is gone.
+        tokio::time::sleep(Duration::from_millis(0)).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log.lock().unwrap().join("\n");
+            if log.contains("latchkey stopped") || Instant::now() > deadline {
+                return (status, log);
+            }
+            drop(log);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn keys_never_reach_the_database_file_or_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("secrets.db");
+    let url = format!("sqlite://{}?mode=rwc", db_path.display());
+    let catalog = dir.path().join("catalog.toml");
+    std::fs::write(&catalog, crate::helpers::TEST_CATALOG).unwrap();
+
+    let created = latchkey(&url, &["partner-keys", "create", "--name", "ops"]);
+    assert!(created.status.success());
+    let partner_key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+
+    let server = ServeProcess::start(&url, catalog.to_str().unwrap());
+    let addr = server.wait_for_addr().await;
+    let mut client = IntegrationKeysServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+
+    let mut api_keys = Vec::new();
+    for display_name in ["first", "second", "third"] {
+        let response = client
+            .create_integration_key(with_sid(
+                CreateIntegrationKeyRequest {
+                    integration: "learner-activity".into(),
+                    display_name: display_name.into(),
+                    expire_time: None,
+                },
+                &partner_key,
+            ))
+            .await
+            .expect("create")
+            .into_inner();
+        api_keys.push(response.api_key);
+    }
+    client
+        .list_integration_keys(with_sid(
+            ListIntegrationKeysRequest {
+                integration: "learner-activity".into(),
+                ..Default::default()
+            },
+            &partner_key,
+        ))
+        .await
+        .expect("list");
+    // A full key pasted where an id belongs: refused, and not logged.
+    let _ = client
+        .get_integration_key(with_sid(
+            GetIntegrationKeyRequest {
+                integration: "learner-activity".into(),
+                key_id: api_keys[0].clone(),
+            },
+            &partner_key,
+        ))
+        .await
+        .expect_err("a full key is not a key id");
+    // A wrong partner key: refused, and not logged.
+    let wrong_partner = latchkey::keys::ApiKey::generate(latchkey::keys::KeyKind::Partner)
+        .unwrap()
+        .expose_secret()
+        .to_owned();
+    let _ = client
+        .list_integration_keys(with_sid(
+            ListIntegrationKeysRequest::default(),
+            &wrong_partner,
+        ))
+        .await
+        .expect_err("wrong partner key");
+    client
+        .delete_integration_key(with_sid(
+            DeleteIntegrationKeyRequest {
+                integration: "learner-activity".into(),
+                key_id: api_keys[2][..20].to_owned(),
+            },
+            &partner_key,
+        ))
+        .await
+        .expect("delete");
+
+    // The stored hashes, which must not be logged either.
+    let db = latchkey::store::connect(&latchkey::store::DbOptions::new(url.clone()))
+        .await
+        .unwrap();
+    let mut hashes: Vec<String> = entity::integration_key::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.key_hash)
+        .collect();
+    hashes.extend(
+        entity::partner_key::Entity::find()
+            .all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.key_hash),
+    );
+    assert_eq!(hashes.len(), 3, "two integration keys and one partner key");
+    assert!(hashes.iter().all(|h| h.starts_with("$argon2id$")));
+    db.close().await.unwrap();
+
+    let (status, log) = server.terminate().await;
+    assert!(status.success(), "exit after SIGTERM: {status:?}\n{log}");
+    assert!(log.contains("latchkey serving"), "the log was captured");
+    assert!(log.lines().count() > 10, "trace logging was on");
+
+    let mut secrets: Vec<&str> = vec![
+        &partner_key,
+        &partner_key[21..],
+        &wrong_partner,
+        &wrong_partner[21..],
+    ];
+    for key in &api_keys {
+        secrets.push(key);
+        secrets.push(&key[21..]);
+    }
+    for secret in &secrets {
+        assert!(!log.contains(secret), "a key reached the log");
+    }
+    for hash in &hashes {
+        let digest = hash.rsplit('$').next().unwrap();
+        assert!(!log.contains(digest), "a hash reached the log");
+    }
+
+    // Every byte SQLite wrote: the database, its WAL and shared memory.
+    let mut stored = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", db_path.display());
+        if let Ok(bytes) = std::fs::read(&path) {
+            stored.extend(bytes);
+        }
+    }
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(
+        stored.contains(&api_keys[0][..20]),
+        "key ids are stored (sanity)"
+    );
+    assert!(stored.contains("$argon2id$"), "hashes are stored (sanity)");
+    for secret in &secrets {
+        assert!(!stored.contains(secret), "a key is stored in the clear");
+    }
+}
