@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use crate::{keys::HashParams, store::DbOptions};
+use crate::{keys::HashParams, store::DbOptions, verification::VerifierSettings};
 
 /// The embedded default: a SQLite file in the working directory, created on
 /// first start.
@@ -19,11 +19,17 @@ pub struct Settings {
     /// A catalog to apply at startup, before serving.
     pub catalog: Option<PathBuf>,
     pub hash: HashParams,
-    /// How long a verified key is trusted without argon2 (partner keys are
-    /// still checked for revocation in the database on every call).
-    pub verified_key_ttl: Duration,
-    /// How many verified keys each cache holds.
-    pub verified_key_capacity: u64,
+    /// The verification cache and failure throttling.
+    pub verifier: VerifierSettings,
+    /// How long a RATE_LIMITED answer is held back. It costs the server
+    /// nothing while it waits, and slows a flood of wrong secrets down to
+    /// what it can no longer crowd out.
+    pub rate_limited_delay: Duration,
+    /// How often batched `last_use_time`s are written.
+    pub usage_flush_interval: Duration,
+    /// How often the catalog revision is checked, so grant changes applied by
+    /// any process reach warm keys.
+    pub catalog_poll_interval: Duration,
 }
 
 impl Settings {
@@ -36,8 +42,10 @@ impl Settings {
                 .unwrap_or_else(|_| unreachable!("the default address parses")),
             catalog: None,
             hash: HashParams::default(),
-            verified_key_ttl: Duration::from_secs(60),
-            verified_key_capacity: 100_000,
+            verifier: VerifierSettings::default(),
+            rate_limited_delay: Duration::from_millis(250),
+            usage_flush_interval: Duration::from_secs(2),
+            catalog_poll_interval: Duration::from_secs(1),
         }
     }
 }

@@ -31,6 +31,9 @@ pub enum Error {
     KeyNotFound(String),
     #[error("API keys are available only for custom integrations")]
     NotCustomIntegration,
+    /// Rolling an expired key would issue a key that is born expired.
+    #[error("Key '{0}' has expired and cannot be rolled")]
+    KeyExpired(String),
     /// The database could not be reached; worth retrying.
     #[error("Service unavailable: the database cannot be reached")]
     Unavailable(#[source] sea_orm::DbErr),
@@ -94,7 +97,9 @@ impl From<Error> for Status {
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
             Error::IntegrationNotFound(_) | Error::KeyNotFound(_) => Status::not_found(message),
-            Error::NotCustomIntegration => Status::failed_precondition(message),
+            Error::NotCustomIntegration | Error::KeyExpired(_) => {
+                Status::failed_precondition(message)
+            }
             Error::Unavailable(source) => {
                 tracing::warn!(error = %source, "database unavailable");
                 Status::unavailable(message)

@@ -8,8 +8,10 @@
 pub mod auth;
 pub mod catalog;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod error;
+pub mod grants;
 pub mod keys;
 pub mod proto;
 pub mod server;
@@ -18,5 +20,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod usage;
+pub mod verification;
 
 pub use error::Error;

@@ -35,16 +35,22 @@ pub const SERVICE_NAMES: [&str; 4] = [
     AuditServiceServer::<service::Audit>::NAME,
 ];
 
-/// Connects to the database, migrates it, applies the startup catalog if any,
-/// and serves on `listener` until `shutdown` completes. On shutdown every
-/// health entry turns NOT_SERVING first, then in-flight calls drain and the
-/// pool closes.
+/// Connects, migrates, applies the startup catalog and serves on `listener`
+/// until `shutdown` completes: `prepare` then `serve`.
 pub async fn run(
     settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let db = store::connect(&settings.database)
+    let state = prepare(&settings).await?;
+    serve(state, settings, listener, shutdown).await
+}
+
+/// Connects to the database, migrates it, applies the startup catalog if
+/// any, and loads the grants: everything the services need before serving.
+pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<AppState>> {
+    let db_stats = Arc::new(store::QueryStats::default());
+    let db = store::connect_observed(&settings.database, db_stats.clone())
         .await
         .context("cannot open the database")?;
     store::migrate(&db)
@@ -62,8 +68,28 @@ pub async fn run(
             tracing::info!(revision, "catalog applied");
         }
     }
+    let state = Arc::new(AppState::new(db.clone(), db_stats, settings)?);
+    state
+        .verifier
+        .grants
+        .refresh(&db, true)
+        .await
+        .context("cannot load endpoint grants")?;
+    Ok(state)
+}
 
-    let state = Arc::new(AppState::new(db.clone(), &settings)?);
+/// Serves every service on `listener` until `shutdown` completes. On shutdown
+/// every health entry turns NOT_SERVING first, then in-flight calls drain,
+/// pending key uses are written and the pool closes.
+pub async fn serve(
+    state: Arc<AppState>,
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = state.db.clone();
+    let (stop_background, stopped) = tokio::sync::watch::channel(false);
+    let background = tokio::spawn(background_work(state.clone(), settings, stopped));
     let (health, health_service) = tonic_health::server::health_reporter();
     set_all(&health, ServingStatus::Serving).await;
 
@@ -94,10 +120,57 @@ pub async fn run(
         })
         .await?;
 
+    let _ = stop_background.send(true);
+    if let Err(e) = background.await {
+        tracing::error!(error = %e, "background task failed");
+    }
+    // Uses noted since the last flush are not lost on a clean shutdown.
+    if let Err(e) = state.verifier.usage.flush(&db).await {
+        tracing::warn!(error = %e, "cannot record last key uses");
+    }
     drop(state);
     db.close().await.context("cannot close the database pool")?;
     tracing::info!("latchkey stopped");
     Ok(())
+}
+
+/// Periodic work beside the calls: reload grants when the catalog revision
+/// changes, and write batched `last_use_time`s. Runs until `stop` turns true.
+async fn background_work(
+    state: Arc<AppState>,
+    settings: Settings,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    // First ticks one period from now: grants were just loaded by `prepare`.
+    let start = tokio::time::Instant::now();
+    let mut catalog_tick = tokio::time::interval_at(
+        start + settings.catalog_poll_interval,
+        settings.catalog_poll_interval,
+    );
+    let mut usage_tick = tokio::time::interval_at(
+        start + settings.usage_flush_interval,
+        settings.usage_flush_interval,
+    );
+    for tick in [&mut catalog_tick, &mut usage_tick] {
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = catalog_tick.tick() => {
+                match state.verifier.grants.refresh(&state.db, false).await {
+                    Ok(true) => tracing::info!("endpoint grants reloaded for a new catalog revision"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot check the catalog revision"),
+                }
+            }
+            _ = usage_tick.tick() => {
+                if let Err(e) = state.verifier.usage.flush(&state.db).await {
+                    tracing::warn!(error = %e, "cannot record last key uses; will retry");
+                }
+            }
+        }
+    }
 }
 
 /// Reflection over every service served, both reflection versions included,

@@ -7,7 +7,13 @@
 //! brute-forced if memory were dumped, and a wrong secret for a cached key id
 //! never counts as verified.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -22,6 +28,8 @@ type Digest = [u8; 32];
 pub struct VerifiedKeys<V> {
     mac_key: Zeroizing<[u8; 32]>,
     entries: moka::sync::Cache<String, Arc<(Digest, V)>>,
+    /// Bumped by every eviction; see `insert_unless_evicted`.
+    evictions: AtomicU64,
 }
 
 impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
@@ -35,6 +43,7 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
                 .max_capacity(capacity)
                 .time_to_live(ttl)
                 .build(),
+            evictions: AtomicU64::new(0),
         })
     }
 
@@ -54,7 +63,28 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
 
     /// Forgets the key with this id, if cached.
     pub fn evict(&self, key_id: &str) {
+        self.evictions.fetch_add(1, Ordering::SeqCst);
         self.entries.invalidate(key_id);
+    }
+
+    /// A counter of evictions, to be read before loading what will be
+    /// inserted.
+    pub fn generation(&self) -> u64 {
+        self.evictions.load(Ordering::SeqCst)
+    }
+
+    /// Inserts unless any eviction happened since `generation` was read: the
+    /// value may have been loaded before a delete or update that has already
+    /// evicted, and caching it would resurrect the old state. Skipping only
+    /// costs one more verification later.
+    pub fn insert_unless_evicted(&self, key: &ApiKey, value: V, generation: u64) {
+        if self.generation() == generation {
+            self.insert(key, value);
+            if self.generation() != generation {
+                // An eviction raced with the insert: undo, to be safe.
+                self.entries.invalidate(key.key_id());
+            }
+        }
     }
 
     fn digest(&self, key: &ApiKey) -> Digest {

@@ -5,7 +5,10 @@
 //! a flood of creates or bad secrets queues here instead of stalling other
 //! calls or growing memory without bound.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use argon2::{
     Algorithm, Argon2, Params, Version,
@@ -58,6 +61,8 @@ pub enum HashError {
 pub struct Hasher {
     params: Params,
     permits: Arc<Semaphore>,
+    /// argon2 computations started, hashes and verifications alike.
+    runs: Arc<AtomicU64>,
 }
 
 impl Hasher {
@@ -76,6 +81,7 @@ impl Hasher {
         Ok(Self {
             params: argon_params,
             permits: Arc::new(Semaphore::new(concurrency)),
+            runs: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -106,9 +112,14 @@ impl Hasher {
         .await
     }
 
-    /// Calls waiting for or holding a hashing slot right now.
+    /// Hashing slots free right now.
     pub fn available_permits(&self) -> usize {
         self.permits.available_permits()
+    }
+
+    /// argon2 computations started so far.
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
     }
 
     async fn run<T, F>(&self, key: &ApiKey, work: F) -> Result<T, HashError>
@@ -123,6 +134,7 @@ impl Hasher {
             .await
             .map_err(|_| HashError::Closed)?;
         let secret = Zeroizing::new(key.expose_secret().to_owned());
+        self.runs.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             work(&secret)

@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod format;
 pub mod hasher;
+pub mod throttle;
 
 pub use cache::VerifiedKeys;
 pub use format::{ApiKey, KeyKind, Malformed};

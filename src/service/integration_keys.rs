@@ -13,10 +13,11 @@ use crate::{
     state::AppState,
     store::{
         self,
-        integration_keys::{IntegrationKeyRow, NewIntegrationKey},
+        integration_keys::{IntegrationKeyRow, KeyChanges, NewIntegrationKey},
         integrations::{Integration, IntegrationKind},
     },
-    time::{now_micros, to_timestamp},
+    time::{duration_micros, now_micros, to_timestamp},
+    verification::{Decision, MAX_ENDPOINT_LEN, Verdict},
 };
 
 pub struct IntegrationKeys {
@@ -152,8 +153,167 @@ impl IntegrationKeys {
         if !store::integration_keys::delete(&self.state.db, integration.id, &req.key_id).await? {
             return Err(Error::KeyNotFound(req.key_id));
         }
+        self.state.verifier.forget(&req.key_id);
         tracing::info!(key_id = %req.key_id, integration = %integration.name, "integration key deleted");
         Ok(pb::DeleteIntegrationKeyResponse {})
+    }
+
+    async fn verify(
+        &self,
+        request: Request<pb::VerifyIntegrationKeyRequest>,
+    ) -> Result<pb::VerifyIntegrationKeyResponse, Error> {
+        let peer = request.remote_addr().map(|addr| addr.ip());
+        let pb::VerifyIntegrationKeyRequest { api_key, endpoint } = request.into_inner();
+        let endpoint = endpoint.strip_prefix('/').unwrap_or(&endpoint);
+        let mut v = Violations::default();
+        if endpoint.is_empty() {
+            v.add("endpoint", "must not be empty");
+        } else if endpoint.len() > MAX_ENDPOINT_LEN {
+            v.add("endpoint", "must be at most 255 characters");
+        }
+        v.finish()?;
+
+        let verdict = self.state.verifier.verify(api_key, endpoint, peer).await?;
+        if verdict.decision == Decision::RateLimited {
+            tokio::time::sleep(self.state.rate_limited_delay).await;
+        }
+        Ok(verdict_to_proto(verdict))
+    }
+
+    async fn update(
+        &self,
+        request: Request<pb::UpdateIntegrationKeyRequest>,
+    ) -> Result<pb::UpdateIntegrationKeyResponse, Error> {
+        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        let req = request.into_inner();
+        let key = req.key.unwrap_or_default();
+        let now = now_micros();
+        let mut v = Violations::default();
+        v.check(
+            "key.integration",
+            validate::integration_name(&key.integration),
+        );
+        v.check("key.key_id", validate::integration_key_id(&key.key_id));
+        let paths = req.update_mask.map(|mask| mask.paths).unwrap_or_default();
+        if paths.is_empty() {
+            v.add(
+                "update_mask",
+                "must name at least one of display_name, expire_time, disabled",
+            );
+        }
+        let mut changes = KeyChanges::default();
+        for path in &paths {
+            match path.as_str() {
+                "display_name" => {
+                    v.check(
+                        "key.display_name",
+                        validate::display_name(&key.display_name),
+                    );
+                    changes.display_name = Some(key.display_name.clone());
+                }
+                "expire_time" => match key
+                    .expire_time
+                    .as_ref()
+                    .map(|t| validate::future_time(t, now))
+                {
+                    None => changes.expire_time = Some(None),
+                    Some(Ok(t)) => changes.expire_time = Some(Some(t)),
+                    Some(Err(problem)) => v.add("key.expire_time", problem),
+                },
+                "disabled" => changes.disabled = Some(key.disabled),
+                _ => v.add(
+                    "update_mask",
+                    "unknown path; allowed: display_name, expire_time, disabled",
+                ),
+            }
+        }
+        v.finish()?;
+
+        let integration = self.integration(&key.integration).await?;
+        let db = &self.state.db;
+        if !store::integration_keys::update(db, integration.id, &key.key_id, changes).await? {
+            return Err(Error::KeyNotFound(key.key_id));
+        }
+        self.state.verifier.forget(&key.key_id);
+        let row = store::integration_keys::find(db, integration.id, &key.key_id)
+            .await?
+            .ok_or_else(|| Error::KeyNotFound(key.key_id.clone()))?;
+        tracing::info!(key_id = %row.key_id, integration = %integration.name, ?paths, "integration key updated");
+        Ok(pb::UpdateIntegrationKeyResponse {
+            key: Some(key_to_proto(&row, &integration.name, now)),
+        })
+    }
+
+    async fn roll(
+        &self,
+        request: Request<pb::RollIntegrationKeyRequest>,
+    ) -> Result<pb::RollIntegrationKeyResponse, Error> {
+        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        let req = request.into_inner();
+        let mut v = Violations::default();
+        v.check("integration", validate::integration_name(&req.integration));
+        v.check("key_id", validate::integration_key_id(&req.key_id));
+        let grace = match req.grace_period.as_ref().map(duration_micros) {
+            None => 0,
+            Some(Some(grace)) => grace,
+            Some(None) => {
+                v.add("grace_period", "must be a valid duration of at least 0");
+                0
+            }
+        };
+        v.finish()?;
+
+        let integration = self.integration(&req.integration).await?;
+        let db = &self.state.db;
+        let old = store::integration_keys::find(db, integration.id, &req.key_id)
+            .await?
+            .ok_or_else(|| Error::KeyNotFound(req.key_id.clone()))?;
+        let now = now_micros();
+        if old.expire_time.is_some_and(|t| t <= now) {
+            return Err(Error::KeyExpired(old.key_id));
+        }
+        // Hash before the transaction: argon2 must not hold the write lock.
+        let new_key = ApiKey::generate(KeyKind::Integration)?;
+        let key_hash = self.state.hasher.hash(&new_key).await?;
+        // Rolling never extends the old key's life.
+        let old_expire = now
+            .saturating_add(grace)
+            .min(old.expire_time.unwrap_or(i64::MAX));
+
+        let txn = store::begin_write(db).await?;
+        let shortened = KeyChanges {
+            expire_time: Some(Some(old_expire)),
+            ..KeyChanges::default()
+        };
+        // The old key may have been deleted while the new one was hashed.
+        if !store::integration_keys::update(&txn, integration.id, &old.key_id, shortened).await? {
+            return Err(Error::KeyNotFound(old.key_id));
+        }
+        let new_row = store::integration_keys::insert(
+            &txn,
+            NewIntegrationKey {
+                key_id: new_key.key_id(),
+                integration_id: integration.id,
+                display_name: &old.display_name,
+                key_hash,
+                create_time: now,
+                expire_time: old.expire_time,
+            },
+        )
+        .await?;
+        txn.commit().await?;
+        self.state.verifier.forget(&old.key_id);
+
+        let previous = IntegrationKeyRow {
+            expire_time: Some(old_expire),
+            ..old
+        };
+        tracing::info!(key_id = %new_row.key_id, previous_key_id = %previous.key_id, integration = %integration.name, "integration key rolled");
+        Ok(pb::RollIntegrationKeyResponse {
+            key: Some(key_to_proto(&new_row, &integration.name, now)),
+            api_key: new_key.expose_secret().to_owned(),
+            previous_key: Some(key_to_proto(&previous, &integration.name, now)),
+        })
     }
 
     async fn integrations_page(
@@ -265,6 +425,28 @@ fn key_to_proto(row: &IntegrationKeyRow, integration: &str, now: i64) -> pb::Int
     }
 }
 
+fn verdict_to_proto(verdict: Verdict) -> pb::VerifyIntegrationKeyResponse {
+    let decision = match verdict.decision {
+        Decision::Allowed => pb::Decision::Allowed,
+        Decision::Malformed => pb::Decision::Malformed,
+        Decision::Invalid => pb::Decision::Invalid,
+        Decision::Expired => pb::Decision::Expired,
+        Decision::Disabled => pb::Decision::Disabled,
+        Decision::EndpointNotGranted => pb::Decision::EndpointNotGranted,
+        Decision::RateLimited => pb::Decision::RateLimited,
+    };
+    let key = verdict.key;
+    pb::VerifyIntegrationKeyResponse {
+        decision: decision.into(),
+        integration: key
+            .as_ref()
+            .map(|k| k.integration.clone())
+            .unwrap_or_default(),
+        key_id: key.as_ref().map(|k| k.key_id.clone()).unwrap_or_default(),
+        expire_time: key.and_then(|k| k.expire_time).map(to_timestamp),
+    }
+}
+
 fn integration_to_proto(integration: Integration) -> pb::Integration {
     pb::Integration {
         name: integration.name,
@@ -310,29 +492,23 @@ impl IntegrationKeysService for IntegrationKeys {
 
     async fn verify_integration_key(
         &self,
-        _request: Request<pb::VerifyIntegrationKeyRequest>,
+        request: Request<pb::VerifyIntegrationKeyRequest>,
     ) -> Result<Response<pb::VerifyIntegrationKeyResponse>, Status> {
-        Err(Status::unimplemented(
-            "VerifyIntegrationKey is not implemented yet",
-        ))
+        Ok(Response::new(self.verify(request).await?))
     }
 
     async fn update_integration_key(
         &self,
-        _request: Request<pb::UpdateIntegrationKeyRequest>,
+        request: Request<pb::UpdateIntegrationKeyRequest>,
     ) -> Result<Response<pb::UpdateIntegrationKeyResponse>, Status> {
-        Err(Status::unimplemented(
-            "UpdateIntegrationKey is not implemented yet",
-        ))
+        Ok(Response::new(self.update(request).await?))
     }
 
     async fn roll_integration_key(
         &self,
-        _request: Request<pb::RollIntegrationKeyRequest>,
+        request: Request<pb::RollIntegrationKeyRequest>,
     ) -> Result<Response<pb::RollIntegrationKeyResponse>, Status> {
-        Err(Status::unimplemented(
-            "RollIntegrationKey is not implemented yet",
-        ))
+        Ok(Response::new(self.roll(request).await?))
     }
 
     async fn list_integrations(

@@ -113,3 +113,66 @@ pub async fn count_for_integration<C: ConnectionTrait>(
         .count(db)
         .await
 }
+
+/// The key `key_id`, whatever its integration (for verification).
+pub async fn find_by_id<C: ConnectionTrait>(
+    db: &C,
+    key_id: &str,
+) -> Result<Option<IntegrationKeyRow>, DbErr> {
+    Entity::find_by_id(key_id.to_owned()).one(db).await
+}
+
+/// Moves `last_use_time` forward to `time` (never back).
+pub async fn record_use<C: ConnectionTrait>(db: &C, key_id: &str, time: i64) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::LastUseTime, Expr::value(time))
+        .filter(Column::KeyId.eq(key_id))
+        .filter(
+            Condition::any()
+                .add(Column::LastUseTime.is_null())
+                .add(Column::LastUseTime.lt(time)),
+        )
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The changes UpdateIntegrationKey may make; `None` leaves a field alone.
+#[derive(Default)]
+pub struct KeyChanges {
+    pub display_name: Option<String>,
+    /// `Some(None)` clears the expiry.
+    pub expire_time: Option<Option<i64>>,
+    pub disabled: Option<bool>,
+}
+
+/// Applies `changes`; false when there is no such key in the integration.
+pub async fn update<C: ConnectionTrait>(
+    db: &C,
+    integration_id: i64,
+    key_id: &str,
+    changes: KeyChanges,
+) -> Result<bool, DbErr> {
+    let mut query = Entity::update_many()
+        .filter(Column::KeyId.eq(key_id))
+        .filter(Column::IntegrationId.eq(integration_id));
+    let mut any = false;
+    if let Some(display_name) = changes.display_name {
+        query = query.col_expr(Column::DisplayName, Expr::value(display_name));
+        any = true;
+    }
+    if let Some(expire_time) = changes.expire_time {
+        query = query.col_expr(Column::ExpireTime, Expr::value(expire_time));
+        any = true;
+    }
+    if let Some(disabled) = changes.disabled {
+        query = query.col_expr(Column::Disabled, Expr::value(disabled));
+        any = true;
+    }
+    if any {
+        query.exec(db).await?;
+    }
+    // MySQL reports 0 affected rows when nothing changes; existence is what
+    // the caller asks about, so check it separately.
+    Ok(find(db, integration_id, key_id).await?.is_some())
+}

@@ -6,7 +6,13 @@ pub mod integration_keys;
 pub mod integrations;
 pub mod partner_keys;
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
@@ -30,6 +36,48 @@ impl DbOptions {
             acquire_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// Counts of the statements a pool ran, fed by SeaORM's metric callback.
+#[derive(Debug, Default)]
+pub struct QueryStats {
+    statements: AtomicU64,
+    failed: AtomicU64,
+    total_micros: AtomicU64,
+}
+
+impl QueryStats {
+    /// Statements run so far.
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Statements that failed so far.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Time spent in statements so far, microseconds.
+    pub fn total_micros(&self) -> u64 {
+        self.total_micros.load(Ordering::Relaxed)
+    }
+}
+
+/// Opens a pool (see `connect`) whose every statement is counted in `stats`.
+pub async fn connect_observed(
+    options: &DbOptions,
+    stats: Arc<QueryStats>,
+) -> Result<DatabaseConnection, DbErr> {
+    let mut db = connect(options).await?;
+    db.set_metric_callback(move |info| {
+        stats.statements.fetch_add(1, Ordering::Relaxed);
+        if info.failed {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(info.elapsed.as_micros()).unwrap_or(u64::MAX);
+        stats.total_micros.fetch_add(micros, Ordering::Relaxed);
+    });
+    Ok(db)
 }
 
 /// Opens a pool. SQLite gets WAL, `synchronous=NORMAL`, a busy timeout and

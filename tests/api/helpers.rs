@@ -1,12 +1,13 @@
 //! `spawn_app()`: a fresh database, a partner key, and a real server on an
 //! ephemeral port.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use latchkey::{
     config::Settings,
     keys::{ApiKey, HashParams, Hasher, KeyKind},
     proto::v1::integration_keys_service_client::IntegrationKeysServiceClient,
+    state::AppState,
     store,
 };
 use sea_orm::DatabaseConnection;
@@ -53,12 +54,19 @@ pub struct TestApp {
     /// A valid partner key, accepted on every management call.
     pub partner_key: String,
     pub db: DatabaseConnection,
+    /// The server's shared state: its hasher, caches and query counts.
+    pub state: Arc<AppState>,
     pub dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// `spawn_app` with settings adjusted by `configure` first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let database_path = dir.path().join("latchkey.db");
     let database_url = format!("sqlite://{}?mode=rwc", database_path.display());
@@ -74,18 +82,29 @@ pub async fn spawn_app() -> TestApp {
     let mut settings = Settings::new(database_url.clone());
     settings.catalog = Some(catalog_path);
     settings.hash = test_hash_params();
+    // RATE_LIMITED answers are held back in production; not worth waiting
+    // for in tests.
+    settings.rate_limited_delay = Duration::from_millis(1);
+    configure(&mut settings);
+    let state = latchkey::server::prepare(&settings).await.expect("prepare");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let (shutdown, on_shutdown) = oneshot::channel::<()>();
-    let server = tokio::spawn(latchkey::server::run(settings, listener, async {
-        let _ = on_shutdown.await;
-    }));
+    let server = tokio::spawn(latchkey::server::serve(
+        state.clone(),
+        settings,
+        listener,
+        async {
+            let _ = on_shutdown.await;
+        },
+    ));
 
     let app = TestApp {
         addr,
         database_url,
         partner_key,
         db,
+        state,
         dir,
         shutdown: Some(shutdown),
         server: Some(server),
@@ -210,4 +229,72 @@ pub fn bad_request_fields<T: std::fmt::Debug>(result: Result<T, Status>) -> Vec<
         .into_iter()
         .map(|v| v.field)
         .collect()
+}
+
+/// Polls `probe` every 20 ms until it returns `Some`, or fails after
+/// `within`. For things that happen in the background (batched writes,
+/// catalog reloads, expiry): no fixed sleeps.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl TestApp {
+    /// Creates a key for `integration` and returns (key id, full key).
+    pub async fn create_key(
+        &self,
+        integration: &str,
+        expire_time: Option<prost_types::Timestamp>,
+    ) -> (String, String) {
+        let created = self
+            .keys_client()
+            .await
+            .create_integration_key(self.as_partner(
+                latchkey::proto::v1::CreateIntegrationKeyRequest {
+                    integration: integration.into(),
+                    display_name: "test key".into(),
+                    expire_time,
+                },
+            ))
+            .await
+            .expect("create key")
+            .into_inner();
+        (created.key.expect("key").key_id, created.api_key)
+    }
+
+    /// Calls VerifyIntegrationKey (which needs no credential).
+    pub async fn verify(
+        &self,
+        api_key: &str,
+        endpoint: &str,
+    ) -> latchkey::proto::v1::VerifyIntegrationKeyResponse {
+        self.keys_client()
+            .await
+            .verify_integration_key(latchkey::proto::v1::VerifyIntegrationKeyRequest {
+                api_key: api_key.into(),
+                endpoint: endpoint.into(),
+            })
+            .await
+            .expect("verify answers OK")
+            .into_inner()
+    }
+}
+
+/// A timestamp `seconds` from now.
+pub fn in_seconds(seconds: i64) -> prost_types::Timestamp {
+    let micros = latchkey::time::now_micros() + seconds * 1_000_000;
+    latchkey::time::to_timestamp(micros)
 }

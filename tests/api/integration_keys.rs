@@ -489,30 +489,3 @@ async fn list_rejects_bad_arguments_and_unknown_integrations() {
         .into_inner();
     assert!(empty.keys.is_empty() && empty.next_page_token.is_empty());
 }
-
-#[tokio::test]
-async fn rpcs_of_later_issues_answer_unimplemented() {
-    use latchkey::proto::v1::{
-        RollIntegrationKeyRequest, UpdateIntegrationKeyRequest, VerifyIntegrationKeyRequest,
-    };
-    let app = spawn_app().await;
-    let mut client = app.keys_client().await;
-    let code = client
-        .verify_integration_key(VerifyIntegrationKeyRequest::default())
-        .await
-        .expect_err("unimplemented")
-        .code();
-    assert_eq!(code, Code::Unimplemented);
-    let code = client
-        .update_integration_key(app.as_partner(UpdateIntegrationKeyRequest::default()))
-        .await
-        .expect_err("unimplemented")
-        .code();
-    assert_eq!(code, Code::Unimplemented);
-    let code = client
-        .roll_integration_key(app.as_partner(RollIntegrationKeyRequest::default()))
-        .await
-        .expect_err("unimplemented")
-        .code();
-    assert_eq!(code, Code::Unimplemented);
-}

@@ -7,5 +7,8 @@ mod health;
 mod helpers;
 mod integration_keys;
 mod integrations;
+mod lifecycle;
 mod reflection;
+mod sdk;
 mod secrets;
+mod verify;

@@ -1,0 +1,258 @@
+//! A tower layer for resource servers: verify the caller's integration key
+//! against latchkey before the call reaches the service.
+//!
+//! ```no_run
+//! # async fn example(channel: tonic::transport::Channel) -> Result<(), Box<dyn std::error::Error>> {
+//! use latchkey::client::RequireIntegrationKeyLayer;
+//! use tower::Layer;
+//! # use tonic_health::server::health_reporter;
+//! # let (_, my_service) = health_reporter();
+//! let guard = RequireIntegrationKeyLayer::new(channel); // a Channel to latchkey
+//! tonic::transport::Server::builder()
+//!     .add_service(guard.layer(my_service)) // the one line
+//!     .serve("127.0.0.1:50052".parse()?)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The key is taken from `authorization: Bearer <key>` (or another header,
+//! see [`RequireIntegrationKeyLayer::with_header`]), and the endpoint is the
+//! called method's full name (`pkg.Service/Method`). Allowed decisions are
+//! cached locally for a short time; denials are not. Calls without a valid
+//! key get `UNAUTHENTICATED`, calls to a method the key's integration is not
+//! granted get `PERMISSION_DENIED`, and calls made while latchkey cannot be
+//! reached get `UNAVAILABLE`.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use tonic::{
+    Request, Status,
+    body::Body,
+    codegen::http::{self, HeaderMap, HeaderName},
+    server::NamedService,
+    transport::Channel,
+};
+use tower::{Layer, Service};
+use zeroize::Zeroizing;
+
+use crate::{
+    proto::v1::{
+        Decision, VerifyIntegrationKeyRequest,
+        integration_keys_service_client::IntegrationKeysServiceClient,
+    },
+    time::{from_timestamp, now_micros},
+};
+
+/// Who called: put in the request's extensions when the key is allowed, so
+/// handlers can read it with `request.extensions().get::<VerifiedCaller>()`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedCaller {
+    pub integration: String,
+    pub key_id: String,
+}
+
+#[derive(Clone)]
+struct CachedAllow {
+    caller: VerifiedCaller,
+    expire_time: Option<i64>,
+}
+
+struct Shared {
+    channel: Channel,
+    header: Option<HeaderName>,
+    mac_key: Zeroizing<[u8; 32]>,
+    allowed: moka::sync::Cache<[u8; 32], CachedAllow>,
+}
+
+/// Builds [`RequireIntegrationKey`] services; see the module docs.
+#[derive(Clone)]
+pub struct RequireIntegrationKeyLayer {
+    shared: Arc<Shared>,
+}
+
+impl RequireIntegrationKeyLayer {
+    /// Verifies through latchkey at `channel`, caching allowed keys for 5 s.
+    pub fn new(channel: Channel) -> Self {
+        Self::build(channel, None, Duration::from_secs(5))
+    }
+
+    /// Reads the raw key from `header` instead of `authorization: Bearer`.
+    pub fn with_header(self, header: HeaderName) -> Self {
+        let ttl = self.ttl();
+        Self::build(self.shared.channel.clone(), Some(header), ttl)
+    }
+
+    /// How long an allowed (key, endpoint) is trusted without asking
+    /// latchkey again; this bounds how long a deleted key keeps working here.
+    /// Zero disables the cache.
+    pub fn with_cache_ttl(self, ttl: Duration) -> Self {
+        let header = self.shared.header.clone();
+        Self::build(self.shared.channel.clone(), header, ttl)
+    }
+
+    fn ttl(&self) -> Duration {
+        self.shared
+            .allowed
+            .policy()
+            .time_to_live()
+            .unwrap_or_default()
+    }
+
+    fn build(channel: Channel, header: Option<HeaderName>, ttl: Duration) -> Self {
+        let mut mac_key = Zeroizing::new([0u8; 32]);
+        // Without OS randomness the cache key is still a SHA-256 of the key;
+        // only the per-process keying is lost.
+        let _ = getrandom::fill(mac_key.as_mut());
+        Self {
+            shared: Arc::new(Shared {
+                channel,
+                header,
+                mac_key,
+                allowed: moka::sync::Cache::builder()
+                    .max_capacity(if ttl.is_zero() { 0 } else { 10_000 })
+                    .time_to_live(ttl.max(Duration::from_millis(1)))
+                    .build(),
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for RequireIntegrationKeyLayer {
+    type Service = RequireIntegrationKey<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireIntegrationKey {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// A tonic service that only lets through calls whose integration key
+/// latchkey allows for the called method.
+#[derive(Clone)]
+pub struct RequireIntegrationKey<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: NamedService> NamedService for RequireIntegrationKey<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> Service<http::Request<B>> for RequireIntegrationKey<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The ready service goes into the future; a fresh clone stays here.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let endpoint = request.uri().path().trim_start_matches('/').to_owned();
+            let key = shared.presented_key(request.headers());
+            match shared.check(key, endpoint).await {
+                Ok(caller) => {
+                    request.extensions_mut().insert(caller);
+                    inner.call(request).await
+                }
+                Err(status) => Ok(status.into_http()),
+            }
+        })
+    }
+}
+
+impl Shared {
+    fn presented_key(&self, headers: &HeaderMap) -> Option<Zeroizing<String>> {
+        let value = match &self.header {
+            Some(name) => headers.get(name)?.to_str().ok()?,
+            None => {
+                let (scheme, token) = headers
+                    .get(http::header::AUTHORIZATION)?
+                    .to_str()
+                    .ok()?
+                    .split_once(' ')?;
+                if !scheme.eq_ignore_ascii_case("bearer") {
+                    return None;
+                }
+                token
+            }
+        };
+        Some(Zeroizing::new(value.trim().to_owned()))
+    }
+
+    fn cache_key(&self, key: &str, endpoint: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.mac_key.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(key.as_bytes());
+        mac.update(b"\0");
+        mac.update(endpoint.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    async fn check(
+        &self,
+        key: Option<Zeroizing<String>>,
+        endpoint: String,
+    ) -> Result<VerifiedCaller, Status> {
+        let key = key.ok_or_else(|| Status::unauthenticated("Invalid credentials"))?;
+        let cache_key = self.cache_key(&key, &endpoint);
+        let now = now_micros();
+        if let Some(hit) = self.allowed.get(&cache_key)
+            && hit.expire_time.is_none_or(|t| t > now)
+        {
+            return Ok(hit.caller);
+        }
+        let verdict = IntegrationKeysServiceClient::new(self.channel.clone())
+            .verify_integration_key(Request::new(VerifyIntegrationKeyRequest {
+                api_key: key.to_string(),
+                endpoint,
+            }))
+            .await
+            .map_err(|status| {
+                tracing::warn!(code = ?status.code(), "latchkey verification failed");
+                Status::unavailable("Key verification is unavailable")
+            })?
+            .into_inner();
+        match verdict.decision() {
+            Decision::Allowed => {
+                let caller = VerifiedCaller {
+                    integration: verdict.integration,
+                    key_id: verdict.key_id,
+                };
+                let expire_time = verdict.expire_time.as_ref().and_then(from_timestamp);
+                self.allowed.insert(
+                    cache_key,
+                    CachedAllow {
+                        caller: caller.clone(),
+                        expire_time,
+                    },
+                );
+                Ok(caller)
+            }
+            Decision::EndpointNotGranted => Err(Status::permission_denied(
+                "This key may not call this endpoint",
+            )),
+            _ => Err(Status::unauthenticated("Invalid credentials")),
+        }
+    }
+}

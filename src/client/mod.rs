@@ -1,0 +1,13 @@
+//! The client side of latchkey, for Rust services.
+//!
+//! - [`pb`]: the generated messages and tonic clients of every service.
+//! - [`RequireIntegrationKeyLayer`]: guards a tonic service of a resource
+//!   server, so that every call must carry an integration key that latchkey
+//!   allows for the called method.
+
+mod guard;
+
+pub use guard::{RequireIntegrationKey, RequireIntegrationKeyLayer, VerifiedCaller};
+
+/// Generated messages and clients (`pb::integration_keys_service_client::...`).
+pub use crate::proto::v1 as pb;

@@ -1,0 +1,109 @@
+//! Which endpoints each integration may call, as a snapshot shared by every
+//! verification and reloaded when a new catalog revision appears (applied by
+//! this process or any other), so grant changes reach warm keys too.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+use sea_orm::{ConnectionTrait, DbErr};
+
+use crate::store;
+
+/// One integration's name and grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrationGrants {
+    pub name: String,
+    pub endpoints: Vec<String>,
+}
+
+impl IntegrationGrants {
+    /// Whether a grant matches `endpoint`: exactly, or as a prefix pattern
+    /// ending in `*`. Deny by default.
+    pub fn allows(&self, endpoint: &str) -> bool {
+        self.endpoints
+            .iter()
+            .any(|grant| match grant.strip_suffix('*') {
+                Some(prefix) => endpoint.starts_with(prefix),
+                None => grant == endpoint,
+            })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The catalog revision this snapshot reflects (0: none applied).
+    pub revision: i64,
+    pub by_integration_id: HashMap<i64, IntegrationGrants>,
+}
+
+/// The current grants snapshot.
+#[derive(Default)]
+pub struct GrantBook {
+    current: RwLock<Arc<Snapshot>>,
+}
+
+impl GrantBook {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reloads from the database if the catalog revision changed (or always,
+    /// with `force`). Returns whether it reloaded.
+    pub async fn refresh<C: ConnectionTrait>(&self, db: &C, force: bool) -> Result<bool, DbErr> {
+        let revision = store::catalog::latest_revision(db)
+            .await?
+            .map_or(0, |r| r.id);
+        if !force && revision == self.snapshot().revision {
+            return Ok(false);
+        }
+        let by_integration_id = store::integrations::all(db)
+            .await?
+            .into_iter()
+            .map(|i| {
+                (
+                    i.id,
+                    IntegrationGrants {
+                        name: i.name,
+                        endpoints: i.endpoints,
+                    },
+                )
+            })
+            .collect();
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot {
+            revision,
+            by_integration_id,
+        });
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_and_prefix_grants() {
+        let grants = IntegrationGrants {
+            name: "x".into(),
+            endpoints: vec![
+                "course.v1.CourseService/GetOutline".into(),
+                "permissions.v1.*".into(),
+            ],
+        };
+        assert!(grants.allows("course.v1.CourseService/GetOutline"));
+        assert!(!grants.allows("course.v1.CourseService/GetOutlines"));
+        assert!(!grants.allows("course.v1.CourseService/DeleteCourse"));
+        assert!(grants.allows("permissions.v1.PermissionService/Check"));
+        assert!(!grants.allows("permissions.v2.PermissionService/Check"));
+        let none = IntegrationGrants {
+            name: "y".into(),
+            endpoints: vec![],
+        };
+        assert!(!none.allows("anything/At"));
+    }
+}

@@ -1,0 +1,199 @@
+//! The verification hot path: "may this key call this endpoint?".
+//!
+//! parse + checksum (no I/O) -> cache hit (an HMAC and a map lookup) or, on
+//! a miss, failure budget -> indexed lookup -> one argon2 verify -> cache ->
+//! state and grant checks against the current grants snapshot.
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    error::Error,
+    grants::GrantBook,
+    keys::{
+        ApiKey, Hasher, KeyKind, VerifiedKeys,
+        throttle::{FailureThrottle, ThrottleSettings},
+    },
+    store,
+    time::now_micros,
+    usage::UsageRecorder,
+};
+
+/// Longest endpoint name VerifyIntegrationKey accepts.
+pub const MAX_ENDPOINT_LEN: usize = 255;
+
+/// The verdict about a key, as API.md's `Decision`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    Malformed,
+    Invalid,
+    Expired,
+    Disabled,
+    EndpointNotGranted,
+    RateLimited,
+}
+
+/// What is known about a key whose secret has been proven.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProvenKey {
+    pub key_id: String,
+    pub integration: String,
+    pub expire_time: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub decision: Decision,
+    /// Set only once the secret has been proven.
+    pub key: Option<ProvenKey>,
+}
+
+impl Verdict {
+    fn unproven(decision: Decision) -> Self {
+        Self {
+            decision,
+            key: None,
+        }
+    }
+}
+
+/// What the cache remembers about a verified key: enough to decide without
+/// the database. Grants are not here: they come from the shared snapshot.
+#[derive(Clone, Debug)]
+struct CachedKey {
+    integration_id: i64,
+    expire_time: Option<i64>,
+    disabled: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct VerifierSettings {
+    pub throttle: ThrottleSettings,
+    /// How long a proven key is trusted without the database. Deletes and
+    /// updates on this replica evict at once; this bounds staleness for
+    /// changes made elsewhere.
+    pub cache_ttl: Duration,
+    pub cache_capacity: u64,
+}
+
+impl Default for VerifierSettings {
+    fn default() -> Self {
+        Self {
+            throttle: ThrottleSettings::default(),
+            cache_ttl: Duration::from_secs(30),
+            cache_capacity: 100_000,
+        }
+    }
+}
+
+pub struct Verifier {
+    db: DatabaseConnection,
+    hasher: Hasher,
+    cache: VerifiedKeys<CachedKey>,
+    throttle: FailureThrottle,
+    pub grants: Arc<GrantBook>,
+    pub usage: Arc<UsageRecorder>,
+}
+
+impl Verifier {
+    pub fn new(
+        db: DatabaseConnection,
+        hasher: Hasher,
+        settings: &VerifierSettings,
+    ) -> Result<Self, Error> {
+        Ok(Self {
+            db,
+            hasher,
+            cache: VerifiedKeys::new(settings.cache_capacity, settings.cache_ttl)?,
+            throttle: FailureThrottle::new(settings.throttle),
+            grants: Arc::new(GrantBook::default()),
+            usage: Arc::new(UsageRecorder::default()),
+        })
+    }
+
+    /// Decides whether `presented` may call `endpoint`. Errors only when the
+    /// database or argon2 fails; every verdict about the key is a `Verdict`.
+    pub async fn verify(
+        &self,
+        presented: String,
+        endpoint: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<Verdict, Error> {
+        let Ok(key) = ApiKey::parse(KeyKind::Integration, presented) else {
+            return Ok(Verdict::unproven(Decision::Malformed));
+        };
+        let cached = match self.cache.get(&key) {
+            Some(cached) => cached,
+            None => match self.prove(&key, peer).await? {
+                Ok(cached) => cached,
+                Err(decision) => return Ok(Verdict::unproven(decision)),
+            },
+        };
+
+        let now = now_micros();
+        let grants = self.grants.snapshot();
+        let Some(integration) = grants.by_integration_id.get(&cached.integration_id) else {
+            // Integrations holding keys are never removed; treat the
+            // impossible as unknown rather than guess.
+            return Ok(Verdict::unproven(Decision::Invalid));
+        };
+        let decision = if cached.disabled {
+            Decision::Disabled
+        } else if cached.expire_time.is_some_and(|t| t <= now) {
+            Decision::Expired
+        } else if integration.allows(endpoint) {
+            self.usage.record(key.key_id(), now);
+            Decision::Allowed
+        } else {
+            Decision::EndpointNotGranted
+        };
+        Ok(Verdict {
+            decision,
+            key: Some(ProvenKey {
+                key_id: key.key_id().to_owned(),
+                integration: integration.name.clone(),
+                expire_time: cached.expire_time,
+            }),
+        })
+    }
+
+    /// The slow path: proves the secret with argon2 and caches the key, or
+    /// says why not. Failures are charged to the key id and the peer.
+    async fn prove(
+        &self,
+        key: &ApiKey,
+        peer: Option<IpAddr>,
+    ) -> Result<Result<CachedKey, Decision>, Error> {
+        if self.throttle.is_limited(key.key_id(), peer) {
+            return Ok(Err(Decision::RateLimited));
+        }
+        // Taken before the read: a delete or update that evicts this key
+        // while we verify makes `insert_unless_evicted` skip caching a stale
+        // row.
+        let generation = self.cache.generation();
+        let row = store::integration_keys::find_by_id(&self.db, key.key_id()).await?;
+        let proven = match &row {
+            Some(row) => self.hasher.verify(key, &row.key_hash).await?,
+            None => false,
+        };
+        let Some(row) = row.filter(|_| proven) else {
+            self.throttle.record_failure(key.key_id(), peer);
+            return Ok(Err(Decision::Invalid));
+        };
+        let cached = CachedKey {
+            integration_id: row.integration_id,
+            expire_time: row.expire_time,
+            disabled: row.disabled,
+        };
+        self.cache
+            .insert_unless_evicted(key, cached.clone(), generation);
+        Ok(Ok(cached))
+    }
+
+    /// Forgets a key at once (after delete, update or roll).
+    pub fn forget(&self, key_id: &str) {
+        self.cache.evict(key_id);
+    }
+}

@@ -1,0 +1,170 @@
+//! The Rust SDK's guard layer, in front of a real second tonic server.
+
+use latchkey::{
+    client::{RequireIntegrationKeyLayer, VerifiedCaller},
+    proto::v1::DeleteIntegrationKeyRequest,
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Code, Request, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, HealthCheckResponse,
+    health_client::HealthClient,
+    health_server::{Health, HealthServer},
+};
+use tower::Layer;
+
+use crate::helpers::spawn_app;
+
+/// A resource server's service. grpc.health.v1.Health stands in for any
+/// tonic service: `Check` answers with the caller the guard verified in the
+/// `x-caller` response header.
+struct Resource;
+
+#[tonic::async_trait]
+impl Health for Resource {
+    async fn check(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
+        let caller = request
+            .extensions()
+            .get::<VerifiedCaller>()
+            .cloned()
+            .ok_or_else(|| tonic::Status::internal("the guard did not run"))?;
+        let mut response = tonic::Response::new(HealthCheckResponse { status: 1 });
+        let who = format!("{}:{}", caller.integration, caller.key_id);
+        response
+            .metadata_mut()
+            .insert("x-caller", who.parse().expect("ascii"));
+        Ok(response)
+    }
+
+    type WatchStream = tokio_stream::Empty<Result<HealthCheckResponse, tonic::Status>>;
+
+    async fn watch(
+        &self,
+        _: Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        Ok(tonic::Response::new(tokio_stream::empty()))
+    }
+}
+
+/// Starts the resource server guarded by latchkey at `latchkey`, and returns
+/// a client channel to it.
+async fn resource_server(latchkey: Channel) -> Channel {
+    let guard = RequireIntegrationKeyLayer::new(latchkey);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(guard.layer(HealthServer::new(Resource)))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn call(key: Option<&str>) -> Request<HealthCheckRequest> {
+    let mut request = Request::new(HealthCheckRequest::default());
+    if let Some(key) = key {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    }
+    request
+}
+
+#[tokio::test]
+async fn the_guard_admits_granted_keys_and_rejects_the_rest() {
+    let app = spawn_app().await;
+    let catalog = crate::helpers::TEST_CATALOG.replace(
+        "\"permissions.v1.*\"",
+        "\"permissions.v1.*\", \"grpc.health.v1.Health/Check\"",
+    );
+    let parsed = latchkey::catalog::Catalog::parse(&catalog, "with-health").unwrap();
+    latchkey::catalog::apply(&app.db, &parsed, false)
+        .await
+        .unwrap();
+    app.state
+        .verifier
+        .grants
+        .refresh(&app.db, true)
+        .await
+        .unwrap();
+
+    let (granted_id, granted) = app.create_key("learner-activity", None).await;
+    let (_, not_granted) = app.create_key("sandbox", None).await;
+    let mut client = HealthClient::new(resource_server(app.channel().await).await);
+
+    let caller = |response: tonic::Response<HealthCheckResponse>| {
+        response
+            .metadata()
+            .get("x-caller")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let through = client
+        .check(call(Some(&granted)))
+        .await
+        .expect("let through");
+    assert_eq!(caller(through), format!("learner-activity:{granted_id}"));
+    // Served again from the guard's cache.
+    let again = client
+        .check(call(Some(&granted)))
+        .await
+        .expect("let through");
+    assert_eq!(caller(again), format!("learner-activity:{granted_id}"));
+
+    let denied = client.check(call(Some(&not_granted))).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    for key in [None, Some("garbage"), Some(&granted[..60])] {
+        let rejected = client.check(call(key)).await.unwrap_err();
+        assert_eq!(rejected.code(), Code::Unauthenticated, "{key:?}");
+    }
+    // A deleted key is rejected once the guard's short cache lapses.
+    app.keys_client()
+        .await
+        .delete_integration_key(app.as_partner(DeleteIntegrationKeyRequest {
+            integration: "learner-activity".into(),
+            key_id: granted_id,
+        }))
+        .await
+        .unwrap();
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(15),
+        "the guard to notice the delete",
+        || async {
+            let mut client = client.clone();
+            // Until the cache lapses the call still goes through.
+            let outcome = client.check(call(Some(&granted))).await;
+            outcome
+                .err()
+                .filter(|status| status.code() == Code::Unauthenticated)
+                .map(drop)
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_guard_fails_closed_when_latchkey_is_unreachable() {
+    let unused = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = unused.local_addr().unwrap();
+    drop(unused);
+    let latchkey = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let mut client = HealthClient::new(resource_server(latchkey).await);
+    let key = latchkey::keys::ApiKey::generate(latchkey::keys::KeyKind::Integration).unwrap();
+    let status = client
+        .check(call(Some(key.expose_secret())))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+}
