@@ -10,9 +10,14 @@ use clap::{Args, Parser, Subcommand};
 use sea_orm::DatabaseConnection;
 
 use crate::{
+    bench::{self, BenchOptions},
     catalog::{self, Catalog},
     config::{DEFAULT_DATABASE_URL, DEFAULT_LISTEN, Settings},
-    keys::{ApiKey, HashParams, Hasher, KeyKind, format::is_key_id},
+    keys::{
+        ApiKey, HashParams, Hasher, KeyKind,
+        format::is_key_id,
+        throttle::{Budget, ThrottleSettings},
+    },
     server, store,
     telemetry::LogFormat,
     time::{now_micros, to_timestamp},
@@ -98,6 +103,29 @@ pub struct ServeArgs {
     /// Seconds to wait for a database connection before failing a call.
     #[arg(long, env = "LATCHKEY_DB_ACQUIRE_TIMEOUT", default_value_t = 5)]
     pub db_acquire_timeout: u64,
+    /// Seconds a verified key is trusted without the database (changes made
+    /// on this replica take effect at once regardless).
+    #[arg(long, env = "LATCHKEY_VERIFY_CACHE_TTL", default_value_t = 30)]
+    pub verify_cache_ttl: u64,
+    /// Failed verifications allowed per key id before RATE_LIMITED.
+    #[arg(long, env = "LATCHKEY_KEY_FAILURE_BURST", default_value_t = 5)]
+    pub key_failure_burst: u32,
+    /// Failed verifications forgiven per key id per minute.
+    #[arg(long, env = "LATCHKEY_KEY_FAILURES_PER_MINUTE", default_value_t = 6.0)]
+    pub key_failures_per_minute: f64,
+    /// Failed verifications allowed per peer address before RATE_LIMITED.
+    #[arg(long, env = "LATCHKEY_PEER_FAILURE_BURST", default_value_t = 50)]
+    pub peer_failure_burst: u32,
+    /// Failed verifications forgiven per peer address per minute.
+    #[arg(
+        long,
+        env = "LATCHKEY_PEER_FAILURES_PER_MINUTE",
+        default_value_t = 300.0
+    )]
+    pub peer_failures_per_minute: f64,
+    /// Milliseconds a RATE_LIMITED answer is held back (slows floods).
+    #[arg(long, env = "LATCHKEY_RATE_LIMITED_DELAY_MS", default_value_t = 250)]
+    pub rate_limited_delay_ms: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,6 +152,34 @@ pub enum Command {
         #[arg(long, default_value_t = 5)]
         timeout: u64,
     },
+    /// Measure a server: calls/s and p50/p99 latency per scenario.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A running server; without it the bench starts its own on a temporary
+    /// SQLite database.
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// Partner key for --addr.
+    #[arg(long, env = "LATCHKEY_BENCH_PARTNER_KEY", hide_env_values = true)]
+    pub partner_key: Option<String>,
+    /// Custom integration to create keys in (for --addr).
+    #[arg(long, default_value = "bench")]
+    pub integration: String,
+    /// Endpoint that integration is granted (for --addr).
+    #[arg(long, default_value = "bench.v1.BenchService/Get")]
+    pub endpoint: String,
+    /// Concurrent callers per scenario.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Seconds per scenario.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -193,6 +249,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             service,
             timeout,
         } => return healthcheck(&addr, service, Duration::from_secs(timeout)).await,
+        Command::Bench(args) => {
+            let report = bench::run(BenchOptions {
+                addr: args.addr,
+                partner_key: args.partner_key,
+                integration: args.integration,
+                endpoint: args.endpoint,
+                concurrency: args.concurrency,
+                duration: Duration::from_secs(args.duration.max(1)),
+            })
+            .await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", bench::render_table(&report));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -204,6 +276,18 @@ fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> Settings {
     settings.hash = global.hash_params(args.hash_concurrency);
     settings.database.max_connections = args.db_max_connections;
     settings.database.acquire_timeout = Duration::from_secs(args.db_acquire_timeout);
+    settings.verifier.cache_ttl = Duration::from_secs(args.verify_cache_ttl.max(1));
+    settings.verifier.throttle = ThrottleSettings {
+        per_key: Budget {
+            burst: args.key_failure_burst,
+            per_second: args.key_failures_per_minute / 60.0,
+        },
+        per_peer: Budget {
+            burst: args.peer_failure_burst,
+            per_second: args.peer_failures_per_minute / 60.0,
+        },
+    };
+    settings.rate_limited_delay = Duration::from_millis(args.rate_limited_delay_ms);
     settings
 }
 

@@ -6,6 +6,7 @@
 //! SDK use the same modules.
 
 pub mod auth;
+pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod client;

@@ -1,23 +1,36 @@
 //! argon2id hashing and verification of whole keys, off the async runtime.
 //!
-//! Each argon2 call holds `m_cost` KiB (19 MiB by default) and a core for tens
-//! of milliseconds, so calls run on the blocking pool behind a semaphore:
-//! a flood of creates or bad secrets queues here instead of stalling other
-//! calls or growing memory without bound.
+//! Each argon2 call needs `m_cost` KiB of working memory (19 MiB by default)
+//! and a core for tens of milliseconds. Calls run on a fixed set of worker
+//! threads, one per allowed concurrent hash, each reusing its own memory
+//! block: no 19 MiB allocation per call, and a resident size that stays at
+//! `concurrency x m_cost` whatever the load (allocating per call on the
+//! blocking pool left hundreds of MiB parked in malloc arenas). An async
+//! semaphore in front queues callers, so a flood of creates or bad secrets
+//! waits here instead of stalling other calls or growing memory.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use argon2::{
-    Algorithm, Argon2, Params, Version,
-    password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash},
+    ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, Version,
+    password_hash::phc::{Output, ParamsString, PasswordHash, Salt},
 };
-use tokio::sync::Semaphore;
+use subtle::ConstantTimeEq;
+use tokio::sync::{Semaphore, oneshot};
 use zeroize::Zeroizing;
 
 use super::ApiKey;
+
+/// Salt bytes per hash (the PHC recommendation).
+const SALT_LEN: usize = 16;
+/// Hash output bytes.
+const OUTPUT_LEN: usize = 32;
 
 /// argon2id cost parameters. The defaults are OWASP's minimum for argon2id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,18 +62,25 @@ pub enum HashError {
     Params(argon2::Error),
     #[error("argon2 failed: {0}")]
     Argon2(String),
-    #[error("hashing task failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
-    #[error("hasher closed")]
+    #[error("stored hash is not a usable argon2 PHC string: {0}")]
+    StoredHash(String),
+    #[error("OS random generator: {0}")]
+    Random(getrandom::Error),
+    #[error("cannot start hashing threads: {0}")]
+    Threads(std::io::Error),
+    #[error("hashing worker stopped")]
     Closed,
 }
 
-/// Hashes and verifies keys with argon2id on the blocking pool, at most
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// Hashes and verifies keys with argon2id on dedicated threads, at most
 /// `concurrency` at a time.
 #[derive(Clone)]
 pub struct Hasher {
     params: Params,
     permits: Arc<Semaphore>,
+    jobs: crossbeam_channel::Sender<Job>,
     /// argon2 computations started, hashes and verifications alike.
     runs: Arc<AtomicU64>,
 }
@@ -71,16 +91,31 @@ impl Hasher {
             params.memory_kib,
             params.iterations,
             params.parallelism,
-            None,
+            Some(OUTPUT_LEN),
         )
         .map_err(HashError::Params)?;
         let concurrency = match params.concurrency {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
+        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+        for i in 0..concurrency {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                // Ends when every Hasher clone (every sender) is dropped.
+                .spawn(move || {
+                    let mut memory = Vec::new();
+                    while let Ok(job) = queue.recv() {
+                        job(&mut memory);
+                    }
+                })
+                .map_err(HashError::Threads)?;
+        }
         Ok(Self {
             params: argon_params,
             permits: Arc::new(Semaphore::new(concurrency)),
+            jobs,
             runs: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -88,31 +123,65 @@ impl Hasher {
     /// The argon2id PHC string of the whole key, with a fresh random salt.
     pub async fn hash(&self, key: &ApiKey) -> Result<String, HashError> {
         let params = self.params.clone();
-        self.run(key, move |secret| {
-            Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-                .hash_password(secret.as_bytes())
-                .map(|hash| hash.to_string())
-                .map_err(|e| HashError::Argon2(e.to_string()))
+        let mut salt = [0u8; SALT_LEN];
+        getrandom::fill(&mut salt).map_err(HashError::Random)?;
+        self.run(key, move |secret, memory| {
+            let mut out = [0u8; OUTPUT_LEN];
+            compute(
+                Algorithm::Argon2id,
+                Version::V0x13,
+                &params,
+                secret,
+                &salt,
+                &mut out,
+                memory,
+            )?;
+            let phc = PasswordHash {
+                algorithm: ARGON2ID_IDENT,
+                version: Some(Version::V0x13.into()),
+                params: ParamsString::try_from(&params)
+                    .map_err(|e| HashError::Argon2(e.to_string()))?,
+                salt: Some(Salt::new(&salt).map_err(|e| HashError::Argon2(e.to_string()))?),
+                hash: Some(Output::new(&out).map_err(|e| HashError::Argon2(e.to_string()))?),
+            };
+            Ok(phc.to_string())
         })
         .await
     }
 
-    /// Whether `key` matches the PHC string `stored` (whose own parameters
-    /// apply, so keys hashed under older settings keep verifying).
+    /// Whether `key` matches the PHC string `stored`, whose own parameters
+    /// apply (keys hashed under older settings keep verifying). The digests
+    /// are compared in constant time.
     pub async fn verify(&self, key: &ApiKey, stored: &str) -> Result<bool, HashError> {
         let stored = stored.to_owned();
-        self.run(key, move |secret| {
-            let hash = PasswordHash::new(&stored).map_err(|e| HashError::Argon2(e.to_string()))?;
-            match Argon2::default().verify_password(secret.as_bytes(), &hash) {
-                Ok(()) => Ok(true),
-                Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
-                Err(e) => Err(HashError::Argon2(e.to_string())),
-            }
+        self.run(key, move |secret, memory| {
+            let bad = |e: &dyn std::fmt::Display| HashError::StoredHash(e.to_string());
+            let phc = PasswordHash::new(&stored).map_err(|e| bad(&e))?;
+            let algorithm = Algorithm::try_from(phc.algorithm.as_str()).map_err(|e| bad(&e))?;
+            let version = match phc.version {
+                Some(v) => Version::try_from(v).map_err(|e| bad(&e))?,
+                None => Version::default(),
+            };
+            let params = Params::try_from(&phc).map_err(|e| bad(&e))?;
+            let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
+                return Err(bad(&"missing salt or hash"));
+            };
+            let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+            compute(
+                algorithm,
+                version,
+                &params,
+                secret,
+                salt.as_ref(),
+                &mut out,
+                memory,
+            )?;
+            Ok(out.ct_eq(expected.as_bytes()).into())
         })
         .await
     }
 
-    /// Hashing slots free right now.
+    /// Hashing slots free right now (0: callers are queueing).
     pub fn available_permits(&self) -> usize {
         self.permits.available_permits()
     }
@@ -122,25 +191,49 @@ impl Hasher {
         self.runs.load(Ordering::Relaxed)
     }
 
+    /// Runs `work` on a hashing thread once a slot is free.
     async fn run<T, F>(&self, key: &ApiKey, work: F) -> Result<T, HashError>
     where
         T: Send + 'static,
-        F: FnOnce(&str) -> Result<T, HashError> + Send + 'static,
+        F: FnOnce(&str, &mut Vec<Block>) -> Result<T, HashError> + Send + 'static,
     {
-        let permit = self
+        let _permit = self
             .permits
-            .clone()
-            .acquire_owned()
+            .acquire()
             .await
             .map_err(|_| HashError::Closed)?;
         let secret = Zeroizing::new(key.expose_secret().to_owned());
+        let (done, result) = oneshot::channel();
         self.runs.fetch_add(1, Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work(&secret)
-        })
-        .await?
+        let job: Job = Box::new(move |memory| {
+            // A panic must not take the worker thread down with it.
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(&secret, memory)))
+                .unwrap_or_else(|_| Err(HashError::Argon2("argon2 panicked".into())));
+            let _ = done.send(outcome);
+        });
+        self.jobs.send(job).map_err(|_| HashError::Closed)?;
+        result.await.map_err(|_| HashError::Closed)?
     }
+}
+
+/// argon2 into `out`, in `memory` (grown to the parameters' size if needed
+/// and kept for the next call).
+fn compute(
+    algorithm: Algorithm,
+    version: Version,
+    params: &Params,
+    secret: &str,
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut Vec<Block>,
+) -> Result<(), HashError> {
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::new());
+    }
+    Argon2::new(algorithm, version, params.clone())
+        .hash_password_into_with_memory(secret.as_bytes(), salt, out, &mut memory[..blocks])
+        .map_err(|e| HashError::Argon2(e.to_string()))
 }
 
 #[cfg(test)]
@@ -168,6 +261,31 @@ mod tests {
         assert!(!hash.contains(key.expose_secret()));
         assert!(hasher.verify(&key, &hash).await.unwrap());
         assert!(!hasher.verify(&other, &hash).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_are_standard_phc_strings() {
+        use argon2::{PasswordHasher, PasswordVerifier};
+        let hasher = cheap();
+        let key = ApiKey::generate(KeyKind::Integration).unwrap();
+        // Ours verifies with the argon2 crate's own verifier...
+        let ours = hasher.hash(&key).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(key.expose_secret().as_bytes(), &parsed)
+                .is_ok()
+        );
+        // ...and a hash made by the argon2 crate (other parameters) verifies with ours.
+        let params = Params::new(128, 2, 1, None).unwrap();
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(key.expose_secret().as_bytes())
+            .unwrap()
+            .to_string();
+        assert!(hasher.verify(&key, &theirs).await.unwrap());
+        let other = ApiKey::generate(KeyKind::Integration).unwrap();
+        assert!(!hasher.verify(&other, &theirs).await.unwrap());
+        assert!(hasher.verify(&key, "not a hash").await.is_err());
     }
 
     #[tokio::test]

@@ -1,0 +1,592 @@
+//! `latchkey bench`: drives a running server over real gRPC with N
+//! concurrent callers per scenario for a fixed time, and prints calls/s and
+//! p50/p99 latency per scenario, as a table or JSON.
+//!
+//! Without `--addr` it starts its own `latchkey serve` (this same binary, as
+//! a child process on a temporary SQLite database, default argon2 settings),
+//! so one command measures everything, including the server's memory.
+
+use std::{
+    future::Future,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tonic::{Request, transport::Channel};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use crate::{
+    keys::{ApiKey, HashParams, Hasher, KeyKind, format::checksum},
+    proto::v1::{
+        CreateIntegrationKeyRequest, Decision, VerifyIntegrationKeyRequest,
+        integration_keys_service_client::IntegrationKeysServiceClient,
+    },
+    store,
+};
+
+/// How the benchmark runs.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// A running server; `None` starts one.
+    pub addr: Option<String>,
+    /// Partner key for `--addr` (a started server gets its own).
+    pub partner_key: Option<String>,
+    /// A custom integration granted `endpoint` (for `--addr`).
+    pub integration: String,
+    pub endpoint: String,
+    pub concurrency: usize,
+    pub duration: Duration,
+}
+
+/// One scenario's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioResult {
+    pub name: String,
+    pub calls: u64,
+    pub calls_per_sec: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub scenarios: Vec<ScenarioResult>,
+    pub concurrency: usize,
+    pub duration_secs: f64,
+    pub cores: usize,
+    /// Peak resident memory of the server while under attack (only when the
+    /// bench started the server).
+    pub server_rss_peak_under_attack_mib: Option<f64>,
+    pub ratios: Ratios,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ratios {
+    pub verify_cached_over_health: f64,
+    pub create_over_argon2: f64,
+    pub under_attack_over_verify_cached: f64,
+}
+
+const BENCH_INTEGRATION: &str = "bench";
+const BENCH_ENDPOINT: &str = "bench.v1.BenchService/Get";
+/// Warm keys shared by the cached scenarios.
+const WARM_KEYS: usize = 8;
+/// gRPC connections the callers spread over.
+const CHANNELS: usize = 4;
+
+/// Runs every scenario and returns the report.
+pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
+    let mut server = None;
+    let (addr, partner_key, integration, endpoint) = match &options.addr {
+        Some(addr) => (
+            addr.clone(),
+            options
+                .partner_key
+                .clone()
+                .context("--addr needs --partner-key (or LATCHKEY_BENCH_PARTNER_KEY)")?,
+            options.integration.clone(),
+            options.endpoint.clone(),
+        ),
+        None => {
+            let started = OwnServer::start().await?;
+            let addr = started.addr.clone();
+            let key = started.partner_key.clone();
+            server = Some(started);
+            (
+                addr,
+                key,
+                BENCH_INTEGRATION.to_owned(),
+                BENCH_ENDPOINT.to_owned(),
+            )
+        }
+    };
+    let channels = connect(&addr).await?;
+    let target = Target {
+        channels,
+        partner_key: Arc::new(partner_key),
+        integration: Arc::new(integration),
+        endpoint: Arc::new(endpoint),
+    };
+    let n = options.concurrency.max(1);
+    let d = options.duration;
+    let mut scenarios = Vec::new();
+
+    eprintln!("bench: health");
+    scenarios.push(
+        scenario("health", n, d, {
+            let target = target.clone();
+            move |worker| {
+                let mut client = HealthClient::new(target.channel(worker));
+                async move {
+                    client
+                        .check(HealthCheckRequest::default())
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }
+            }
+        })
+        .await,
+    );
+
+    eprintln!("bench: preparing {WARM_KEYS} warm keys");
+    let mut warm = Vec::with_capacity(WARM_KEYS);
+    for _ in 0..WARM_KEYS {
+        let key = target.create().await?;
+        if target.verify(key.clone()).await? != Decision::Allowed {
+            bail!(
+                "a new key is not allowed on {}: is {} granted it?",
+                target.endpoint,
+                target.integration
+            );
+        }
+        warm.push(key);
+    }
+    let warm = Arc::new(warm);
+
+    eprintln!("bench: verify-cached");
+    scenarios.push(scenario("verify-cached", n, d, verify_cached(&target, &warm)).await);
+
+    eprintln!("bench: create");
+    let fresh = Arc::new(Mutex::new(Vec::new()));
+    scenarios.push(
+        scenario("create", n, d, {
+            let target = target.clone();
+            let fresh = fresh.clone();
+            move |_| {
+                let target = target.clone();
+                let fresh = fresh.clone();
+                async move {
+                    let key = target.create().await.map_err(|e| e.to_string())?;
+                    fresh.lock().unwrap_or_else(|e| e.into_inner()).push(key);
+                    Ok(())
+                }
+            }
+        })
+        .await,
+    );
+
+    eprintln!("bench: argon2 (in process)");
+    let hasher = Hasher::new(HashParams::default())?;
+    scenarios.push(
+        scenario("argon2", n, d, move |_| {
+            let hasher = hasher.clone();
+            async move {
+                let key = ApiKey::generate(KeyKind::Integration).map_err(|e| e.to_string())?;
+                hasher.hash(&key).await.map(drop).map_err(|e| e.to_string())
+            }
+        })
+        .await,
+    );
+
+    eprintln!("bench: verify-miss");
+    scenarios.push(
+        scenario("verify-miss", n, d, {
+            let target = target.clone();
+            move |_| {
+                let target = target.clone();
+                let next = fresh.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                async move {
+                    // Each fresh key is verified once: every call pays argon2.
+                    let key = next.ok_or(EXHAUSTED)?;
+                    match target.verify(key).await.map_err(|e| e.to_string())? {
+                        Decision::Allowed => Ok(()),
+                        other => Err(format!("{other:?}")),
+                    }
+                }
+            }
+        })
+        .await,
+    );
+
+    eprintln!("bench: verify-bad");
+    scenarios.push(scenario("verify-bad", n, d, verify_bad(&target, &warm)).await);
+
+    eprintln!("bench: verify-cached-under-attack");
+    let pid = server.as_ref().and_then(|s| s.child.id());
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = tokio::spawn({
+        let sampling = sampling.clone();
+        async move {
+            let mut peak: Option<f64> = None;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(rss) = pid.and_then(rss_mib) {
+                    peak = Some(peak.map_or(rss, |p: f64| p.max(rss)));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            peak
+        }
+    });
+    let (legit, flood) = tokio::join!(
+        scenario(
+            "verify-cached-under-attack",
+            n,
+            d,
+            verify_cached(&target, &warm)
+        ),
+        scenario("verify-bad-flood", n, d, verify_bad(&target, &warm)),
+    );
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let server_rss_peak_under_attack_mib = sampler.await.ok().flatten();
+    scenarios.push(legit);
+    scenarios.push(flood);
+
+    if let Some(server) = server {
+        server.stop().await;
+    }
+
+    let rate = |name: &str| {
+        scenarios
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(0.0, |s| s.calls_per_sec)
+    };
+    let ratio = |a: &str, b: &str| {
+        if rate(b) > 0.0 {
+            rate(a) / rate(b)
+        } else {
+            0.0
+        }
+    };
+    let ratios = Ratios {
+        verify_cached_over_health: ratio("verify-cached", "health"),
+        create_over_argon2: ratio("create", "argon2"),
+        under_attack_over_verify_cached: ratio("verify-cached-under-attack", "verify-cached"),
+    };
+    Ok(Report {
+        scenarios,
+        concurrency: n,
+        duration_secs: d.as_secs_f64(),
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        server_rss_peak_under_attack_mib,
+        ratios,
+    })
+}
+
+/// The human-readable report.
+pub fn render_table(report: &Report) -> String {
+    let mut out = format!(
+        "{:<28} {:>11} {:>10} {:>10} {:>8}\n",
+        "scenario", "calls/s", "p50 us", "p99 us", "errors"
+    );
+    for s in &report.scenarios {
+        out.push_str(&format!(
+            "{:<28} {:>11.1} {:>10} {:>10} {:>8}\n",
+            s.name, s.calls_per_sec, s.p50_us, s.p99_us, s.errors
+        ));
+    }
+    let r = &report.ratios;
+    out.push_str(&format!(
+        "\nconcurrency {} for {:.0}s per scenario on {} cores\n\
+         verify-cached / health:                  {:.2} (target >= 0.80)\n\
+         create / argon2:                         {:.2} (target >= 0.85)\n\
+         verify-cached under attack / unattacked: {:.2} (target >= 0.70)\n",
+        report.concurrency,
+        report.duration_secs,
+        report.cores,
+        r.verify_cached_over_health,
+        r.create_over_argon2,
+        r.under_attack_over_verify_cached,
+    ));
+    if let Some(rss) = report.server_rss_peak_under_attack_mib {
+        out.push_str(&format!(
+            "server RSS peak under attack:            {rss:.1} MiB (target < 200)\n"
+        ));
+    }
+    out
+}
+
+/// The error a verify-miss caller returns once no fresh key is left; such
+/// calls are not counted.
+const EXHAUSTED: &str = "no fresh key left";
+
+#[derive(Clone)]
+struct Target {
+    channels: Vec<Channel>,
+    partner_key: Arc<String>,
+    integration: Arc<String>,
+    endpoint: Arc<String>,
+}
+
+impl Target {
+    fn channel(&self, worker: usize) -> Channel {
+        self.channels[worker % self.channels.len()].clone()
+    }
+
+    async fn create(&self) -> anyhow::Result<String> {
+        let mut request = Request::new(CreateIntegrationKeyRequest {
+            integration: self.integration.to_string(),
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("sid", self.partner_key.parse()?);
+        let response = IntegrationKeysServiceClient::new(self.channel(0))
+            .create_integration_key(request)
+            .await
+            .map_err(|s| anyhow::anyhow!("create: {}: {}", s.code(), s.message()))?;
+        Ok(response.into_inner().api_key)
+    }
+
+    async fn verify(&self, api_key: String) -> anyhow::Result<Decision> {
+        let response = IntegrationKeysServiceClient::new(self.channel(0))
+            .verify_integration_key(VerifyIntegrationKeyRequest {
+                api_key,
+                endpoint: self.endpoint.to_string(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("verify: {}: {}", s.code(), s.message()))?;
+        Ok(response.into_inner().decision())
+    }
+}
+
+fn verify_cached(
+    target: &Target,
+    warm: &Arc<Vec<String>>,
+) -> impl Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
++ Clone
++ Send
++ Sync
++ 'static {
+    let target = target.clone();
+    let warm = warm.clone();
+    move |worker| {
+        let mut client = IntegrationKeysServiceClient::new(target.channel(worker));
+        let request = VerifyIntegrationKeyRequest {
+            api_key: warm[worker % warm.len()].clone(),
+            endpoint: target.endpoint.to_string(),
+        };
+        Box::pin(async move {
+            let decision = client
+                .verify_integration_key(request)
+                .await
+                .map_err(|s| s.to_string())?
+                .into_inner()
+                .decision();
+            match decision {
+                Decision::Allowed => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+    }
+}
+
+/// Wrong secrets for real key ids: the attack shape.
+fn verify_bad(
+    target: &Target,
+    warm: &Arc<Vec<String>>,
+) -> impl Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
++ Clone
++ Send
++ Sync
++ 'static {
+    let target = target.clone();
+    let warm = warm.clone();
+    move |worker| {
+        let mut client = IntegrationKeysServiceClient::new(target.channel(worker));
+        let key_id = &warm[worker % warm.len()][..crate::keys::format::KEY_ID_LEN];
+        let guess = ApiKey::generate(KeyKind::Integration)
+            .map(|k| k.expose_secret()[crate::keys::format::KEY_ID_LEN..64].to_owned())
+            .unwrap_or_default();
+        let body = format!("{key_id}{guess}");
+        let request = VerifyIntegrationKeyRequest {
+            api_key: format!("{body}{}", checksum(body.as_bytes())),
+            endpoint: target.endpoint.to_string(),
+        };
+        Box::pin(async move {
+            let decision = client
+                .verify_integration_key(request)
+                .await
+                .map_err(|s| s.to_string())?
+                .into_inner()
+                .decision();
+            match decision {
+                Decision::Invalid | Decision::RateLimited => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+    }
+}
+
+/// Runs `call` from `concurrency` callers for `duration` and measures it.
+async fn scenario<F, Fut>(
+    name: &str,
+    concurrency: usize,
+    duration: Duration,
+    call: F,
+) -> ScenarioResult
+where
+    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut workers = Vec::with_capacity(concurrency);
+    for worker in 0..concurrency {
+        let call = call.clone();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            let mut first_error = None;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match call(worker).await {
+                    Ok(()) => latencies.push(micros(t.elapsed())),
+                    Err(e) if e == EXHAUSTED => break,
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            (latencies, errors, first_error, Instant::now())
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut end = start;
+    for worker in workers {
+        if let Ok((l, e, first, finished)) = worker.await {
+            latencies.extend(l);
+            errors += e;
+            end = end.max(finished);
+            if let Some(first) = first.filter(|_| errors == e) {
+                eprintln!("bench: {name}: first error: {first}");
+            }
+        }
+    }
+    latencies.sort_unstable();
+    let elapsed = end.duration_since(start).as_secs_f64().max(1e-9);
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    ScenarioResult {
+        name: name.to_owned(),
+        calls: latencies.len() as u64,
+        calls_per_sec: latencies.len() as f64 / elapsed,
+        p50_us: pick(0.50),
+        p99_us: pick(0.99),
+        errors,
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+async fn connect(addr: &str) -> anyhow::Result<Vec<Channel>> {
+    let mut channels = Vec::with_capacity(CHANNELS);
+    for _ in 0..CHANNELS {
+        channels.push(
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+                .connect()
+                .await
+                .with_context(|| format!("cannot connect to {addr}"))?,
+        );
+    }
+    Ok(channels)
+}
+
+/// Resident memory of process `pid`, MiB (Linux).
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// A `latchkey serve` child process on a temporary database.
+struct OwnServer {
+    child: tokio::process::Child,
+    addr: String,
+    partner_key: String,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnServer {
+    async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let database_url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bench.db").display()
+        );
+        let catalog = dir.path().join("catalog.toml");
+        std::fs::write(
+            &catalog,
+            format!(
+                "[[integrations]]\nname = \"{BENCH_INTEGRATION}\"\nkind = \"custom\"\n\
+                 description = \"latchkey bench\"\nendpoints = [\"bench.v1.BenchService/*\"]\n"
+            ),
+        )?;
+        let partner_key = create_partner_key(&database_url).await?;
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--catalog")
+            .arg(&catalog)
+            .env("LATCHKEY_DATABASE_URL", &database_url)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start latchkey serve")?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(addr) = serving_addr(&line) {
+                    return Ok(addr);
+                }
+            }
+            bail!("latchkey serve exited before serving")
+        })
+        .await
+        .context("latchkey serve did not start within 60 s")??;
+        // Keep draining the log so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            child,
+            addr,
+            partner_key,
+            _dir: dir,
+        })
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+    }
+}
+
+fn serving_addr(json_line: &str) -> Option<String> {
+    if !json_line.contains("latchkey serving") {
+        return None;
+    }
+    let start = json_line.find("\"addr\":\"")? + 8;
+    let end = start + json_line[start..].find('"')?;
+    Some(json_line[start..end].to_owned())
+}
+
+async fn create_partner_key(database_url: &str) -> anyhow::Result<String> {
+    let db = store::connect(&store::DbOptions::new(database_url)).await?;
+    store::migrate(&db).await?;
+    let key = ApiKey::generate(KeyKind::Partner)?;
+    let hash = Hasher::new(HashParams::default())?.hash(&key).await?;
+    store::partner_keys::insert(&db, key.key_id(), "bench", hash, crate::time::now_micros())
+        .await?;
+    db.close().await?;
+    Ok(key.expose_secret().to_owned())
+}
