@@ -103,8 +103,9 @@ pub struct ServeArgs {
     /// Seconds to wait for a database connection before failing a call.
     #[arg(long, env = "LATCHKEY_DB_ACQUIRE_TIMEOUT", default_value_t = 5)]
     pub db_acquire_timeout: u64,
-    /// Seconds a verified key is trusted without the database (changes made
-    /// on this replica take effect at once regardless).
+    /// Seconds a verified key's state is trusted without the database; then
+    /// it is re-read (no argon2). Changes made on this replica take effect at
+    /// once regardless; this bounds staleness for changes made elsewhere.
     #[arg(long, env = "LATCHKEY_VERIFY_CACHE_TTL", default_value_t = 30)]
     pub verify_cache_ttl: u64,
     /// Failed verifications allowed per key id before RATE_LIMITED.

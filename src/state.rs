@@ -34,7 +34,7 @@ impl AppState {
             verifier: Verifier::new(db.clone(), hasher.clone(), &settings.verifier)?,
             partner_keys: VerifiedKeys::new(
                 settings.verifier.cache_capacity,
-                settings.verifier.cache_ttl,
+                settings.verifier.cache_idle,
             )?,
             db,
             db_stats,

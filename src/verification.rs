@@ -4,7 +4,11 @@
 //! a miss, failure budget -> indexed lookup -> one argon2 verify -> cache ->
 //! state and grant checks against the current grants snapshot.
 
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use sea_orm::DatabaseConnection;
 
@@ -66,15 +70,33 @@ struct CachedKey {
     integration_id: i64,
     expire_time: Option<i64>,
     disabled: bool,
+    /// When the state above was read from the database.
+    checked_at: Instant,
+}
+
+impl CachedKey {
+    fn from_row(row: &store::integration_keys::IntegrationKeyRow) -> Self {
+        Self {
+            integration_id: row.integration_id,
+            expire_time: row.expire_time,
+            disabled: row.disabled,
+            checked_at: Instant::now(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct VerifierSettings {
     pub throttle: ThrottleSettings,
-    /// How long a proven key is trusted without the database. Deletes and
-    /// updates on this replica evict at once; this bounds staleness for
-    /// changes made elsewhere.
+    /// How long a proven key's state (exists, disabled, expiry) is trusted
+    /// without the database. Deletes and updates on this replica evict at
+    /// once; this bounds staleness for changes made elsewhere. After it, the
+    /// state is re-read (one indexed lookup), but the secret is not
+    /// re-proven: a key id's hash never changes.
     pub cache_ttl: Duration,
+    /// How long an unused proven key stays cached before its next use pays
+    /// argon2 again.
+    pub cache_idle: Duration,
     pub cache_capacity: u64,
 }
 
@@ -83,6 +105,7 @@ impl Default for VerifierSettings {
         Self {
             throttle: ThrottleSettings::default(),
             cache_ttl: Duration::from_secs(30),
+            cache_idle: Duration::from_secs(3600),
             cache_capacity: 100_000,
         }
     }
@@ -90,6 +113,7 @@ impl Default for VerifierSettings {
 
 pub struct Verifier {
     db: DatabaseConnection,
+    state_ttl: Duration,
     hasher: Hasher,
     cache: VerifiedKeys<CachedKey>,
     throttle: FailureThrottle,
@@ -105,8 +129,9 @@ impl Verifier {
     ) -> Result<Self, Error> {
         Ok(Self {
             db,
+            state_ttl: settings.cache_ttl,
             hasher,
-            cache: VerifiedKeys::new(settings.cache_capacity, settings.cache_ttl)?,
+            cache: VerifiedKeys::new(settings.cache_capacity, settings.cache_idle)?,
             throttle: FailureThrottle::new(settings.throttle),
             grants: Arc::new(GrantBook::default()),
             usage: Arc::new(UsageRecorder::default()),
@@ -125,7 +150,13 @@ impl Verifier {
             return Ok(Verdict::unproven(Decision::Malformed));
         };
         let cached = match self.cache.get(&key) {
-            Some(cached) => cached,
+            Some(cached) if cached.checked_at.elapsed() < self.state_ttl => cached,
+            // Proven before: re-read the state, no argon2 and no throttling
+            // (an attack on this key id must not lock its holder out).
+            Some(_) => match self.reread(&key).await? {
+                Some(cached) => cached,
+                None => return Ok(Verdict::unproven(Decision::Invalid)),
+            },
             None => match self.prove(&key, peer).await? {
                 Ok(cached) => cached,
                 Err(decision) => return Ok(Verdict::unproven(decision)),
@@ -182,14 +213,24 @@ impl Verifier {
             self.throttle.record_failure(key.key_id(), peer);
             return Ok(Err(Decision::Invalid));
         };
-        let cached = CachedKey {
-            integration_id: row.integration_id,
-            expire_time: row.expire_time,
-            disabled: row.disabled,
-        };
+        let cached = CachedKey::from_row(&row);
         self.cache
             .insert_unless_evicted(key, cached.clone(), generation);
         Ok(Ok(cached))
+    }
+
+    /// Refreshes the state of a key whose secret was already proven; `None`
+    /// (and eviction) when the key no longer exists.
+    async fn reread(&self, key: &ApiKey) -> Result<Option<CachedKey>, Error> {
+        let generation = self.cache.generation();
+        let Some(row) = store::integration_keys::find_by_id(&self.db, key.key_id()).await? else {
+            self.cache.evict(key.key_id());
+            return Ok(None);
+        };
+        let cached = CachedKey::from_row(&row);
+        self.cache
+            .insert_unless_evicted(key, cached.clone(), generation);
+        Ok(Some(cached))
     }
 
     /// Forgets a key at once (after delete, update or roll).

@@ -33,15 +33,16 @@ pub struct VerifiedKeys<V> {
 }
 
 impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
-    /// A cache of at most `capacity` keys, each kept at most `ttl`.
-    pub fn new(capacity: u64, ttl: Duration) -> Result<Self, getrandom::Error> {
+    /// A cache of at most `capacity` keys, each dropped after `idle` without
+    /// use.
+    pub fn new(capacity: u64, idle: Duration) -> Result<Self, getrandom::Error> {
         let mut mac_key = Zeroizing::new([0u8; 32]);
         getrandom::fill(mac_key.as_mut())?;
         Ok(Self {
             mac_key,
             entries: moka::sync::Cache::builder()
                 .max_capacity(capacity)
-                .time_to_live(ttl)
+                .time_to_idle(idle)
                 .build(),
             evictions: AtomicU64::new(0),
         })

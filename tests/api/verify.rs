@@ -470,3 +470,55 @@ async fn pending_uses_are_written_on_shutdown() {
         .unwrap();
     assert!(row.last_use_time.is_some());
 }
+
+#[tokio::test]
+async fn changes_made_elsewhere_are_seen_after_the_state_ttl_without_argon2() {
+    // State trusted for 1 ms: every verify re-reads the row. One wrong
+    // secret exhausts the key id's budget.
+    let app = spawn_app_with(|s| {
+        s.verifier.cache_ttl = Duration::from_millis(1);
+        s.verifier.throttle = throttle(1, 1000, 0.001);
+    })
+    .await;
+    let (key_id, api_key) = app.create_key("learner-activity", None).await;
+    assert_eq!(
+        app.verify(&api_key, OUTLINE).await.decision(),
+        Decision::Allowed
+    );
+    assert_eq!(
+        app.verify(&wrong_secret(&api_key), OUTLINE)
+            .await
+            .decision(),
+        Decision::Invalid
+    );
+    let runs = app.state.hasher.runs();
+    // The key id is now rate limited, yet its proven holder is not locked
+    // out: the re-read needs no argon2.
+    for _ in 0..3 {
+        assert_eq!(
+            app.verify(&api_key, OUTLINE).await.decision(),
+            Decision::Allowed
+        );
+    }
+    assert_eq!(app.state.hasher.runs(), runs);
+
+    // Another replica (here: straight in the database, no eviction here)
+    // deletes the key: seen on the next verify after the state TTL.
+    let integration = latchkey::store::integrations::find_by_name(&app.db, "learner-activity")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        latchkey::store::integration_keys::delete(&app.db, integration.id, &key_id)
+            .await
+            .unwrap()
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the out-of-band delete",
+        || async {
+            (app.verify(&api_key, OUTLINE).await.decision() == Decision::Invalid).then_some(())
+        },
+    )
+    .await;
+}
