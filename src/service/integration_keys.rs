@@ -14,7 +14,7 @@ use crate::{
     store::{
         self,
         integration_keys::{IntegrationKeyRow, KeyChanges, NewIntegrationKey},
-        integrations::{Integration, IntegrationKind},
+        integrations::{Integration, IntegrationKind, IntegrationRef},
     },
     time::{duration_micros, now_micros, to_timestamp},
     verification::{Decision, MAX_ENDPOINT_LEN, Verdict},
@@ -359,15 +359,18 @@ impl IntegrationKeys {
         let mut v = Violations::default();
         v.check("name", validate::integration_name(&req.name));
         v.finish()?;
-        let integration = self.integration(&req.name).await?;
+        let integration = store::integrations::find_by_name(&self.state.db, &req.name)
+            .await?
+            .ok_or_else(|| Error::IntegrationNotFound(req.name.clone()))?;
         Ok(pb::GetIntegrationResponse {
             integration: Some(integration_to_proto(integration)),
         })
     }
 
-    /// The integration called `name`, or NOT_FOUND in the seed's words.
-    async fn integration(&self, name: &str) -> Result<Integration, Error> {
-        store::integrations::find_by_name(&self.state.db, name)
+    /// The integration called `name` (without grants), or NOT_FOUND in the
+    /// seed's words.
+    async fn integration(&self, name: &str) -> Result<IntegrationRef, Error> {
+        store::integrations::find_ref_by_name(&self.state.db, name)
             .await?
             .ok_or_else(|| Error::IntegrationNotFound(name.to_owned()))
     }

@@ -42,6 +42,42 @@ pub struct Integration {
     pub endpoints: Vec<String>,
 }
 
+/// An integration without its grants: what key management needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntegrationRef {
+    pub id: i64,
+    pub name: String,
+    pub kind: IntegrationKind,
+}
+
+/// The integration called `name`, without its grants (one query).
+pub async fn find_ref_by_name<C: ConnectionTrait>(
+    db: &C,
+    name: &str,
+) -> Result<Option<IntegrationRef>, DbErr> {
+    let Some(row) = integration::Entity::find()
+        .filter(integration::Column::Name.eq(name))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(IntegrationRef {
+        kind: parse_kind(&row)?,
+        id: row.id,
+        name: row.name,
+    }))
+}
+
+fn parse_kind(row: &integration::Model) -> Result<IntegrationKind, DbErr> {
+    IntegrationKind::parse(&row.kind).ok_or_else(|| {
+        DbErr::Type(format!(
+            "integration '{}' has unknown kind '{}'",
+            row.name, row.kind
+        ))
+    })
+}
+
 /// The integration called `name`, with its grants.
 pub async fn find_by_name<C: ConnectionTrait>(
     db: &C,
@@ -103,12 +139,7 @@ async fn with_grants<C: ConnectionTrait>(
     }
     rows.into_iter()
         .map(|row| {
-            let kind = IntegrationKind::parse(&row.kind).ok_or_else(|| {
-                DbErr::Type(format!(
-                    "integration '{}' has unknown kind '{}'",
-                    row.name, row.kind
-                ))
-            })?;
+            let kind = parse_kind(&row)?;
             Ok(Integration {
                 endpoints: grants.remove(&row.id).unwrap_or_default(),
                 id: row.id,
