@@ -1,12 +1,20 @@
 //! Caller identity from request metadata.
 
+use std::net::IpAddr;
+
+use base64::{Engine, engine::general_purpose::STANDARD};
 use tonic::metadata::MetadataMap;
+use zeroize::Zeroizing;
 
 use crate::{
+    client_config::{Scope, split_basic_user},
     error::Error,
     keys::{ApiKey, KeyKind},
     state::AppState,
-    store,
+    store::{
+        self,
+        clients::{ClientRow, UserRow},
+    },
 };
 
 /// An authenticated admin: a partner key, named by its public id.
@@ -47,4 +55,117 @@ pub async fn authenticate_partner(
         state.partner_keys.insert(&key, ());
     }
     Ok(Partner { key_id: row.key_id })
+}
+
+/// Who is calling an RPC about one client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Partner(Partner),
+    User(ClientUser),
+}
+
+/// An authenticated user of a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientUser {
+    pub client_pk: i64,
+    pub client_id: String,
+    pub user: String,
+    pub scope: Scope,
+}
+
+/// The outcome of checking a client user's API key.
+pub enum UserCheck {
+    Valid(UserRow),
+    Invalid,
+    RateLimited,
+}
+
+/// Authenticates the caller of an RPC about `client_id`: a partner key
+/// (`sid` / Bearer), or a client user with `authorization: Basic
+/// base64(<user>:<api_key>)`. A user named `<user>@<client>` belongs to
+/// that client, and asking about any other client is PERMISSION_DENIED; a
+/// bare `<user>` is looked up in `client_id`.
+pub async fn authenticate_for_client(
+    state: &AppState,
+    metadata: &MetadataMap,
+    peer: Option<IpAddr>,
+    client_id: &str,
+) -> Result<Caller, Error> {
+    if presented_partner_key(metadata).is_some() {
+        return authenticate_partner(state, metadata)
+            .await
+            .map(Caller::Partner);
+    }
+    let (name, api_key) = presented_basic(metadata).ok_or(Error::Unauthenticated)?;
+    let (user, own_client) = split_basic_user(&name);
+    let home = own_client.unwrap_or(client_id);
+    let client = store::clients::find(&state.db, home)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+    let row = match check_client_user(state, &client, user, &api_key, peer).await? {
+        UserCheck::Valid(row) => row,
+        UserCheck::Invalid | UserCheck::RateLimited => return Err(Error::Unauthenticated),
+    };
+    if client.client_id != client_id {
+        return Err(Error::PermissionDenied(
+            "Users may only access their own client".into(),
+        ));
+    }
+    let scope = Scope::parse(&row.scope)
+        .ok_or_else(|| Error::Internal(format!("user '{}' has unknown scope", row.user)))?;
+    Ok(Caller::User(ClientUser {
+        client_pk: client.id,
+        client_id: client.client_id,
+        user: row.user,
+        scope,
+    }))
+}
+
+/// Checks a client user's API key: a cache hit costs an HMAC and the user's
+/// row; otherwise one argon2 verify, throttled like integration keys.
+pub async fn check_client_user(
+    state: &AppState,
+    client: &ClientRow,
+    user: &str,
+    api_key: &str,
+    peer: Option<IpAddr>,
+) -> Result<UserCheck, Error> {
+    let id = format!("{}:{user}", client.id);
+    let Some(row) = store::clients::find_user(&state.db, client.id, user).await? else {
+        state.client_user_throttle.record_failure(&id, peer);
+        return Ok(UserCheck::Invalid);
+    };
+    if state.client_users.get_secret(&id, api_key).as_deref() == Some(row.key_hash.as_str()) {
+        return Ok(UserCheck::Valid(row));
+    }
+    if state.client_user_throttle.is_limited(&id, peer) {
+        return Ok(UserCheck::RateLimited);
+    }
+    if state.hasher.verify_secret(api_key, &row.key_hash).await? {
+        state
+            .client_users
+            .insert_secret(&id, api_key, row.key_hash.clone());
+        Ok(UserCheck::Valid(row))
+    } else {
+        state.client_user_throttle.record_failure(&id, peer);
+        Ok(UserCheck::Invalid)
+    }
+}
+
+/// Forgets a client user's proven key (after it changed or was deleted).
+pub fn forget_client_user(state: &AppState, client_pk: i64, user: &str) {
+    state.client_users.evict(&format!("{client_pk}:{user}"));
+}
+
+/// `(name, api_key)` from `authorization: Basic base64(name:api_key)`.
+fn presented_basic(metadata: &MetadataMap) -> Option<(String, Zeroizing<String>)> {
+    let authorization = metadata.get("authorization")?.to_str().ok()?;
+    let (scheme, encoded) = authorization.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = Zeroizing::new(STANDARD.decode(encoded.trim()).ok()?);
+    let text = std::str::from_utf8(&decoded).ok()?;
+    let (name, api_key) = text.split_once(':')?;
+    Some((name.to_owned(), Zeroizing::new(api_key.to_owned())))
 }

@@ -3,16 +3,19 @@
 //! keep them stable. Exit codes: 0 success, 2 bad usage (clap), 1 anything
 //! else with a one-line error on stderr.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use sea_orm::DatabaseConnection;
+use zeroize::Zeroizing;
 
 use crate::{
     bench::{self, BenchOptions},
     catalog::{self, Catalog},
+    client_config,
     config::{DEFAULT_DATABASE_URL, DEFAULT_LISTEN, Settings},
+    crypto::{self, MasterKey, MasterKeyOrigin},
     keys::{
         ApiKey, HashParams, Hasher, KeyKind,
         format::is_key_id,
@@ -73,9 +76,29 @@ pub struct GlobalArgs {
         default_value_t = 1
     )]
     pub argon2_parallelism: u32,
+    /// File holding the master key (base64 of 32 bytes) that seals client
+    /// credentials. LATCHKEY_MASTER_KEY (the key itself) takes precedence.
+    /// Without either, the embedded SQLite default uses a development key
+    /// file beside the database.
+    #[arg(long, global = true, env = "LATCHKEY_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl GlobalArgs {
+    /// The master key from LATCHKEY_MASTER_KEY, --master-key-file or the
+    /// development default. Read from the environment, never from a flag,
+    /// so the key does not show in process listings.
+    fn master_key(&self) -> anyhow::Result<(MasterKey, MasterKeyOrigin)> {
+        let from_env = std::env::var("LATCHKEY_MASTER_KEY")
+            .ok()
+            .map(Zeroizing::new);
+        Ok(crypto::resolve_master_key(
+            &self.database_url,
+            from_env.as_deref().map(String::as_str),
+            self.master_key_file.as_deref(),
+        )?)
+    }
+
     fn hash_params(&self, concurrency: usize) -> HashParams {
         HashParams {
             memory_kib: self.argon2_memory_kib,
@@ -124,6 +147,9 @@ pub struct ServeArgs {
         default_value_t = 300.0
     )]
     pub peer_failures_per_minute: f64,
+    /// Per-client LearningBuilder host template, e.g. {client_id}.lb.example.com.
+    #[arg(long, env = "LATCHKEY_CLIENT_LB_DOMAIN")]
+    pub client_lb_domain: Option<String>,
     /// Milliseconds a RATE_LIMITED answer is held back (slows floods).
     #[arg(long, env = "LATCHKEY_RATE_LIMITED_DELAY_MS", default_value_t = 250)]
     pub rate_limited_delay_ms: u64,
@@ -155,6 +181,15 @@ pub enum Command {
     },
     /// Measure a server: calls/s and p50/p99 latency per scenario.
     Bench(BenchArgs),
+    /// Re-encrypt every stored client credential under a new master key, in
+    /// one transaction.
+    RotateMasterKey {
+        /// The new key's file: read if it exists, else created (mode 0600)
+        /// with a new random key. Optional only for the development key file
+        /// of the embedded default, which is then replaced in place.
+        #[arg(long)]
+        new_master_key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -213,7 +248,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = cli.global;
     match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(args) => {
-            let settings = serve_settings(&global, &args);
+            let settings = serve_settings(&global, &args)?;
             let listener = tokio::net::TcpListener::bind(settings.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -250,6 +285,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             service,
             timeout,
         } => return healthcheck(&addr, service, Duration::from_secs(timeout)).await,
+        Command::RotateMasterKey {
+            new_master_key_file,
+        } => rotate_master_key(&global, new_master_key_file).await?,
         Command::Bench(args) => {
             let report = bench::run(BenchOptions {
                 addr: args.addr,
@@ -270,8 +308,66 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> Settings {
+async fn rotate_master_key(global: &GlobalArgs, new_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let (old, origin) = global.master_key()?;
+    let (new, new_path, replace_dev_file) = match (new_file, &origin) {
+        (Some(path), _) => {
+            let key = if path.exists() {
+                crypto::read_key_file(&path)?
+            } else {
+                let key = MasterKey::generate()?;
+                crypto::write_key_file(&path, &key)?;
+                key
+            };
+            (key, path, None)
+        }
+        (None, MasterKeyOrigin::DevelopmentFile(dev)) => {
+            // Written beside the old one first; swapped in after the commit.
+            let mut staged = dev.clone().into_os_string();
+            staged.push(".new");
+            let staged = PathBuf::from(staged);
+            let _ = std::fs::remove_file(&staged);
+            let key = MasterKey::generate()?;
+            crypto::write_key_file(&staged, &key)?;
+            (key, dev.clone(), Some(staged))
+        }
+        (None, _) => bail!("--new-master-key-file is required"),
+    };
+    if new.version() == old.version() {
+        bail!("the new master key is the current one");
+    }
+    let db = open(global).await?;
+    let count = client_config::rotate_master_key(&db, &old, &new).await?;
+    db.close().await?;
+    if let Some(staged) = replace_dev_file {
+        std::fs::rename(&staged, &new_path).with_context(|| {
+            format!("cannot move {} to {}", staged.display(), new_path.display())
+        })?;
+    }
+    eprintln!(
+        "re-encrypted {count} credential(s) from master key {} to {}; use {} from now on",
+        old.version(),
+        new.version(),
+        new_path.display()
+    );
+    Ok(())
+}
+
+fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Settings> {
     let mut settings = Settings::new(global.database_url.clone());
+    let (master_key, origin) = global.master_key()?;
+    match origin {
+        MasterKeyOrigin::DevelopmentFile(path) => tracing::warn!(
+            path = %path.display(),
+            "client credentials are sealed with a development master key kept beside the database; set LATCHKEY_MASTER_KEY or --master-key-file in production"
+        ),
+        MasterKeyOrigin::Ephemeral => tracing::warn!(
+            "in-memory database: client credentials are sealed with a key that dies with the process"
+        ),
+        MasterKeyOrigin::Environment | MasterKeyOrigin::File(_) => {}
+    }
+    settings.master_key = Some(Arc::new(master_key));
+    settings.client_lb_domain = args.client_lb_domain.clone();
     settings.listen = args.listen;
     settings.catalog = args.catalog.clone();
     settings.hash = global.hash_params(args.hash_concurrency);
@@ -289,7 +385,7 @@ fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> Settings {
         },
     };
     settings.rate_limited_delay = Duration::from_millis(args.rate_limited_delay_ms);
-    settings
+    Ok(settings)
 }
 
 /// Opens and migrates the database, so every command works on a fresh one.

@@ -1,9 +1,11 @@
 //! One `Settings` struct for the server, built from the command line (flags
 //! override `LATCHKEY_*` environment variables, which override defaults).
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use crate::{keys::HashParams, store::DbOptions, verification::VerifierSettings};
+use crate::{
+    crypto::MasterKey, keys::HashParams, store::DbOptions, verification::VerifierSettings,
+};
 
 /// The embedded default: a SQLite file in the working directory, created on
 /// first start.
@@ -30,6 +32,14 @@ pub struct Settings {
     /// How often the catalog revision is checked, so grant changes applied by
     /// any process reach warm keys.
     pub catalog_poll_interval: Duration,
+    /// The master key sealing client credentials; `None` resolves the
+    /// default (`master_key_file`, else a development key file beside an
+    /// embedded SQLite database).
+    pub master_key: Option<Arc<MasterKey>>,
+    pub master_key_file: Option<PathBuf>,
+    /// Per-client LearningBuilder host template, e.g.
+    /// `{client_id}.lb.example.com`.
+    pub client_lb_domain: Option<String>,
 }
 
 impl Settings {
@@ -46,6 +56,9 @@ impl Settings {
             rate_limited_delay: Duration::from_millis(250),
             usage_flush_interval: Duration::from_secs(2),
             catalog_poll_interval: Duration::from_secs(1),
+            master_key: None,
+            master_key_file: None,
+            client_lb_domain: None,
         }
     }
 }

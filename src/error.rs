@@ -31,6 +31,12 @@ pub enum Error {
     KeyNotFound(String),
     #[error("API keys are available only for custom integrations")]
     NotCustomIntegration,
+    #[error("Client '{0}' not found")]
+    ClientNotFound(String),
+    #[error("Client '{0}' is already configured")]
+    ClientAlreadyConfigured(String),
+    #[error("User '{0}' not found")]
+    UserNotFound(String),
     /// Rolling an expired key would issue a key that is born expired.
     #[error("Key '{0}' has expired and cannot be rolled")]
     KeyExpired(String),
@@ -77,6 +83,12 @@ impl From<crate::keys::hasher::HashError> for Error {
     }
 }
 
+impl From<crate::crypto::CryptoError> for Error {
+    fn from(err: crate::crypto::CryptoError) -> Self {
+        Error::Internal(format!("credential encryption: {err}"))
+    }
+}
+
 impl From<getrandom::Error> for Error {
     fn from(err: getrandom::Error) -> Self {
         Error::Internal(format!("OS random generator: {err}"))
@@ -96,7 +108,11 @@ impl From<Error> for Status {
                 }
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
-            Error::IntegrationNotFound(_) | Error::KeyNotFound(_) => Status::not_found(message),
+            Error::IntegrationNotFound(_)
+            | Error::KeyNotFound(_)
+            | Error::ClientNotFound(_)
+            | Error::UserNotFound(_) => Status::not_found(message),
+            Error::ClientAlreadyConfigured(_) => Status::already_exists(message),
             Error::NotCustomIntegration | Error::KeyExpired(_) => {
                 Status::failed_precondition(message)
             }

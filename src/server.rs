@@ -12,6 +12,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     catalog::{self, Catalog},
     config::Settings,
+    crypto::{self, MasterKeyOrigin},
     proto::{
         self,
         v1::{
@@ -68,7 +69,28 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<AppState>> {
             tracing::info!(revision, "catalog applied");
         }
     }
-    let state = Arc::new(AppState::new(db.clone(), db_stats, settings)?);
+    let master_key = match &settings.master_key {
+        Some(key) => key.clone(),
+        None => {
+            let (key, origin) = crypto::resolve_master_key(
+                &settings.database.url,
+                None,
+                settings.master_key_file.as_deref(),
+            )?;
+            if matches!(
+                origin,
+                MasterKeyOrigin::DevelopmentFile(_) | MasterKeyOrigin::Ephemeral
+            ) {
+                tracing::warn!(
+                    ?origin,
+                    "client credentials are sealed with a development master key"
+                );
+            }
+            Arc::new(key)
+        }
+    };
+    tracing::info!(version = master_key.version(), "master key loaded");
+    let state = Arc::new(AppState::new(db.clone(), db_stats, master_key, settings)?);
     state
         .verifier
         .grants
@@ -109,9 +131,11 @@ pub async fn serve(
             service::IntegrationKeys::new(state.clone()),
         ))
         .add_service(ClientConfigurationServiceServer::new(
-            service::ClientConfiguration,
+            service::ClientConfiguration::new(state.clone()),
         ))
-        .add_service(HealthServiceServer::new(service::ConfigurationHealth))
+        .add_service(HealthServiceServer::new(service::ConfigurationHealth::new(
+            state.clone(),
+        )))
         .add_service(AuditServiceServer::new(service::Audit))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;

@@ -6,8 +6,9 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     config::Settings,
+    crypto::MasterKey,
     error::Error,
-    keys::{Hasher, VerifiedKeys},
+    keys::{Hasher, VerifiedKeys, throttle::FailureThrottle},
     store::QueryStats,
     verification::Verifier,
 };
@@ -21,12 +22,20 @@ pub struct AppState {
     pub partner_keys: VerifiedKeys<()>,
     pub verifier: Verifier,
     pub rate_limited_delay: std::time::Duration,
+    /// Client users' API keys already proven, by `<client pk>:<user>`; the
+    /// value is the hash they were proven against, so a key changed on any
+    /// replica is re-proven.
+    pub client_users: VerifiedKeys<String>,
+    pub client_user_throttle: FailureThrottle,
+    pub master_key: Arc<MasterKey>,
+    pub client_lb_domain: Option<String>,
 }
 
 impl AppState {
     pub fn new(
         db: DatabaseConnection,
         db_stats: Arc<QueryStats>,
+        master_key: Arc<MasterKey>,
         settings: &Settings,
     ) -> Result<Self, Error> {
         let hasher = Hasher::new(settings.hash).map_err(|e| Error::Internal(e.to_string()))?;
@@ -40,6 +49,13 @@ impl AppState {
             db_stats,
             hasher,
             rate_limited_delay: settings.rate_limited_delay,
+            client_users: VerifiedKeys::new(
+                settings.verifier.cache_capacity,
+                settings.verifier.cache_idle,
+            )?,
+            client_user_throttle: FailureThrottle::new(settings.verifier.throttle),
+            master_key,
+            client_lb_domain: settings.client_lb_domain.clone(),
         })
     }
 }

@@ -5,6 +5,9 @@
 //! 2038), and a cheap keyset-pagination column.
 
 pub mod catalog_revision;
+pub mod client;
+pub mod client_setting;
+pub mod client_user;
 pub mod endpoint_grant;
 pub mod integration;
 pub mod integration_key;

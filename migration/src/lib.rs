@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_integrations;
 mod m20261122_000002_create_keys;
+mod m20261122_000003_create_clients;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_integrations::Migration),
             Box::new(m20261122_000002_create_keys::Migration),
+            Box::new(m20261122_000003_create_clients::Migration),
         ]
     }
 }

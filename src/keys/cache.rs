@@ -50,16 +50,28 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
 
     /// The value remembered for `key`, if this exact key was verified.
     pub fn get(&self, key: &ApiKey) -> Option<V> {
-        let entry = self.entries.get(key.key_id())?;
-        let digest = self.digest(key);
-        bool::from(entry.0.ct_eq(&digest)).then(|| entry.1.clone())
+        self.get_secret(key.key_id(), key.expose_secret())
     }
 
     /// Remembers that `key` was verified.
     pub fn insert(&self, key: &ApiKey, value: V) {
-        let digest = self.digest(key);
+        self.insert_secret(key.key_id(), key.expose_secret(), value);
+    }
+
+    /// The value remembered for the credential `id` with this `secret`, if
+    /// this exact secret was verified (for credentials not in latchkey's key
+    /// format, such as client users' API keys).
+    pub fn get_secret(&self, id: &str, secret: &str) -> Option<V> {
+        let entry = self.entries.get(id)?;
+        let digest = self.digest(secret);
+        bool::from(entry.0.ct_eq(&digest)).then(|| entry.1.clone())
+    }
+
+    /// Remembers that `secret` was verified for the credential `id`.
+    pub fn insert_secret(&self, id: &str, secret: &str, value: V) {
+        let digest = self.digest(secret);
         self.entries
-            .insert(key.key_id().to_owned(), Arc::new((digest, value)));
+            .insert(id.to_owned(), Arc::new((digest, value)));
     }
 
     /// Forgets the key with this id, if cached.
@@ -88,11 +100,11 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
         }
     }
 
-    fn digest(&self, key: &ApiKey) -> Digest {
+    fn digest(&self, secret: &str) -> Digest {
         // HMAC accepts keys of any length; a 32-byte key cannot fail.
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.mac_key.as_ref())
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(key.expose_secret().as_bytes());
+        mac.update(secret.as_bytes());
         mac.finalize().into_bytes().into()
     }
 }

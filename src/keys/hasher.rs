@@ -122,10 +122,20 @@ impl Hasher {
 
     /// The argon2id PHC string of the whole key, with a fresh random salt.
     pub async fn hash(&self, key: &ApiKey) -> Result<String, HashError> {
+        self.hash_secret(key.expose_secret()).await
+    }
+
+    /// Whether `key` matches the PHC string `stored`; see `verify_secret`.
+    pub async fn verify(&self, key: &ApiKey, stored: &str) -> Result<bool, HashError> {
+        self.verify_secret(key.expose_secret(), stored).await
+    }
+
+    /// The argon2id PHC string of any secret (e.g. a client user's API key).
+    pub async fn hash_secret(&self, secret: &str) -> Result<String, HashError> {
         let params = self.params.clone();
         let mut salt = [0u8; SALT_LEN];
         getrandom::fill(&mut salt).map_err(HashError::Random)?;
-        self.run(key, move |secret, memory| {
+        self.run(secret, move |secret, memory| {
             let mut out = [0u8; OUTPUT_LEN];
             compute(
                 Algorithm::Argon2id,
@@ -149,12 +159,12 @@ impl Hasher {
         .await
     }
 
-    /// Whether `key` matches the PHC string `stored`, whose own parameters
-    /// apply (keys hashed under older settings keep verifying). The digests
-    /// are compared in constant time.
-    pub async fn verify(&self, key: &ApiKey, stored: &str) -> Result<bool, HashError> {
+    /// Whether `secret` matches the PHC string `stored`, whose own
+    /// parameters apply (keys hashed under older settings keep verifying).
+    /// The digests are compared in constant time.
+    pub async fn verify_secret(&self, secret: &str, stored: &str) -> Result<bool, HashError> {
         let stored = stored.to_owned();
-        self.run(key, move |secret, memory| {
+        self.run(secret, move |secret, memory| {
             let bad = |e: &dyn std::fmt::Display| HashError::StoredHash(e.to_string());
             let phc = PasswordHash::new(&stored).map_err(|e| bad(&e))?;
             let algorithm = Algorithm::try_from(phc.algorithm.as_str()).map_err(|e| bad(&e))?;
@@ -192,7 +202,7 @@ impl Hasher {
     }
 
     /// Runs `work` on a hashing thread once a slot is free.
-    async fn run<T, F>(&self, key: &ApiKey, work: F) -> Result<T, HashError>
+    async fn run<T, F>(&self, secret: &str, work: F) -> Result<T, HashError>
     where
         T: Send + 'static,
         F: FnOnce(&str, &mut Vec<Block>) -> Result<T, HashError> + Send + 'static,
@@ -202,7 +212,7 @@ impl Hasher {
             .acquire()
             .await
             .map_err(|_| HashError::Closed)?;
-        let secret = Zeroizing::new(key.expose_secret().to_owned());
+        let secret = Zeroizing::new(secret.to_owned());
         let (done, result) = oneshot::channel();
         self.runs.fetch_add(1, Ordering::Relaxed);
         let job: Job = Box::new(move |memory| {

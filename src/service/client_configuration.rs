@@ -1,59 +1,514 @@
-//! `latchkey.v1.ClientConfigurationService`: not implemented yet (its own
-//! issue); every RPC answers UNIMPLEMENTED.
+//! `latchkey.v1.ClientConfigurationService`.
 
+use std::{collections::HashSet, sync::Arc};
+
+use sea_orm::{DbErr, SqlErr};
 use tonic::{Request, Response, Status};
 
-use crate::proto::v1::{
-    self as pb, client_configuration_service_server::ClientConfigurationService,
+use super::{peer_of, validate::Violations};
+use crate::{
+    auth::{self, Caller, UserCheck},
+    client_config::{
+        Bucket, LB_API_KEY, LB_API_KEY_OWNER, MAX_SETTING_VALUE_LEN, MIN_RECOMMENDED_API_KEY_LEN,
+        Scope, SettingName, api_key_problem, client_id_problem, setting_value_problem,
+        user_problem,
+    },
+    crypto::setting_aad,
+    error::Error,
+    proto::v1::{self as pb, client_configuration_service_server::ClientConfigurationService},
+    state::AppState,
+    store::{
+        self,
+        clients::{ClientRow, NewUser, SettingRow, StoredValue, UserRow},
+    },
+    time::{now_micros, to_timestamp},
 };
 
-pub struct ClientConfiguration;
+pub struct ClientConfiguration {
+    state: Arc<AppState>,
+}
 
-fn unimplemented(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} is not implemented yet"))
+/// A setting to write: its validated name and new value (empty: clear).
+struct SettingChange {
+    name: SettingName,
+    value: String,
+}
+
+impl ClientConfiguration {
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+
+    async fn configure(
+        &self,
+        request: Request<pb::ConfigureRequest>,
+    ) -> Result<pb::ConfigureResponse, Error> {
+        let peer = peer_of(&request);
+        let (metadata, _, req) = request.into_parts();
+        let caller =
+            auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
+        require_partner(&caller, "Configure")?;
+
+        let mut v = Violations::default();
+        v.check("client_id", client_id_problem(&req.client_id));
+        let credentials = req.client_credentials.unwrap_or_default();
+        let mut users = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, entry) in credentials.user_api_keys.iter().enumerate() {
+            let field = |f: &str| format!("client_credentials.user_api_keys[{i}].{f}");
+            v.check(&field("user"), user_problem(&entry.user));
+            v.check(&field("api_key"), api_key_problem(&entry.api_key));
+            if !seen.insert(entry.user.as_str()) {
+                v.add(&field("user"), "is listed twice");
+            }
+            match scope_from_proto(entry.scope) {
+                Some(scope) => users.push((entry, scope)),
+                None => v.add(&field("scope"), "must be SCOPE_SYSTEM or SCOPE_CLIENT"),
+            }
+        }
+        let mut changes = Vec::new();
+        for (field, name, value) in [
+            (
+                "client_credentials.lb_api_key_owner",
+                LB_API_KEY_OWNER,
+                &credentials.lb_api_key_owner,
+            ),
+            (
+                "client_credentials.lb_api_key",
+                LB_API_KEY,
+                &credentials.lb_api_key,
+            ),
+        ] {
+            if value.len() > MAX_SETTING_VALUE_LEN {
+                v.add(field, "must be at most 4096 bytes");
+            } else if !value.is_empty() {
+                changes.push(SettingChange {
+                    name: SettingName::parse(name).map_err(|e| Error::Internal(e))?,
+                    value: value.clone(),
+                });
+            }
+        }
+        let mut names: Vec<_> = req.client_settings.into_iter().collect();
+        names.sort();
+        for (name, value) in names {
+            match SettingName::in_bucket(Bucket::Settings, &name) {
+                Err(problem) => v.add("client_settings", &problem),
+                Ok(name) => match setting_value_problem(&name, &value) {
+                    Some(problem) => v.add("client_settings", &problem),
+                    None if value.is_empty() => {}
+                    None => changes.push(SettingChange { name, value }),
+                },
+            }
+        }
+        v.finish()?;
+
+        // argon2 before the transaction, which must not wait on it.
+        let mut hashed = Vec::with_capacity(users.len());
+        for (entry, scope) in users {
+            let key_hash = self.state.hasher.hash_secret(&entry.api_key).await?;
+            hashed.push((entry, scope, key_hash));
+        }
+        let now = now_micros();
+        let db = &self.state.db;
+        let txn = store::begin_write(db).await?;
+        if store::clients::find(&txn, &req.client_id).await?.is_some() {
+            return Err(Error::ClientAlreadyConfigured(req.client_id));
+        }
+        let client = store::clients::create(&txn, &req.client_id, now)
+            .await
+            .map_err(|e| already_exists_or(e, &req.client_id))?;
+        for (entry, scope, key_hash) in hashed {
+            store::clients::upsert_user(
+                &txn,
+                client.id,
+                NewUser {
+                    user: &entry.user,
+                    key_hash,
+                    scope: scope.as_str(),
+                    short_key: entry.api_key.chars().count() < MIN_RECOMMENDED_API_KEY_LEN,
+                },
+                now,
+            )
+            .await?;
+        }
+        self.write_settings(&txn, &client, &changes, now).await?;
+        txn.commit()
+            .await
+            .map_err(|e| already_exists_or(e, &req.client_id))?;
+        tracing::info!(client_id = %client.client_id, "client configured");
+        Ok(pb::ConfigureResponse {
+            configuration: Some(self.configuration(&client).await?),
+        })
+    }
+
+    async fn configure_settings(
+        &self,
+        request: Request<pb::ConfigureSettingsRequest>,
+    ) -> Result<pb::ConfigureSettingsResponse, Error> {
+        let peer = peer_of(&request);
+        let (metadata, _, req) = request.into_parts();
+        let caller =
+            auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
+
+        let mut v = Violations::default();
+        v.check("client_id", client_id_problem(&req.client_id));
+        if req.settings.is_empty() {
+            v.add("settings", "must name at least one setting");
+        }
+        let mut changes = Vec::with_capacity(req.settings.len());
+        let mut seen = HashSet::new();
+        for (i, setting) in req.settings.into_iter().enumerate() {
+            match SettingName::parse(&setting.name) {
+                Err(problem) => v.add(&format!("settings[{i}].name"), &problem),
+                Ok(name) => {
+                    if !seen.insert(name.as_str().to_owned()) {
+                        v.add(
+                            &format!("settings[{i}].name"),
+                            &format!("'{name}' is listed twice"),
+                        );
+                    }
+                    match setting_value_problem(&name, &setting.value) {
+                        Some(problem) => v.add(&format!("settings[{i}].value"), &problem),
+                        None => changes.push(SettingChange {
+                            name,
+                            value: setting.value,
+                        }),
+                    }
+                }
+            }
+        }
+        v.finish()?;
+        if let Caller::User(user) = &caller
+            && user.scope == Scope::Client
+            && changes.iter().any(|c| c.name.is_secret())
+        {
+            return Err(Error::PermissionDenied(
+                "CLIENT users may change only ClientSettings.*".into(),
+            ));
+        }
+
+        let client = self.client(&req.client_id).await?;
+        let now = now_micros();
+        let txn = store::begin_write(&self.state.db).await?;
+        self.write_settings(&txn, &client, &changes, now).await?;
+        store::clients::touch(&txn, client.id, now).await?;
+        txn.commit().await?;
+        let names: Vec<_> = changes.iter().map(|c| c.name.as_str()).collect();
+        tracing::info!(client_id = %client.client_id, settings = ?names, "client settings changed");
+        Ok(pb::ConfigureSettingsResponse {
+            configuration: Some(self.configuration(&client).await?),
+        })
+    }
+
+    async fn set_user_credentials(
+        &self,
+        request: Request<pb::SetUserCredentialsRequest>,
+    ) -> Result<pb::SetUserCredentialsResponse, Error> {
+        let peer = peer_of(&request);
+        let (metadata, _, req) = request.into_parts();
+        let caller =
+            auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
+        require_partner_or_system(&caller, "SetUserCredentials")?;
+
+        let mut v = Violations::default();
+        v.check("client_id", client_id_problem(&req.client_id));
+        v.check("user", user_problem(&req.user));
+        v.check("api_key", api_key_problem(&req.api_key));
+        let scope = scope_from_proto(req.scope);
+        if scope.is_none() {
+            v.add("scope", "must be SCOPE_SYSTEM or SCOPE_CLIENT");
+        }
+        v.finish()?;
+        let scope = scope.ok_or_else(|| Error::Internal("scope checked above".into()))?;
+
+        let client = self.client(&req.client_id).await?;
+        let key_hash = self.state.hasher.hash_secret(&req.api_key).await?;
+        let now = now_micros();
+        let txn = store::begin_write(&self.state.db).await?;
+        let row = store::clients::upsert_user(
+            &txn,
+            client.id,
+            NewUser {
+                user: &req.user,
+                key_hash,
+                scope: scope.as_str(),
+                short_key: req.api_key.chars().count() < MIN_RECOMMENDED_API_KEY_LEN,
+            },
+            now,
+        )
+        .await?;
+        store::clients::touch(&txn, client.id, now).await?;
+        txn.commit().await?;
+        auth::forget_client_user(&self.state, client.id, &req.user);
+        tracing::info!(client_id = %client.client_id, user = %row.user, scope = %row.scope, "user credentials set");
+        Ok(pb::SetUserCredentialsResponse {
+            user_credential: Some(user_to_proto(&row)),
+        })
+    }
+
+    async fn delete_user_credentials(
+        &self,
+        request: Request<pb::DeleteUserCredentialsRequest>,
+    ) -> Result<pb::DeleteUserCredentialsResponse, Error> {
+        let peer = peer_of(&request);
+        let (metadata, _, req) = request.into_parts();
+        let caller =
+            auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
+        require_partner_or_system(&caller, "DeleteUserCredentials")?;
+        let mut v = Violations::default();
+        v.check("client_id", client_id_problem(&req.client_id));
+        v.check("user", user_problem(&req.user));
+        v.finish()?;
+
+        let client = self.client(&req.client_id).await?;
+        let txn = store::begin_write(&self.state.db).await?;
+        if !store::clients::delete_user(&txn, client.id, &req.user).await? {
+            return Err(Error::UserNotFound(req.user));
+        }
+        store::clients::touch(&txn, client.id, now_micros()).await?;
+        txn.commit().await?;
+        auth::forget_client_user(&self.state, client.id, &req.user);
+        tracing::info!(client_id = %client.client_id, user = %req.user, "user credentials deleted");
+        Ok(pb::DeleteUserCredentialsResponse {})
+    }
+
+    async fn get_client_configuration(
+        &self,
+        request: Request<pb::GetClientConfigurationRequest>,
+    ) -> Result<pb::GetClientConfigurationResponse, Error> {
+        let peer = peer_of(&request);
+        let (metadata, _, req) = request.into_parts();
+        auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
+        let mut v = Violations::default();
+        v.check("client_id", client_id_problem(&req.client_id));
+        v.finish()?;
+        let client = self.client(&req.client_id).await?;
+        Ok(pb::GetClientConfigurationResponse {
+            configuration: Some(self.configuration(&client).await?),
+        })
+    }
+
+    async fn verify_user_credentials(
+        &self,
+        request: Request<pb::VerifyUserCredentialsRequest>,
+    ) -> Result<pb::VerifyUserCredentialsResponse, Error> {
+        let peer = peer_of(&request);
+        let req = request.into_inner();
+        let mut v = Violations::default();
+        v.check("client_id", client_id_problem(&req.client_id));
+        v.check("user", user_problem(&req.user));
+        if req.api_key.is_empty() {
+            v.add("api_key", "must not be empty");
+        }
+        v.finish()?;
+        let invalid = pb::VerifyUserCredentialsResponse::default();
+        let Some(client) = store::clients::find(&self.state.db, &req.client_id).await? else {
+            return Ok(invalid);
+        };
+        match auth::check_client_user(&self.state, &client, &req.user, &req.api_key, peer).await? {
+            UserCheck::Valid(row) => Ok(pb::VerifyUserCredentialsResponse {
+                valid: true,
+                scope: scope_to_proto(&row.scope).into(),
+                rate_limited: false,
+            }),
+            UserCheck::Invalid => Ok(invalid),
+            UserCheck::RateLimited => {
+                tokio::time::sleep(self.state.rate_limited_delay).await;
+                Ok(pb::VerifyUserCredentialsResponse {
+                    rate_limited: true,
+                    ..invalid
+                })
+            }
+        }
+    }
+
+    /// The client, or NOT_FOUND (only partners can get here with an unknown
+    /// id: a user's own client always exists).
+    async fn client(&self, client_id: &str) -> Result<ClientRow, Error> {
+        store::clients::find(&self.state.db, client_id)
+            .await?
+            .ok_or_else(|| Error::ClientNotFound(client_id.to_owned()))
+    }
+
+    /// Writes settings: secrets sealed under the master key, empty values
+    /// cleared.
+    async fn write_settings<C: sea_orm::ConnectionTrait>(
+        &self,
+        db: &C,
+        client: &ClientRow,
+        changes: &[SettingChange],
+        now: i64,
+    ) -> Result<(), Error> {
+        let key = &self.state.master_key;
+        for change in changes {
+            let name = change.name.as_str();
+            if change.value.is_empty() {
+                store::clients::delete_setting(db, client.id, name).await?;
+                continue;
+            }
+            let stored = if change.name.is_secret() {
+                StoredValue {
+                    value: key.encrypt(&change.value, &setting_aad(&client.client_id, name))?,
+                    secret: true,
+                    key_version: Some(key.version().to_owned()),
+                }
+            } else {
+                StoredValue {
+                    value: change.value.clone(),
+                    secret: false,
+                    key_version: None,
+                }
+            };
+            store::clients::upsert_setting(db, client.id, name, stored, now).await?;
+        }
+        Ok(())
+    }
+
+    /// The client's configuration as the API shows it: no key, no secret.
+    async fn configuration(&self, client: &ClientRow) -> Result<pb::ClientConfiguration, Error> {
+        let db = &self.state.db;
+        let client = store::clients::find(db, &client.client_id)
+            .await?
+            .ok_or_else(|| Error::ClientNotFound(client.client_id.clone()))?;
+        let users = store::clients::users(db, client.id).await?;
+        let settings = store::clients::settings(db, client.id).await?;
+        Ok(configuration_to_proto(&client, &users, &settings))
+    }
+}
+
+/// A unique-index violation while creating a client means another call
+/// created it first.
+fn already_exists_or(err: DbErr, client_id: &str) -> Error {
+    match err.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => {
+            Error::ClientAlreadyConfigured(client_id.to_owned())
+        }
+        _ => err.into(),
+    }
+}
+
+fn require_partner(caller: &Caller, rpc: &str) -> Result<(), Error> {
+    match caller {
+        Caller::Partner(_) => Ok(()),
+        Caller::User(_) => Err(Error::PermissionDenied(format!(
+            "{rpc} needs a partner key"
+        ))),
+    }
+}
+
+fn require_partner_or_system(caller: &Caller, rpc: &str) -> Result<(), Error> {
+    match caller {
+        Caller::User(user) if user.scope != Scope::System => Err(Error::PermissionDenied(format!(
+            "{rpc} needs a partner key or a SYSTEM user"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn scope_from_proto(scope: i32) -> Option<Scope> {
+    match pb::Scope::try_from(scope) {
+        Ok(pb::Scope::System) => Some(Scope::System),
+        Ok(pb::Scope::Client) => Some(Scope::Client),
+        _ => None,
+    }
+}
+
+fn scope_to_proto(scope: &str) -> pb::Scope {
+    match Scope::parse(scope) {
+        Some(Scope::System) => pb::Scope::System,
+        Some(Scope::Client) => pb::Scope::Client,
+        None => pb::Scope::Unspecified,
+    }
+}
+
+fn user_to_proto(row: &UserRow) -> pb::UserCredential {
+    pb::UserCredential {
+        user: row.user.clone(),
+        scope: scope_to_proto(&row.scope).into(),
+        create_time: Some(to_timestamp(row.create_time)),
+        update_time: Some(to_timestamp(row.update_time)),
+    }
+}
+
+fn configuration_to_proto(
+    client: &ClientRow,
+    users: &[UserRow],
+    settings: &[SettingRow],
+) -> pb::ClientConfiguration {
+    pb::ClientConfiguration {
+        client_id: client.client_id.clone(),
+        users: users.iter().map(user_to_proto).collect(),
+        settings: settings
+            .iter()
+            .map(|s| pb::Setting {
+                name: s.name.clone(),
+                // Secrets are never returned, sealed or not.
+                value: if s.secret {
+                    String::new()
+                } else {
+                    s.value.clone()
+                },
+                secret: s.secret,
+            })
+            .collect(),
+        create_time: Some(to_timestamp(client.create_time)),
+        update_time: Some(to_timestamp(client.update_time)),
+    }
 }
 
 #[tonic::async_trait]
 impl ClientConfigurationService for ClientConfiguration {
     async fn configure(
         &self,
-        _: Request<pb::ConfigureRequest>,
+        request: Request<pb::ConfigureRequest>,
     ) -> Result<Response<pb::ConfigureResponse>, Status> {
-        Err(unimplemented("Configure"))
+        Ok(Response::new(
+            ClientConfiguration::configure(self, request).await?,
+        ))
     }
 
     async fn configure_settings(
         &self,
-        _: Request<pb::ConfigureSettingsRequest>,
+        request: Request<pb::ConfigureSettingsRequest>,
     ) -> Result<Response<pb::ConfigureSettingsResponse>, Status> {
-        Err(unimplemented("ConfigureSettings"))
+        Ok(Response::new(
+            ClientConfiguration::configure_settings(self, request).await?,
+        ))
     }
 
     async fn set_user_credentials(
         &self,
-        _: Request<pb::SetUserCredentialsRequest>,
+        request: Request<pb::SetUserCredentialsRequest>,
     ) -> Result<Response<pb::SetUserCredentialsResponse>, Status> {
-        Err(unimplemented("SetUserCredentials"))
+        Ok(Response::new(
+            ClientConfiguration::set_user_credentials(self, request).await?,
+        ))
     }
 
     async fn delete_user_credentials(
         &self,
-        _: Request<pb::DeleteUserCredentialsRequest>,
+        request: Request<pb::DeleteUserCredentialsRequest>,
     ) -> Result<Response<pb::DeleteUserCredentialsResponse>, Status> {
-        Err(unimplemented("DeleteUserCredentials"))
+        Ok(Response::new(
+            ClientConfiguration::delete_user_credentials(self, request).await?,
+        ))
     }
 
     async fn get_client_configuration(
         &self,
-        _: Request<pb::GetClientConfigurationRequest>,
+        request: Request<pb::GetClientConfigurationRequest>,
     ) -> Result<Response<pb::GetClientConfigurationResponse>, Status> {
-        Err(unimplemented("GetClientConfiguration"))
+        Ok(Response::new(
+            ClientConfiguration::get_client_configuration(self, request).await?,
+        ))
     }
 
     async fn verify_user_credentials(
         &self,
-        _: Request<pb::VerifyUserCredentialsRequest>,
+        request: Request<pb::VerifyUserCredentialsRequest>,
     ) -> Result<Response<pb::VerifyUserCredentialsResponse>, Status> {
-        Err(unimplemented("VerifyUserCredentials"))
+        Ok(Response::new(
+            ClientConfiguration::verify_user_credentials(self, request).await?,
+        ))
     }
 }

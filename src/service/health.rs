@@ -1,29 +1,187 @@
-//! `latchkey.v1.HealthService` (configuration health, not the probe
-//! protocol): not implemented yet; every RPC answers UNIMPLEMENTED.
+//! `latchkey.v1.HealthService`: configuration health of a client and of the
+//! service (not the probe protocol, which is grpc.health.v1).
 
+use std::{sync::Arc, time::Instant};
+
+use migration::{Migrator, MigratorTrait};
 use tonic::{Request, Response, Status};
 
-use crate::proto::v1::{self as pb, health_service_server::HealthService};
+use super::{peer_of, validate::Violations};
+use crate::{
+    auth::{self, Caller},
+    client_config::{Check, Diagnostic, client_diagnostics, client_id_problem},
+    error::Error,
+    proto::v1::{self as pb, health_service_server::HealthService},
+    state::AppState,
+    store,
+    time::to_timestamp,
+};
 
-pub struct ConfigurationHealth;
+pub struct ConfigurationHealth {
+    state: Arc<AppState>,
+}
+
+impl ConfigurationHealth {
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+
+    async fn client_health(
+        &self,
+        request: Request<pb::CheckClientHealthRequest>,
+    ) -> Result<pb::CheckClientHealthResponse, Error> {
+        let peer = peer_of(&request);
+        let (metadata, _, req) = request.into_parts();
+        auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
+        let mut v = Violations::default();
+        v.check("client_id", client_id_problem(&req.client_id));
+        v.finish()?;
+
+        let template = self.state.client_lb_domain.as_deref();
+        let db = &self.state.db;
+        let Some(client) = store::clients::find(db, &req.client_id).await? else {
+            return Ok(pb::CheckClientHealthResponse {
+                status: pb::HealthStatus::NotConfigured.into(),
+                lb_host: template
+                    .map(|t| t.replace("{client_id}", &req.client_id))
+                    .unwrap_or_default(),
+                client_id: req.client_id,
+                diagnostics: Vec::new(),
+            });
+        };
+        let users = store::clients::users(db, client.id).await?;
+        let settings = store::clients::settings(db, client.id).await?;
+        let (diagnostics, lb_host) = client_diagnostics(
+            &client.client_id,
+            &users,
+            &settings,
+            &self.state.master_key,
+            template,
+        );
+        Ok(pb::CheckClientHealthResponse {
+            client_id: client.client_id,
+            status: overall(&diagnostics).into(),
+            diagnostics: diagnostics.into_iter().map(diagnostic_to_proto).collect(),
+            lb_host: lb_host.unwrap_or_default(),
+        })
+    }
+
+    async fn service_health(
+        &self,
+        request: Request<pb::CheckServiceHealthRequest>,
+    ) -> Result<pb::CheckServiceHealthResponse, Error> {
+        // Partners only; a client's user is known but not allowed.
+        let peer = peer_of(&request);
+        match auth::authenticate_for_client(&self.state, request.metadata(), peer, "").await {
+            Ok(Caller::Partner(_)) => {}
+            Ok(Caller::User(_)) | Err(Error::PermissionDenied(_)) => {
+                return Err(Error::PermissionDenied(
+                    "CheckServiceHealth needs a partner key".into(),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+        let db = &self.state.db;
+        let mut diagnostics = Vec::new();
+
+        let started = Instant::now();
+        let reachable = db.ping().await;
+        let millis = started.elapsed().as_secs_f64() * 1000.0;
+        let is_reachable = reachable.is_ok();
+        diagnostics.push(match reachable {
+            Ok(()) => Diagnostic {
+                name: "database",
+                status: Check::Pass,
+                detail: format!("reachable in {millis:.1} ms"),
+            },
+            Err(e) => Diagnostic {
+                name: "database",
+                status: Check::Fail,
+                detail: format!("unreachable after {millis:.1} ms: {e}"),
+            },
+        });
+        if is_reachable {
+            diagnostics.push(match Migrator::get_pending_migrations(db).await {
+                Ok(pending) if pending.is_empty() => Diagnostic {
+                    name: "migrations",
+                    status: Check::Pass,
+                    detail: format!("{} migrations applied", Migrator::migrations().len()),
+                },
+                Ok(pending) => Diagnostic {
+                    name: "migrations",
+                    status: Check::Fail,
+                    detail: format!("{} migration(s) pending", pending.len()),
+                },
+                Err(e) => Diagnostic {
+                    name: "migrations",
+                    status: Check::Fail,
+                    detail: format!("cannot read migration state: {e}"),
+                },
+            });
+            diagnostics.push(match store::catalog::latest_revision(db).await {
+                Ok(Some(revision)) => Diagnostic {
+                    name: "catalog",
+                    status: Check::Pass,
+                    detail: format!(
+                        "revision {} applied at {}",
+                        revision.id,
+                        to_timestamp(revision.applied_time)
+                    ),
+                },
+                Ok(None) => Diagnostic {
+                    name: "catalog",
+                    status: Check::Warn,
+                    detail: "no catalog applied: there are no integrations".into(),
+                },
+                Err(e) => Diagnostic {
+                    name: "catalog",
+                    status: Check::Fail,
+                    detail: format!("cannot read the catalog revision: {e}"),
+                },
+            });
+        }
+        Ok(pb::CheckServiceHealthResponse {
+            status: overall(&diagnostics).into(),
+            diagnostics: diagnostics.into_iter().map(diagnostic_to_proto).collect(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
+    }
+}
+
+fn overall(diagnostics: &[Diagnostic]) -> pb::HealthStatus {
+    match diagnostics.iter().map(|d| d.status).max() {
+        Some(Check::Fail) => pb::HealthStatus::Unhealthy,
+        Some(Check::Warn) => pb::HealthStatus::Degraded,
+        _ => pb::HealthStatus::Healthy,
+    }
+}
+
+fn diagnostic_to_proto(d: Diagnostic) -> pb::Diagnostic {
+    pb::Diagnostic {
+        name: d.name.to_owned(),
+        status: match d.status {
+            Check::Pass => pb::DiagnosticStatus::Pass,
+            Check::Warn => pb::DiagnosticStatus::Warn,
+            Check::Fail => pb::DiagnosticStatus::Fail,
+        }
+        .into(),
+        detail: d.detail,
+    }
+}
 
 #[tonic::async_trait]
 impl HealthService for ConfigurationHealth {
     async fn check_client_health(
         &self,
-        _: Request<pb::CheckClientHealthRequest>,
+        request: Request<pb::CheckClientHealthRequest>,
     ) -> Result<Response<pb::CheckClientHealthResponse>, Status> {
-        Err(Status::unimplemented(
-            "CheckClientHealth is not implemented yet",
-        ))
+        Ok(Response::new(self.client_health(request).await?))
     }
 
     async fn check_service_health(
         &self,
-        _: Request<pb::CheckServiceHealthRequest>,
+        request: Request<pb::CheckServiceHealthRequest>,
     ) -> Result<Response<pb::CheckServiceHealthResponse>, Status> {
-        Err(Status::unimplemented(
-            "CheckServiceHealth is not implemented yet",
-        ))
+        Ok(Response::new(self.service_health(request).await?))
     }
 }

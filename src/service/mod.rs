@@ -14,6 +14,11 @@ pub use client_configuration::ClientConfiguration;
 pub use health::ConfigurationHealth;
 pub use integration_keys::IntegrationKeys;
 
+/// The caller's IP address, for per-peer throttling.
+fn peer_of<T>(request: &tonic::Request<T>) -> Option<std::net::IpAddr> {
+    request.remote_addr().map(|addr| addr.ip())
+}
+
 /// Default page size of every List call.
 const DEFAULT_PAGE_SIZE: u64 = 50;
 /// Largest page size of every List call; larger requests get this many.

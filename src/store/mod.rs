@@ -2,6 +2,7 @@
 //! types. Each submodule owns one table (or one closely related group).
 
 pub mod catalog;
+pub mod clients;
 pub mod integration_keys;
 pub mod integrations;
 pub mod partner_keys;

@@ -1,0 +1,296 @@
+//! Envelope encryption of stored client credentials (`ClientCredentials.*`):
+//! AES-256-GCM under a 32-byte master key, a fresh random nonce per value,
+//! and the client id and setting name as associated data, so a ciphertext
+//! cannot be moved to another row. Each value records the version (a
+//! fingerprint) of the key that sealed it, so the key can be rotated.
+
+use std::{
+    fmt,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use aes_gcm::{
+    Aes256Gcm, KeyInit, Nonce,
+    aead::{Aead, Payload},
+};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+const NONCE_LEN: usize = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("master key must be 32 bytes, base64-encoded")]
+    BadKey,
+    #[error("value cannot be decrypted with this master key")]
+    Decrypt,
+    #[error("encryption failed")]
+    Encrypt,
+    #[error("OS random generator: {0}")]
+    Random(getrandom::Error),
+    #[error("{0}")]
+    Io(String),
+    #[error(
+        "a master key is required for this database: set LATCHKEY_MASTER_KEY (base64 of 32 bytes) or --master-key-file"
+    )]
+    Missing,
+}
+
+/// The key that seals client credentials. `Debug` shows only its version.
+pub struct MasterKey {
+    key: Zeroizing<[u8; 32]>,
+    version: String,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MasterKey(version {})", self.version)
+    }
+}
+
+impl MasterKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        let digest = Sha256::new()
+            .chain_update(b"latchkey master key v1\0")
+            .chain_update(bytes)
+            .finalize();
+        let version = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            key: Zeroizing::new(bytes),
+            version,
+        }
+    }
+
+    /// A key from its base64 text (surrounding whitespace ignored).
+    pub fn from_base64(text: &str) -> Result<Self, CryptoError> {
+        let bytes = Zeroizing::new(
+            STANDARD
+                .decode(text.trim())
+                .map_err(|_| CryptoError::BadKey)?,
+        );
+        let array: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::BadKey)?;
+        Ok(Self::from_bytes(array))
+    }
+
+    /// A new random key from the OS CSPRNG.
+    pub fn generate() -> Result<Self, CryptoError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(CryptoError::Random)?;
+        let key = Self::from_bytes(bytes);
+        zeroize::Zeroize::zeroize(&mut bytes);
+        Ok(key)
+    }
+
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(STANDARD.encode(self.key.as_ref()))
+    }
+
+    /// The key's fingerprint, stored beside every value it seals.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Seals `plaintext`, bound to `aad`: base64 of nonce || ciphertext+tag.
+    pub fn encrypt(&self, plaintext: &str, aad: &[u8]) -> Result<String, CryptoError> {
+        let cipher =
+            Aes256Gcm::new_from_slice(self.key.as_ref()).map_err(|_| CryptoError::BadKey)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(CryptoError::Random)?;
+        let sealed = cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad,
+                },
+            )
+            .map_err(|_| CryptoError::Encrypt)?;
+        let mut out = nonce.to_vec();
+        out.extend(sealed);
+        Ok(STANDARD.encode(out))
+    }
+
+    /// Opens what `encrypt` sealed with this key and the same `aad`.
+    pub fn decrypt(&self, sealed: &str, aad: &[u8]) -> Result<Zeroizing<String>, CryptoError> {
+        let bytes = STANDARD.decode(sealed).map_err(|_| CryptoError::Decrypt)?;
+        if bytes.len() < NONCE_LEN {
+            return Err(CryptoError::Decrypt);
+        }
+        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Decrypt)?;
+        let cipher =
+            Aes256Gcm::new_from_slice(self.key.as_ref()).map_err(|_| CryptoError::BadKey)?;
+        let plain = Zeroizing::new(
+            cipher
+                .decrypt(
+                    &Nonce::from(nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad,
+                    },
+                )
+                .map_err(|_| CryptoError::Decrypt)?,
+        );
+        String::from_utf8(plain.to_vec())
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoError::Decrypt)
+    }
+}
+
+/// Associated data binding a sealed setting to its client and name.
+pub fn setting_aad(client_id: &str, name: &str) -> Vec<u8> {
+    format!("{client_id}\0{name}").into_bytes()
+}
+
+/// Where the master key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterKeyOrigin {
+    Environment,
+    File(PathBuf),
+    /// Created (or reused) beside the embedded SQLite database: development
+    /// only.
+    DevelopmentFile(PathBuf),
+    /// An in-memory database gets an in-memory key.
+    Ephemeral,
+}
+
+/// Finds the master key: `LATCHKEY_MASTER_KEY` (`from_env`), else `file`,
+/// else, for the embedded SQLite default, a key file beside the database
+/// (created with mode 0600 on first use), else an error.
+pub fn resolve_master_key(
+    database_url: &str,
+    from_env: Option<&str>,
+    file: Option<&Path>,
+) -> Result<(MasterKey, MasterKeyOrigin), CryptoError> {
+    if let Some(text) = from_env.filter(|t| !t.trim().is_empty()) {
+        return Ok((MasterKey::from_base64(text)?, MasterKeyOrigin::Environment));
+    }
+    if let Some(path) = file {
+        return Ok((read_key_file(path)?, MasterKeyOrigin::File(path.to_owned())));
+    }
+    match sqlite_file(database_url) {
+        Some(SqliteLocation::Memory) => Ok((MasterKey::generate()?, MasterKeyOrigin::Ephemeral)),
+        Some(SqliteLocation::File(db)) => {
+            let mut name = db.into_os_string();
+            name.push(".master-key");
+            let path = PathBuf::from(name);
+            let key = if path.exists() {
+                read_key_file(&path)?
+            } else {
+                let key = MasterKey::generate()?;
+                write_key_file(&path, &key)?;
+                key
+            };
+            Ok((key, MasterKeyOrigin::DevelopmentFile(path)))
+        }
+        None => Err(CryptoError::Missing),
+    }
+}
+
+/// Reads a key file: base64 of 32 bytes.
+pub fn read_key_file(path: &Path) -> Result<MasterKey, CryptoError> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| CryptoError::Io(format!("cannot read {}: {e}", path.display())))?,
+    );
+    MasterKey::from_base64(&text)
+}
+
+/// Writes a new key file readable by its owner only; never overwrites.
+pub fn write_key_file(path: &Path, key: &MasterKey) -> Result<(), CryptoError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| CryptoError::Io(format!("cannot create {}: {e}", path.display())))?;
+    file.write_all(key.to_base64().as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .map_err(|e| CryptoError::Io(format!("cannot write {}: {e}", path.display())))
+}
+
+enum SqliteLocation {
+    Memory,
+    File(PathBuf),
+}
+
+fn sqlite_file(url: &str) -> Option<SqliteLocation> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
+        Some(SqliteLocation::Memory)
+    } else {
+        Some(SqliteLocation::File(PathBuf::from(path)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_bound_to_its_row() {
+        let key = MasterKey::generate().unwrap();
+        let sealed = key
+            .encrypt("s3cret", &setting_aad("acme", "ClientCredentials.LbApiKey"))
+            .unwrap();
+        assert!(!sealed.contains("s3cret"));
+        let opened = key
+            .decrypt(&sealed, &setting_aad("acme", "ClientCredentials.LbApiKey"))
+            .unwrap();
+        assert_eq!(opened.as_str(), "s3cret");
+        // Another row's associated data, or another key: refused.
+        assert!(
+            key.decrypt(&sealed, &setting_aad("other", "ClientCredentials.LbApiKey"))
+                .is_err()
+        );
+        let other = MasterKey::generate().unwrap();
+        assert!(
+            other
+                .decrypt(&sealed, &setting_aad("acme", "ClientCredentials.LbApiKey"))
+                .is_err()
+        );
+        assert_ne!(key.version(), other.version());
+    }
+
+    #[test]
+    fn keys_parse_from_base64_and_debug_hides_them() {
+        let key = MasterKey::generate().unwrap();
+        let again = MasterKey::from_base64(&key.to_base64()).unwrap();
+        assert_eq!(key.version(), again.version());
+        assert!(!format!("{key:?}").contains(key.to_base64().as_str()));
+        assert!(MasterKey::from_base64("c2hvcnQ=").is_err());
+        assert!(MasterKey::from_base64("not base64!").is_err());
+    }
+
+    #[test]
+    fn the_embedded_default_gets_a_private_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("x.db").display());
+        let (key, origin) = resolve_master_key(&url, None, None).unwrap();
+        let path = dir.path().join("x.db.master-key");
+        assert_eq!(origin, MasterKeyOrigin::DevelopmentFile(path.clone()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (again, _) = resolve_master_key(&url, None, None).unwrap();
+        assert_eq!(key.version(), again.version(), "reused, not replaced");
+        assert!(matches!(
+            resolve_master_key("postgres://localhost/x", None, None),
+            Err(CryptoError::Missing)
+        ));
+        let (_, origin) = resolve_master_key("sqlite::memory:", None, None).unwrap();
+        assert_eq!(origin, MasterKeyOrigin::Ephemeral);
+    }
+}
