@@ -83,7 +83,7 @@ impl ClientConfiguration {
                 v.add(field, "must be at most 4096 bytes");
             } else if !value.is_empty() {
                 changes.push(SettingChange {
-                    name: SettingName::parse(name).map_err(|e| Error::Internal(e))?,
+                    name: SettingName::parse(name).map_err(Error::Internal)?,
                     value: value.clone(),
                 });
             }

@@ -68,6 +68,16 @@ pub async fn spawn_app() -> TestApp {
 /// `spawn_app` with settings adjusted by `configure` first.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_in(dir, None, configure).await
+}
+
+/// A server on the database in `dir` (created there if new). With
+/// `partner_key`, that key is reused instead of creating one.
+pub async fn spawn_app_in(
+    dir: tempfile::TempDir,
+    partner_key: Option<String>,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let database_path = dir.path().join("latchkey.db");
     let database_url = format!("sqlite://{}?mode=rwc", database_path.display());
     let catalog_path = dir.path().join("catalog.toml");
@@ -77,9 +87,13 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .expect("connect");
     store::migrate(&db).await.expect("migrate");
-    let partner_key = create_partner_key(&db, "test admin").await;
+    let partner_key = match partner_key {
+        Some(key) => key,
+        None => create_partner_key(&db, "test admin").await,
+    };
 
     let mut settings = Settings::new(database_url.clone());
+    settings.client_lb_domain = Some("{client_id}.lb.example.com".into());
     settings.catalog = Some(catalog_path);
     settings.hash = test_hash_params();
     // RATE_LIMITED answers are held back in production; not worth waiting
@@ -125,6 +139,20 @@ pub async fn create_partner_key(db: &DatabaseConnection, name: &str) -> String {
 }
 
 impl TestApp {
+    /// Stops this server and starts another on the same database and
+    /// partner key, with settings adjusted by `configure`.
+    pub async fn restart_with(mut self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let partner_key = self.partner_key.clone();
+        self.db
+            .clone()
+            .close()
+            .await
+            .expect("close test connection");
+        let _ = self.shutdown_in_place().await;
+        spawn_app_in(dir, Some(partner_key), configure).await
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -179,6 +207,10 @@ impl TestApp {
 
     /// Stops the server gracefully and returns what `run` returned.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.shutdown_in_place().await
+    }
+
+    async fn shutdown_in_place(&mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

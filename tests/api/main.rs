@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod client_config;
 mod health;
 mod helpers;
 mod integration_keys;
