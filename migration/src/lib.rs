@@ -9,6 +9,19 @@ mod m20261122_000003_create_clients;
 
 pub struct Migrator;
 
+/// MySQL/MariaDB compare strings case-insensitively by default; key ids are
+/// base62 and names are exact, so every table compares bytes, as SQLite and
+/// PostgreSQL do. (Other backends would reject the table options.)
+pub(crate) fn exact_strings(
+    manager: &SchemaManager,
+    mut table: TableCreateStatement,
+) -> TableCreateStatement {
+    if manager.get_database_backend() == sea_orm::DbBackend::MySql {
+        table.character_set("utf8mb4").collate("utf8mb4_bin");
+    }
+    table
+}
+
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {

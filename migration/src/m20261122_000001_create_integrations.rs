@@ -37,7 +37,8 @@ enum CatalogRevisions {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .create_table(
+            .create_table(crate::exact_strings(
+                manager,
                 Table::create()
                     .table(Integrations::Table)
                     .if_not_exists()
@@ -48,11 +49,12 @@ impl MigrationTrait for Migration {
                     .col(big_integer(Integrations::CreateTime))
                     .col(big_integer(Integrations::UpdateTime))
                     .to_owned(),
-            )
+            ))
             .await?;
 
         manager
-            .create_table(
+            .create_table(crate::exact_strings(
+                manager,
                 Table::create()
                     .table(EndpointGrants::Table)
                     .if_not_exists()
@@ -67,7 +69,7 @@ impl MigrationTrait for Migration {
                             .on_delete(ForeignKeyAction::Cascade),
                     )
                     .to_owned(),
-            )
+            ))
             .await?;
         manager
             .create_index(
@@ -82,7 +84,8 @@ impl MigrationTrait for Migration {
             .await?;
 
         manager
-            .create_table(
+            .create_table(crate::exact_strings(
+                manager,
                 Table::create()
                     .table(CatalogRevisions::Table)
                     .if_not_exists()
@@ -91,7 +94,7 @@ impl MigrationTrait for Migration {
                     .col(big_integer(CatalogRevisions::AppliedTime))
                     .col(text(CatalogRevisions::Summary))
                     .to_owned(),
-            )
+            ))
             .await
     }
 

@@ -34,7 +34,8 @@ enum PartnerKeys {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .create_table(
+            .create_table(crate::exact_strings(
+                manager,
                 Table::create()
                     .table(IntegrationKeys::Table)
                     .if_not_exists()
@@ -56,7 +57,7 @@ impl MigrationTrait for Migration {
                             .on_delete(ForeignKeyAction::Restrict),
                     )
                     .to_owned(),
-            )
+            ))
             .await?;
         // Keyset pagination: WHERE integration_id = ? AND (create_time, key_id) > (?, ?)
         // ORDER BY create_time, key_id.
@@ -73,7 +74,8 @@ impl MigrationTrait for Migration {
             .await?;
 
         manager
-            .create_table(
+            .create_table(crate::exact_strings(
+                manager,
                 Table::create()
                     .table(PartnerKeys::Table)
                     .if_not_exists()
@@ -83,7 +85,7 @@ impl MigrationTrait for Migration {
                     .col(big_integer(PartnerKeys::CreateTime))
                     .col(big_integer_null(PartnerKeys::RevokeTime))
                     .to_owned(),
-            )
+            ))
             .await
     }
 

@@ -44,7 +44,8 @@ enum ClientSettings {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .create_table(
+            .create_table(crate::exact_strings(
+                manager,
                 Table::create()
                     .table(Clients::Table)
                     .if_not_exists()
@@ -53,10 +54,11 @@ impl MigrationTrait for Migration {
                     .col(big_integer(Clients::CreateTime))
                     .col(big_integer(Clients::UpdateTime))
                     .to_owned(),
-            )
+            ))
             .await?;
         manager
-            .create_table(
+            .create_table(crate::exact_strings(
+                manager,
                 Table::create()
                     .table(ClientUsers::Table)
                     .if_not_exists()
@@ -76,7 +78,7 @@ impl MigrationTrait for Migration {
                             .on_delete(ForeignKeyAction::Cascade),
                     )
                     .to_owned(),
-            )
+            ))
             .await?;
         manager
             .create_index(
@@ -90,7 +92,8 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_table(
+            .create_table(crate::exact_strings(
+                manager,
                 Table::create()
                     .table(ClientSettings::Table)
                     .if_not_exists()
@@ -109,7 +112,7 @@ impl MigrationTrait for Migration {
                             .on_delete(ForeignKeyAction::Cascade),
                     )
                     .to_owned(),
-            )
+            ))
             .await?;
         manager
             .create_index(

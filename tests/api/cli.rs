@@ -10,6 +10,7 @@ pub fn latchkey(database_url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(args)
         .env("LATCHKEY_DATABASE_URL", database_url)
+        .env("LATCHKEY_MASTER_KEY", crate::helpers::TEST_MASTER_KEY)
         // Cheap argon2: these tests are about the commands, not the hash.
         .env("LATCHKEY_ARGON2_MEMORY_KIB", "256")
         .env("LATCHKEY_ARGON2_ITERATIONS", "1")

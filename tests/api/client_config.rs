@@ -922,14 +922,7 @@ async fn the_database_holds_no_user_key_and_no_credential_in_the_clear() {
         ))
         .await
         .unwrap();
-    let db_path = app.dir.path().join("latchkey.db");
-    let mut stored = Vec::new();
-    for suffix in ["", "-wal", "-shm"] {
-        if let Ok(bytes) = std::fs::read(format!("{}{suffix}", db_path.display())) {
-            stored.extend(bytes);
-        }
-    }
-    let stored = String::from_utf8_lossy(&stored);
+    let stored = app.raw_database_contents().await;
     assert!(
         stored.contains("ClientCredentials.NursysPassword"),
         "names are stored (sanity)"

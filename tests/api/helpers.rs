@@ -12,6 +12,8 @@ use latchkey::{
 };
 use sea_orm::DatabaseConnection;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+use crate::test_db::TestDb;
 use tonic::{
     Code, Request, Status,
     transport::{Channel, Endpoint},
@@ -37,6 +39,10 @@ kind = "custom"
 description = "No grants at all"
 "#;
 
+/// The master key every test server and command uses unless a test sets
+/// its own (base64 of 32 bytes).
+pub const TEST_MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LW9mLTMyLWJ5dGVzLWxvbmc=";
+
 /// Cheap argon2 so tests that create hundreds of keys stay quick. The
 /// default (OWASP) parameters are tested on their own.
 pub fn test_hash_params() -> HashParams {
@@ -59,6 +65,8 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Last, so it is dropped (and its database with it) after the rest.
+    test_db: Option<TestDb>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -68,18 +76,22 @@ pub async fn spawn_app() -> TestApp {
 /// `spawn_app` with settings adjusted by `configure` first.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    spawn_app_in(dir, None, configure).await
+    spawn_app_in(dir, None, None, configure).await
 }
 
 /// A server on the database in `dir` (created there if new). With
 /// `partner_key`, that key is reused instead of creating one.
 pub async fn spawn_app_in(
     dir: tempfile::TempDir,
+    test_db: Option<TestDb>,
     partner_key: Option<String>,
     configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    let database_path = dir.path().join("latchkey.db");
-    let database_url = format!("sqlite://{}?mode=rwc", database_path.display());
+    let test_db = match test_db {
+        Some(test_db) => test_db,
+        None => TestDb::create(dir.path()).await,
+    };
+    let database_url = test_db.url.clone();
     let catalog_path = dir.path().join("catalog.toml");
     std::fs::write(&catalog_path, TEST_CATALOG).expect("write catalog");
 
@@ -94,6 +106,9 @@ pub async fn spawn_app_in(
 
     let mut settings = Settings::new(database_url.clone());
     settings.client_lb_domain = Some("{client_id}.lb.example.com".into());
+    settings.master_key = Some(Arc::new(
+        latchkey::crypto::MasterKey::from_base64(TEST_MASTER_KEY).expect("test key"),
+    ));
     settings.catalog = Some(catalog_path);
     settings.hash = test_hash_params();
     // RATE_LIMITED answers are held back in production; not worth waiting
@@ -122,6 +137,7 @@ pub async fn spawn_app_in(
         dir,
         shutdown: Some(shutdown),
         server: Some(server),
+        test_db: Some(test_db),
     };
     app.wait_until_serving().await;
     app
@@ -143,6 +159,7 @@ impl TestApp {
     /// partner key, with settings adjusted by `configure`.
     pub async fn restart_with(mut self, configure: impl FnOnce(&mut Settings)) -> TestApp {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let test_db = self.test_db.take();
         let partner_key = self.partner_key.clone();
         self.db
             .clone()
@@ -150,7 +167,15 @@ impl TestApp {
             .await
             .expect("close test connection");
         let _ = self.shutdown_in_place().await;
-        spawn_app_in(dir, Some(partner_key), configure).await
+        spawn_app_in(dir, test_db, Some(partner_key), configure).await
+    }
+
+    /// Every stored text value as the database holds it.
+    pub async fn raw_database_contents(&self) -> String {
+        match &self.test_db {
+            Some(test_db) => test_db.raw_contents(&self.db).await,
+            None => String::new(),
+        }
     }
 
     pub fn endpoint(&self) -> String {

@@ -12,4 +12,5 @@ mod lifecycle;
 mod reflection;
 mod sdk;
 mod secrets;
+mod test_db;
 mod verify;

@@ -28,6 +28,7 @@ impl ServeProcess {
             .args(["serve", "--listen", "127.0.0.1:0", "--catalog", catalog])
             .args(["--log-format", "json"])
             .env("LATCHKEY_DATABASE_URL", database_url)
+            .env("LATCHKEY_MASTER_KEY", crate::helpers::TEST_MASTER_KEY)
             .env("LATCHKEY_ARGON2_MEMORY_KIB", "256")
             .env("LATCHKEY_ARGON2_ITERATIONS", "1")
             .env("RUST_LOG", "trace")
@@ -103,8 +104,8 @@ impl ServeProcess {
 #[tokio::test]
 async fn keys_never_reach_the_database_file_or_the_logs() {
     let dir = tempfile::tempdir().unwrap();
-    let db_path = dir.path().join("secrets.db");
-    let url = format!("sqlite://{}?mode=rwc", db_path.display());
+    let test_db = crate::test_db::TestDb::create(dir.path()).await;
+    let url = test_db.url.clone();
     let catalog = dir.path().join("catalog.toml");
     std::fs::write(&catalog, crate::helpers::TEST_CATALOG).unwrap();
 
@@ -199,7 +200,6 @@ async fn keys_never_reach_the_database_file_or_the_logs() {
     );
     assert_eq!(hashes.len(), 3, "two integration keys and one partner key");
     assert!(hashes.iter().all(|h| h.starts_with("$argon2id$")));
-    db.close().await.unwrap();
 
     let (status, log) = server.terminate().await;
     assert!(status.success(), "exit after SIGTERM: {status:?}\n{log}");
@@ -224,15 +224,9 @@ async fn keys_never_reach_the_database_file_or_the_logs() {
         assert!(!log.contains(digest), "a hash reached the log");
     }
 
-    // Every byte SQLite wrote: the database, its WAL and shared memory.
-    let mut stored = Vec::new();
-    for suffix in ["", "-wal", "-shm"] {
-        let path = format!("{}{suffix}", db_path.display());
-        if let Ok(bytes) = std::fs::read(&path) {
-            stored.extend(bytes);
-        }
-    }
-    let stored = String::from_utf8_lossy(&stored);
+    // Everything the database holds (for SQLite: every byte of its files).
+    let stored = test_db.raw_contents(&db).await;
+    db.close().await.unwrap();
     assert!(
         stored.contains(&api_keys[0][..20]),
         "key ids are stored (sanity)"
