@@ -235,7 +235,8 @@ impl TestApp {
         self.shutdown_in_place().await
     }
 
-    async fn shutdown_in_place(&mut self) -> anyhow::Result<()> {
+    /// Stops the server but keeps the database (and this app's connection).
+    pub async fn shutdown_in_place(&mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -456,15 +456,14 @@ async fn last_use_time_is_recorded_in_batches() {
 
 #[tokio::test]
 async fn pending_uses_are_written_on_shutdown() {
-    let app = spawn_app_with(|s| s.usage_flush_interval = Duration::from_secs(3600)).await;
+    let mut app = spawn_app_with(|s| s.usage_flush_interval = Duration::from_secs(3600)).await;
     let (key_id, api_key) = app.create_key("learner-activity", None).await;
     assert_eq!(
         app.verify(&api_key, OUTLINE).await.decision(),
         Decision::Allowed
     );
-    let db = app.db.clone();
-    app.shutdown().await.expect("shutdown");
-    let row = latchkey::store::integration_keys::find_by_id(&db, &key_id)
+    app.shutdown_in_place().await.expect("shutdown");
+    let row = latchkey::store::integration_keys::find_by_id(&app.db, &key_id)
         .await
         .unwrap()
         .unwrap();
