@@ -11,6 +11,7 @@ use sea_orm::DatabaseConnection;
 use zeroize::Zeroizing;
 
 use crate::{
+    audit::{self, Action, Actor},
     bench::{self, BenchOptions},
     catalog::{self, Catalog},
     client_config,
@@ -263,6 +264,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let catalog = Catalog::load(&file)?;
             let db = open(&global).await?;
             let applied = catalog::apply(&db, &catalog, dry_run).await?;
+            if let Some(revision) = applied.revision {
+                let target = format!("catalog revision {revision}");
+                audit::record(&db, &Actor::cli(), Action::CatalogApply, &target, true).await?;
+            }
             db.close().await?;
             for change in &applied.changes {
                 println!("{change}");
@@ -338,6 +343,8 @@ async fn rotate_master_key(global: &GlobalArgs, new_file: Option<PathBuf>) -> an
     }
     let db = open(global).await?;
     let count = client_config::rotate_master_key(&db, &old, &new).await?;
+    let target = format!("master key {} -> {}", old.version(), new.version());
+    audit::record(&db, &Actor::cli(), Action::MasterKeyRotate, &target, true).await?;
     db.close().await?;
     if let Some(staged) = replace_dev_file {
         std::fs::rename(&staged, &new_path).with_context(|| {
@@ -411,6 +418,14 @@ async fn partner_keys(global: &GlobalArgs, command: PartnerKeysCommand) -> anyho
             let key = ApiKey::generate(KeyKind::Partner)?;
             let hash = hasher.hash(&key).await?;
             store::partner_keys::insert(&db, key.key_id(), name, hash, now_micros()).await?;
+            audit::record(
+                &db,
+                &Actor::cli(),
+                Action::PartnerKeyCreate,
+                key.key_id(),
+                true,
+            )
+            .await?;
             eprintln!(
                 "created partner key {} ({name}); it is shown only now",
                 key.key_id()
@@ -438,7 +453,16 @@ async fn partner_keys(global: &GlobalArgs, command: PartnerKeysCommand) -> anyho
             if !is_key_id(KeyKind::Partner, &key_id) {
                 bail!("not a partner key id (lkp_ followed by 16 letters or digits)");
             }
-            if !store::partner_keys::revoke(&db, &key_id, now_micros()).await? {
+            let revoked = store::partner_keys::revoke(&db, &key_id, now_micros()).await?;
+            audit::record(
+                &db,
+                &Actor::cli(),
+                Action::PartnerKeyRevoke,
+                &key_id,
+                revoked,
+            )
+            .await?;
+            if !revoked {
                 bail!("no active partner key {key_id}");
             }
             eprintln!("revoked partner key {key_id}");

@@ -5,6 +5,7 @@
 //! The binary is a thin shell over this library (see `cli`); tests and the
 //! SDK use the same modules.
 
+pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod catalog;

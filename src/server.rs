@@ -67,6 +67,19 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<AppState>> {
         }
         if let Some(revision) = applied.revision {
             tracing::info!(revision, "catalog applied");
+            let actor = crate::audit::Actor {
+                name: "serve --catalog".into(),
+                peer: String::new(),
+            };
+            let target = format!("catalog revision {revision}");
+            crate::audit::record(
+                &db,
+                &actor,
+                crate::audit::Action::CatalogApply,
+                &target,
+                true,
+            )
+            .await?;
         }
     }
     let master_key = match &settings.master_key {
@@ -136,7 +149,7 @@ pub async fn serve(
         .add_service(HealthServiceServer::new(service::ConfigurationHealth::new(
             state.clone(),
         )))
-        .add_service(AuditServiceServer::new(service::Audit))
+        .add_service(AuditServiceServer::new(service::Audit::new(state.clone())))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;
             tracing::info!("shutting down: not serving, draining in-flight calls");

@@ -4,6 +4,7 @@
 //! and ordering on SQLite, PostgreSQL and MySQL (whose `TIMESTAMP` ends in
 //! 2038), and a cheap keyset-pagination column.
 
+pub mod audit_event;
 pub mod catalog_revision;
 pub mod client;
 pub mod client_setting;

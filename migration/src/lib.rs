@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_integrations;
 mod m20261122_000002_create_keys;
 mod m20261122_000003_create_clients;
+mod m20261122_000004_create_audit_events;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_integrations::Migration),
             Box::new(m20261122_000002_create_keys::Migration),
             Box::new(m20261122_000003_create_clients::Migration),
+            Box::new(m20261122_000004_create_audit_events::Migration),
         ]
     }
 }

@@ -1,19 +1,109 @@
-//! `latchkey.v1.AuditService`: not implemented yet; answers UNIMPLEMENTED.
+//! `latchkey.v1.AuditService`: the audit trail, newest first.
+
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::proto::v1::{self as pb, audit_service_server::AuditService};
+use super::{page_token, validate, validate::Violations};
+use crate::{
+    auth,
+    error::Error,
+    proto::v1::{self as pb, audit_service_server::AuditService},
+    state::AppState,
+    store::{self, audit::EventFilter},
+    time::{from_timestamp, to_timestamp},
+};
 
-pub struct Audit;
+pub struct Audit {
+    state: Arc<AppState>,
+}
+
+impl Audit {
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<pb::ListAuditEventsResponse, Error> {
+        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        let req = request.into_inner();
+        let mut v = Violations::default();
+        let page_size = validate::page_size(req.page_size)
+            .inspect_err(|problem| v.add("page_size", problem))
+            .unwrap_or_default();
+        let mut time = |field: &str, ts: Option<&prost_types::Timestamp>| {
+            ts.and_then(|t| {
+                let parsed = from_timestamp(t);
+                if parsed.is_none() {
+                    v.add(field, "must be a valid timestamp");
+                }
+                parsed
+            })
+        };
+        let start_time = time("start_time", req.start_time.as_ref());
+        let end_time = time("end_time", req.end_time.as_ref());
+        if let (Some(start), Some(end)) = (start_time, end_time)
+            && end <= start
+        {
+            v.add("end_time", "must be after start_time");
+        }
+        if req.target.len() > 255 {
+            v.add("target", "must be at most 255 characters");
+        }
+        let before = if req.page_token.is_empty() {
+            None
+        } else {
+            let position = page_token::decode::<3>(&req.page_token)
+                .filter(|[kind, _, _]| kind == "a")
+                .and_then(|[_, time, id]| Some((time.parse().ok()?, id.parse().ok()?)));
+            if position.is_none() {
+                v.add("page_token", page_token::INVALID);
+            }
+            position
+        };
+        v.finish()?;
+
+        let filter = EventFilter {
+            target: Some(req.target.as_str()).filter(|t| !t.is_empty()),
+            start_time,
+            end_time,
+            before,
+        };
+        let mut rows = store::audit::list(&self.state.db, filter, page_size + 1).await?;
+        let next_page_token = super::integration_keys::next_token(&mut rows, page_size, |last| {
+            page_token::encode(&["a", &last.time.to_string(), &last.id.to_string()])
+        });
+        Ok(pb::ListAuditEventsResponse {
+            events: rows
+                .into_iter()
+                .map(|row| pb::AuditEvent {
+                    event_id: row.event_id,
+                    time: Some(to_timestamp(row.time)),
+                    actor: row.actor,
+                    action: row.action,
+                    target: row.target,
+                    outcome: match row.outcome.as_str() {
+                        "success" => pb::AuditOutcome::Success,
+                        "failure" => pb::AuditOutcome::Failure,
+                        _ => pb::AuditOutcome::Unspecified,
+                    }
+                    .into(),
+                    peer: row.peer,
+                })
+                .collect(),
+            next_page_token,
+        })
+    }
+}
 
 #[tonic::async_trait]
 impl AuditService for Audit {
     async fn list_audit_events(
         &self,
-        _: Request<pb::ListAuditEventsRequest>,
+        request: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
-        Err(Status::unimplemented(
-            "ListAuditEvents is not implemented yet",
-        ))
+        Ok(Response::new(self.list(request).await?))
     }
 }

@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::{peer_of, validate::Violations};
 use crate::{
+    audit::{self, Action, Actor},
     auth::{self, Caller, UserCheck},
     client_config::{
         Bucket, LB_API_KEY, LB_API_KEY_OWNER, MAX_SETTING_VALUE_LEN, MIN_RECOMMENDED_API_KEY_LEN,
@@ -47,98 +48,111 @@ impl ClientConfiguration {
         let (metadata, _, req) = request.into_parts();
         let caller =
             auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
-        require_partner(&caller, "Configure")?;
+        let actor = Actor::of(&caller, peer);
+        let target = req.client_id.clone();
+        let result = async {
+            require_partner(&caller, "Configure")?;
 
-        let mut v = Violations::default();
-        v.check("client_id", client_id_problem(&req.client_id));
-        let credentials = req.client_credentials.unwrap_or_default();
-        let mut users = Vec::new();
-        let mut seen = HashSet::new();
-        for (i, entry) in credentials.user_api_keys.iter().enumerate() {
-            let field = |f: &str| format!("client_credentials.user_api_keys[{i}].{f}");
-            v.check(&field("user"), user_problem(&entry.user));
-            v.check(&field("api_key"), api_key_problem(&entry.api_key));
-            if !seen.insert(entry.user.as_str()) {
-                v.add(&field("user"), "is listed twice");
+            let mut v = Violations::default();
+            v.check("client_id", client_id_problem(&req.client_id));
+            let credentials = req.client_credentials.unwrap_or_default();
+            let mut users = Vec::new();
+            let mut seen = HashSet::new();
+            for (i, entry) in credentials.user_api_keys.iter().enumerate() {
+                let field = |f: &str| format!("client_credentials.user_api_keys[{i}].{f}");
+                v.check(&field("user"), user_problem(&entry.user));
+                v.check(&field("api_key"), api_key_problem(&entry.api_key));
+                if !seen.insert(entry.user.as_str()) {
+                    v.add(&field("user"), "is listed twice");
+                }
+                match scope_from_proto(entry.scope) {
+                    Some(scope) => users.push((entry, scope)),
+                    None => v.add(&field("scope"), "must be SCOPE_SYSTEM or SCOPE_CLIENT"),
+                }
             }
-            match scope_from_proto(entry.scope) {
-                Some(scope) => users.push((entry, scope)),
-                None => v.add(&field("scope"), "must be SCOPE_SYSTEM or SCOPE_CLIENT"),
+            let mut changes = Vec::new();
+            for (field, name, value) in [
+                (
+                    "client_credentials.lb_api_key_owner",
+                    LB_API_KEY_OWNER,
+                    &credentials.lb_api_key_owner,
+                ),
+                (
+                    "client_credentials.lb_api_key",
+                    LB_API_KEY,
+                    &credentials.lb_api_key,
+                ),
+            ] {
+                if value.len() > MAX_SETTING_VALUE_LEN {
+                    v.add(field, "must be at most 4096 bytes");
+                } else if !value.is_empty() {
+                    changes.push(SettingChange {
+                        name: SettingName::parse(name).map_err(Error::Internal)?,
+                        value: value.clone(),
+                    });
+                }
             }
-        }
-        let mut changes = Vec::new();
-        for (field, name, value) in [
-            (
-                "client_credentials.lb_api_key_owner",
-                LB_API_KEY_OWNER,
-                &credentials.lb_api_key_owner,
-            ),
-            (
-                "client_credentials.lb_api_key",
-                LB_API_KEY,
-                &credentials.lb_api_key,
-            ),
-        ] {
-            if value.len() > MAX_SETTING_VALUE_LEN {
-                v.add(field, "must be at most 4096 bytes");
-            } else if !value.is_empty() {
-                changes.push(SettingChange {
-                    name: SettingName::parse(name).map_err(Error::Internal)?,
-                    value: value.clone(),
-                });
+            let mut names: Vec<_> = req.client_settings.into_iter().collect();
+            names.sort();
+            for (name, value) in names {
+                match SettingName::in_bucket(Bucket::Settings, &name) {
+                    Err(problem) => v.add("client_settings", &problem),
+                    Ok(name) => match setting_value_problem(&name, &value) {
+                        Some(problem) => v.add("client_settings", &problem),
+                        None if value.is_empty() => {}
+                        None => changes.push(SettingChange { name, value }),
+                    },
+                }
             }
-        }
-        let mut names: Vec<_> = req.client_settings.into_iter().collect();
-        names.sort();
-        for (name, value) in names {
-            match SettingName::in_bucket(Bucket::Settings, &name) {
-                Err(problem) => v.add("client_settings", &problem),
-                Ok(name) => match setting_value_problem(&name, &value) {
-                    Some(problem) => v.add("client_settings", &problem),
-                    None if value.is_empty() => {}
-                    None => changes.push(SettingChange { name, value }),
-                },
-            }
-        }
-        v.finish()?;
+            v.finish()?;
 
-        // argon2 before the transaction, which must not wait on it.
-        let mut hashed = Vec::with_capacity(users.len());
-        for (entry, scope) in users {
-            let key_hash = self.state.hasher.hash_secret(&entry.api_key).await?;
-            hashed.push((entry, scope, key_hash));
+            // argon2 before the transaction, which must not wait on it.
+            let mut hashed = Vec::with_capacity(users.len());
+            for (entry, scope) in users {
+                let key_hash = self.state.hasher.hash_secret(&entry.api_key).await?;
+                hashed.push((entry, scope, key_hash));
+            }
+            let now = now_micros();
+            let db = &self.state.db;
+            let txn = store::begin_write(db).await?;
+            if store::clients::find(&txn, &req.client_id).await?.is_some() {
+                return Err(Error::ClientAlreadyConfigured(req.client_id));
+            }
+            let client = store::clients::create(&txn, &req.client_id, now)
+                .await
+                .map_err(|e| already_exists_or(e, &req.client_id))?;
+            for (entry, scope, key_hash) in hashed {
+                store::clients::upsert_user(
+                    &txn,
+                    client.id,
+                    NewUser {
+                        user: &entry.user,
+                        key_hash,
+                        scope: scope.as_str(),
+                        short_key: entry.api_key.chars().count() < MIN_RECOMMENDED_API_KEY_LEN,
+                    },
+                    now,
+                )
+                .await?;
+            }
+            self.write_settings(&txn, &client, &changes, now).await?;
+            txn.commit()
+                .await
+                .map_err(|e| already_exists_or(e, &req.client_id))?;
+            tracing::info!(client_id = %client.client_id, "client configured");
+            Ok(pb::ConfigureResponse {
+                configuration: Some(self.configuration(&client).await?),
+            })
         }
-        let now = now_micros();
-        let db = &self.state.db;
-        let txn = store::begin_write(db).await?;
-        if store::clients::find(&txn, &req.client_id).await?.is_some() {
-            return Err(Error::ClientAlreadyConfigured(req.client_id));
-        }
-        let client = store::clients::create(&txn, &req.client_id, now)
-            .await
-            .map_err(|e| already_exists_or(e, &req.client_id))?;
-        for (entry, scope, key_hash) in hashed {
-            store::clients::upsert_user(
-                &txn,
-                client.id,
-                NewUser {
-                    user: &entry.user,
-                    key_hash,
-                    scope: scope.as_str(),
-                    short_key: entry.api_key.chars().count() < MIN_RECOMMENDED_API_KEY_LEN,
-                },
-                now,
-            )
-            .await?;
-        }
-        self.write_settings(&txn, &client, &changes, now).await?;
-        txn.commit()
-            .await
-            .map_err(|e| already_exists_or(e, &req.client_id))?;
-        tracing::info!(client_id = %client.client_id, "client configured");
-        Ok(pb::ConfigureResponse {
-            configuration: Some(self.configuration(&client).await?),
-        })
+        .await;
+        audit::outcome(
+            &self.state.db,
+            &actor,
+            Action::ClientConfigure,
+            &target,
+            result,
+        )
+        .await
     }
 
     async fn configure_settings(
@@ -149,55 +163,68 @@ impl ClientConfiguration {
         let (metadata, _, req) = request.into_parts();
         let caller =
             auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
+        let actor = Actor::of(&caller, peer);
+        let target = req.client_id.clone();
+        let result = async {
 
-        let mut v = Violations::default();
-        v.check("client_id", client_id_problem(&req.client_id));
-        if req.settings.is_empty() {
-            v.add("settings", "must name at least one setting");
-        }
-        let mut changes = Vec::with_capacity(req.settings.len());
-        let mut seen = HashSet::new();
-        for (i, setting) in req.settings.into_iter().enumerate() {
-            match SettingName::parse(&setting.name) {
-                Err(problem) => v.add(&format!("settings[{i}].name"), &problem),
-                Ok(name) => {
-                    if !seen.insert(name.as_str().to_owned()) {
-                        v.add(
-                            &format!("settings[{i}].name"),
-                            &format!("'{name}' is listed twice"),
-                        );
-                    }
-                    match setting_value_problem(&name, &setting.value) {
-                        Some(problem) => v.add(&format!("settings[{i}].value"), &problem),
-                        None => changes.push(SettingChange {
-                            name,
-                            value: setting.value,
-                        }),
+            let mut v = Violations::default();
+            v.check("client_id", client_id_problem(&req.client_id));
+            if req.settings.is_empty() {
+                v.add("settings", "must name at least one setting");
+            }
+            let mut changes = Vec::with_capacity(req.settings.len());
+            let mut seen = HashSet::new();
+            for (i, setting) in req.settings.into_iter().enumerate() {
+                match SettingName::parse(&setting.name) {
+                    Err(problem) => v.add(&format!("settings[{i}].name"), &problem),
+                    Ok(name) => {
+                        if !seen.insert(name.as_str().to_owned()) {
+                            v.add(
+                                &format!("settings[{i}].name"),
+                                &format!("'{name}' is listed twice"),
+                            );
+                        }
+                        match setting_value_problem(&name, &setting.value) {
+                            Some(problem) => v.add(&format!("settings[{i}].value"), &problem),
+                            None => changes.push(SettingChange {
+                                name,
+                                value: setting.value,
+                            }),
+                        }
                     }
                 }
             }
-        }
-        v.finish()?;
-        if let Caller::User(user) = &caller
-            && user.scope == Scope::Client
-            && changes.iter().any(|c| c.name.is_secret())
-        {
-            return Err(Error::PermissionDenied(
-                "CLIENT users may change only ClientSettings.*".into(),
-            ));
-        }
+            v.finish()?;
+            if let Caller::User(user) = &caller
+                && user.scope == Scope::Client
+                && changes.iter().any(|c| c.name.is_secret())
+            {
+                return Err(Error::PermissionDenied(
+                    "CLIENT users may change only ClientSettings.*".into(),
+                ));
+            }
 
-        let client = self.client(&req.client_id).await?;
-        let now = now_micros();
-        let txn = store::begin_write(&self.state.db).await?;
-        self.write_settings(&txn, &client, &changes, now).await?;
-        store::clients::touch(&txn, client.id, now).await?;
-        txn.commit().await?;
-        let names: Vec<_> = changes.iter().map(|c| c.name.as_str()).collect();
-        tracing::info!(client_id = %client.client_id, settings = ?names, "client settings changed");
-        Ok(pb::ConfigureSettingsResponse {
-            configuration: Some(self.configuration(&client).await?),
-        })
+            let client = self.client(&req.client_id).await?;
+            let now = now_micros();
+            let txn = store::begin_write(&self.state.db).await?;
+            self.write_settings(&txn, &client, &changes, now).await?;
+            store::clients::touch(&txn, client.id, now).await?;
+            txn.commit().await?;
+            let names: Vec<_> = changes.iter().map(|c| c.name.as_str()).collect();
+            tracing::info!(client_id = %client.client_id, settings = ?names, "client settings changed");
+            Ok(pb::ConfigureSettingsResponse {
+                configuration: Some(self.configuration(&client).await?),
+            })
+        }
+        .await;
+        audit::outcome(
+            &self.state.db,
+            &actor,
+            Action::ClientSettingsChange,
+            &target,
+            result,
+        )
+        .await
     }
 
     async fn set_user_credentials(
@@ -208,42 +235,55 @@ impl ClientConfiguration {
         let (metadata, _, req) = request.into_parts();
         let caller =
             auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
-        require_partner_or_system(&caller, "SetUserCredentials")?;
+        let actor = Actor::of(&caller, peer);
+        let target = format!("{}@{}", req.user, req.client_id);
+        let result = async {
+            require_partner_or_system(&caller, "SetUserCredentials")?;
 
-        let mut v = Violations::default();
-        v.check("client_id", client_id_problem(&req.client_id));
-        v.check("user", user_problem(&req.user));
-        v.check("api_key", api_key_problem(&req.api_key));
-        let scope = scope_from_proto(req.scope);
-        if scope.is_none() {
-            v.add("scope", "must be SCOPE_SYSTEM or SCOPE_CLIENT");
+            let mut v = Violations::default();
+            v.check("client_id", client_id_problem(&req.client_id));
+            v.check("user", user_problem(&req.user));
+            v.check("api_key", api_key_problem(&req.api_key));
+            let scope = scope_from_proto(req.scope);
+            if scope.is_none() {
+                v.add("scope", "must be SCOPE_SYSTEM or SCOPE_CLIENT");
+            }
+            v.finish()?;
+            let scope = scope.ok_or_else(|| Error::Internal("scope checked above".into()))?;
+
+            let client = self.client(&req.client_id).await?;
+            let key_hash = self.state.hasher.hash_secret(&req.api_key).await?;
+            let now = now_micros();
+            let txn = store::begin_write(&self.state.db).await?;
+            let row = store::clients::upsert_user(
+                &txn,
+                client.id,
+                NewUser {
+                    user: &req.user,
+                    key_hash,
+                    scope: scope.as_str(),
+                    short_key: req.api_key.chars().count() < MIN_RECOMMENDED_API_KEY_LEN,
+                },
+                now,
+            )
+            .await?;
+            store::clients::touch(&txn, client.id, now).await?;
+            txn.commit().await?;
+            auth::forget_client_user(&self.state, client.id, &req.user);
+            tracing::info!(client_id = %client.client_id, user = %row.user, scope = %row.scope, "user credentials set");
+            Ok(pb::SetUserCredentialsResponse {
+                user_credential: Some(user_to_proto(&row)),
+            })
         }
-        v.finish()?;
-        let scope = scope.ok_or_else(|| Error::Internal("scope checked above".into()))?;
-
-        let client = self.client(&req.client_id).await?;
-        let key_hash = self.state.hasher.hash_secret(&req.api_key).await?;
-        let now = now_micros();
-        let txn = store::begin_write(&self.state.db).await?;
-        let row = store::clients::upsert_user(
-            &txn,
-            client.id,
-            NewUser {
-                user: &req.user,
-                key_hash,
-                scope: scope.as_str(),
-                short_key: req.api_key.chars().count() < MIN_RECOMMENDED_API_KEY_LEN,
-            },
-            now,
+        .await;
+        audit::outcome(
+            &self.state.db,
+            &actor,
+            Action::ClientUserSet,
+            &target,
+            result,
         )
-        .await?;
-        store::clients::touch(&txn, client.id, now).await?;
-        txn.commit().await?;
-        auth::forget_client_user(&self.state, client.id, &req.user);
-        tracing::info!(client_id = %client.client_id, user = %row.user, scope = %row.scope, "user credentials set");
-        Ok(pb::SetUserCredentialsResponse {
-            user_credential: Some(user_to_proto(&row)),
-        })
+        .await
     }
 
     async fn delete_user_credentials(
@@ -254,22 +294,35 @@ impl ClientConfiguration {
         let (metadata, _, req) = request.into_parts();
         let caller =
             auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
-        require_partner_or_system(&caller, "DeleteUserCredentials")?;
-        let mut v = Violations::default();
-        v.check("client_id", client_id_problem(&req.client_id));
-        v.check("user", user_problem(&req.user));
-        v.finish()?;
+        let actor = Actor::of(&caller, peer);
+        let target = format!("{}@{}", req.user, req.client_id);
+        let result = async {
+            require_partner_or_system(&caller, "DeleteUserCredentials")?;
+            let mut v = Violations::default();
+            v.check("client_id", client_id_problem(&req.client_id));
+            v.check("user", user_problem(&req.user));
+            v.finish()?;
 
-        let client = self.client(&req.client_id).await?;
-        let txn = store::begin_write(&self.state.db).await?;
-        if !store::clients::delete_user(&txn, client.id, &req.user).await? {
-            return Err(Error::UserNotFound(req.user));
+            let client = self.client(&req.client_id).await?;
+            let txn = store::begin_write(&self.state.db).await?;
+            if !store::clients::delete_user(&txn, client.id, &req.user).await? {
+                return Err(Error::UserNotFound(req.user));
+            }
+            store::clients::touch(&txn, client.id, now_micros()).await?;
+            txn.commit().await?;
+            auth::forget_client_user(&self.state, client.id, &req.user);
+            tracing::info!(client_id = %client.client_id, user = %req.user, "user credentials deleted");
+            Ok(pb::DeleteUserCredentialsResponse {})
         }
-        store::clients::touch(&txn, client.id, now_micros()).await?;
-        txn.commit().await?;
-        auth::forget_client_user(&self.state, client.id, &req.user);
-        tracing::info!(client_id = %client.client_id, user = %req.user, "user credentials deleted");
-        Ok(pb::DeleteUserCredentialsResponse {})
+        .await;
+        audit::outcome(
+            &self.state.db,
+            &actor,
+            Action::ClientUserDelete,
+            &target,
+            result,
+        )
+        .await
     }
 
     async fn get_client_configuration(

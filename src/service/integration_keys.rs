@@ -6,7 +6,8 @@ use tonic::{Request, Response, Status};
 
 use super::{page_token, validate, validate::Violations};
 use crate::{
-    auth,
+    audit::{self, Action, Actor},
+    auth::{self, Caller},
     error::Error,
     keys::{ApiKey, KeyKind},
     proto::v1::{self as pb, integration_keys_service_server::IntegrationKeysService},
@@ -33,7 +34,7 @@ impl IntegrationKeys {
         &self,
         request: Request<pb::CreateIntegrationKeyRequest>,
     ) -> Result<pb::CreateIntegrationKeyResponse, Error> {
-        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        let actor = self.actor(&request).await?;
         let req = request.into_inner();
         let now = now_micros();
         let mut v = Violations::default();
@@ -53,6 +54,28 @@ impl IntegrationKeys {
         };
         v.finish()?;
 
+        let result = self.create_key(&req, expire_time, now).await;
+        let target = match &result {
+            Ok(created) => created.key.as_ref().map_or("", |k| k.key_id.as_str()),
+            Err(_) => req.integration.as_str(),
+        };
+        let target = target.to_owned();
+        audit::outcome(
+            &self.state.db,
+            &actor,
+            Action::IntegrationKeyCreate,
+            &target,
+            result,
+        )
+        .await
+    }
+
+    async fn create_key(
+        &self,
+        req: &pb::CreateIntegrationKeyRequest,
+        expire_time: Option<i64>,
+        now: i64,
+    ) -> Result<pb::CreateIntegrationKeyResponse, Error> {
         let integration = self.integration(&req.integration).await?;
         if integration.kind != IntegrationKind::Custom {
             return Err(Error::NotCustomIntegration);
@@ -146,16 +169,28 @@ impl IntegrationKeys {
         &self,
         request: Request<pb::DeleteIntegrationKeyRequest>,
     ) -> Result<pb::DeleteIntegrationKeyResponse, Error> {
-        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        let actor = self.actor(&request).await?;
         let req = request.into_inner();
         validate_key_ref(&req.integration, &req.key_id)?;
-        let integration = self.integration(&req.integration).await?;
-        if !store::integration_keys::delete(&self.state.db, integration.id, &req.key_id).await? {
-            return Err(Error::KeyNotFound(req.key_id));
+        let result = async {
+            let integration = self.integration(&req.integration).await?;
+            if !store::integration_keys::delete(&self.state.db, integration.id, &req.key_id).await?
+            {
+                return Err(Error::KeyNotFound(req.key_id.clone()));
+            }
+            self.state.verifier.forget(&req.key_id);
+            tracing::info!(key_id = %req.key_id, integration = %integration.name, "integration key deleted");
+            Ok(pb::DeleteIntegrationKeyResponse {})
         }
-        self.state.verifier.forget(&req.key_id);
-        tracing::info!(key_id = %req.key_id, integration = %integration.name, "integration key deleted");
-        Ok(pb::DeleteIntegrationKeyResponse {})
+        .await;
+        audit::outcome(
+            &self.state.db,
+            &actor,
+            Action::IntegrationKeyDelete,
+            &req.key_id,
+            result,
+        )
+        .await
     }
 
     async fn verify(
@@ -184,7 +219,7 @@ impl IntegrationKeys {
         &self,
         request: Request<pb::UpdateIntegrationKeyRequest>,
     ) -> Result<pb::UpdateIntegrationKeyResponse, Error> {
-        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        let actor = self.actor(&request).await?;
         let req = request.into_inner();
         let key = req.key.unwrap_or_default();
         let now = now_micros();
@@ -228,11 +263,28 @@ impl IntegrationKeys {
             }
         }
         v.finish()?;
+        let result = self.update_key(&key, changes, &paths, now).await;
+        audit::outcome(
+            &self.state.db,
+            &actor,
+            Action::IntegrationKeyUpdate,
+            &key.key_id,
+            result,
+        )
+        .await
+    }
 
+    async fn update_key(
+        &self,
+        key: &pb::IntegrationKey,
+        changes: KeyChanges,
+        paths: &[String],
+        now: i64,
+    ) -> Result<pb::UpdateIntegrationKeyResponse, Error> {
         let integration = self.integration(&key.integration).await?;
         let db = &self.state.db;
         if !store::integration_keys::update(db, integration.id, &key.key_id, changes).await? {
-            return Err(Error::KeyNotFound(key.key_id));
+            return Err(Error::KeyNotFound(key.key_id.clone()));
         }
         self.state.verifier.forget(&key.key_id);
         let row = store::integration_keys::find(db, integration.id, &key.key_id)
@@ -248,7 +300,7 @@ impl IntegrationKeys {
         &self,
         request: Request<pb::RollIntegrationKeyRequest>,
     ) -> Result<pb::RollIntegrationKeyResponse, Error> {
-        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        let actor = self.actor(&request).await?;
         let req = request.into_inner();
         let mut v = Violations::default();
         v.check("integration", validate::integration_name(&req.integration));
@@ -262,7 +314,22 @@ impl IntegrationKeys {
             }
         };
         v.finish()?;
+        let result = self.roll_key(&req, grace).await;
+        audit::outcome(
+            &self.state.db,
+            &actor,
+            Action::IntegrationKeyRoll,
+            &req.key_id,
+            result,
+        )
+        .await
+    }
 
+    async fn roll_key(
+        &self,
+        req: &pb::RollIntegrationKeyRequest,
+        grace: i64,
+    ) -> Result<pb::RollIntegrationKeyResponse, Error> {
         let integration = self.integration(&req.integration).await?;
         let db = &self.state.db;
         let old = store::integration_keys::find(db, integration.id, &req.key_id)
@@ -367,6 +434,15 @@ impl IntegrationKeys {
         })
     }
 
+    /// Authenticates a partner and names them for the audit trail.
+    async fn actor<T>(&self, request: &Request<T>) -> Result<Actor, Error> {
+        let partner = auth::authenticate_partner(&self.state, request.metadata()).await?;
+        Ok(Actor::of(
+            &Caller::Partner(partner),
+            super::peer_of(request),
+        ))
+    }
+
     /// The integration called `name` (without grants), or NOT_FOUND in the
     /// seed's words.
     async fn integration(&self, name: &str) -> Result<IntegrationRef, Error> {
@@ -396,7 +472,11 @@ fn decode_key_position(token: &str, integration: &str) -> Option<(i64, String)> 
 
 /// Trims `rows` (fetched with one extra) to `page_size` and returns the token
 /// of the next page, empty when this is the last.
-fn next_token<T>(rows: &mut Vec<T>, page_size: u64, token_for: impl Fn(&T) -> String) -> String {
+pub(super) fn next_token<T>(
+    rows: &mut Vec<T>,
+    page_size: u64,
+    token_for: impl Fn(&T) -> String,
+) -> String {
     let page_size = usize::try_from(page_size).unwrap_or(usize::MAX);
     if rows.len() <= page_size {
         return String::new();

@@ -1,6 +1,7 @@
 //! Data access over SeaORM: plain async functions over a connection, no tonic
 //! types. Each submodule owns one table (or one closely related group).
 
+pub mod audit;
 pub mod catalog;
 pub mod clients;
 pub mod integration_keys;

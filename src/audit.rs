@@ -1,0 +1,129 @@
+//! Recording the audit trail of every change. Events name who (a key id,
+//! `user@client` or `cli`), what, to what, and the outcome; never a secret.
+
+use sea_orm::ConnectionTrait;
+
+use crate::{error::Error, store};
+
+/// What kind of change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    IntegrationKeyCreate,
+    IntegrationKeyUpdate,
+    IntegrationKeyRoll,
+    IntegrationKeyDelete,
+    PartnerKeyCreate,
+    PartnerKeyRevoke,
+    CatalogApply,
+    ClientConfigure,
+    ClientSettingsChange,
+    ClientUserSet,
+    ClientUserDelete,
+    MasterKeyRotate,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::IntegrationKeyCreate => "integration_key.create",
+            Action::IntegrationKeyUpdate => "integration_key.update",
+            Action::IntegrationKeyRoll => "integration_key.roll",
+            Action::IntegrationKeyDelete => "integration_key.delete",
+            Action::PartnerKeyCreate => "partner_key.create",
+            Action::PartnerKeyRevoke => "partner_key.revoke",
+            Action::CatalogApply => "catalog.apply",
+            Action::ClientConfigure => "client.configure",
+            Action::ClientSettingsChange => "client.settings.change",
+            Action::ClientUserSet => "client.user.set",
+            Action::ClientUserDelete => "client.user.delete",
+            Action::MasterKeyRotate => "master_key.rotate",
+        }
+    }
+}
+
+/// Who did it and from where.
+#[derive(Clone, Debug, Default)]
+pub struct Actor {
+    pub name: String,
+    pub peer: String,
+}
+
+impl Actor {
+    /// The caller of an RPC: a partner key id or `user@client`.
+    pub fn of(caller: &crate::auth::Caller, peer: Option<std::net::IpAddr>) -> Self {
+        let name = match caller {
+            crate::auth::Caller::Partner(p) => p.key_id.clone(),
+            crate::auth::Caller::User(u) => format!("{}@{}", u.user, u.client_id),
+        };
+        Self {
+            name,
+            peer: peer.map(|p| p.to_string()).unwrap_or_default(),
+        }
+    }
+
+    /// An operator at the command line.
+    pub fn cli() -> Self {
+        Self {
+            name: "cli".into(),
+            peer: String::new(),
+        }
+    }
+}
+
+/// Appends one event.
+pub async fn record<C: ConnectionTrait>(
+    db: &C,
+    actor: &Actor,
+    action: Action,
+    target: &str,
+    success: bool,
+) -> Result<(), Error> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id)?;
+    let event_id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    store::audit::insert(
+        db,
+        store::audit::NewEvent {
+            event_id: &event_id,
+            time: crate::time::now_micros(),
+            actor: &actor.name,
+            action: action.as_str(),
+            target,
+            outcome: if success { "success" } else { "failure" },
+            peer: &actor.peer,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records how a change attempt by an authenticated caller ended, and
+/// passes its result on. Malformed requests and infrastructure failures are
+/// not changes and are not recorded; refusals are.
+pub async fn outcome<C: ConnectionTrait, T>(
+    db: &C,
+    actor: &Actor,
+    action: Action,
+    target: &str,
+    result: Result<T, Error>,
+) -> Result<T, Error> {
+    let success = match &result {
+        Ok(_) => true,
+        Err(
+            Error::PermissionDenied(_)
+            | Error::IntegrationNotFound(_)
+            | Error::KeyNotFound(_)
+            | Error::ClientNotFound(_)
+            | Error::UserNotFound(_)
+            | Error::ClientAlreadyConfigured(_)
+            | Error::NotCustomIntegration
+            | Error::KeyExpired(_),
+        ) => false,
+        Err(_) => return result,
+    };
+    if let Err(e) = record(db, actor, action, target, success).await {
+        // The change itself stands; a lost audit record is loud.
+        tracing::error!(error = %e, action = action.as_str(), target, "cannot record audit event");
+    }
+    result
+}
