@@ -148,6 +148,12 @@ pub struct ServeArgs {
         default_value_t = 300.0
     )]
     pub peer_failures_per_minute: f64,
+    /// Seconds in-flight calls get to finish after SIGTERM/Ctrl-C.
+    #[arg(long, env = "LATCHKEY_SHUTDOWN_GRACE", default_value_t = 30)]
+    pub shutdown_grace: u64,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9090).
+    #[arg(long, env = "LATCHKEY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Per-client LearningBuilder host template, e.g. {client_id}.lb.example.com.
     #[arg(long, env = "LATCHKEY_CLIENT_LB_DOMAIN")]
     pub client_lb_domain: Option<String>,
@@ -250,6 +256,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(args) => {
             let settings = serve_settings(&global, &args)?;
+            if let Some(addr) = args.metrics_listen {
+                crate::telemetry::install_metrics(addr)
+                    .with_context(|| format!("cannot serve metrics on {addr}"))?;
+                tracing::info!(%addr, "metrics served");
+            }
             let listener = tokio::net::TcpListener::bind(settings.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -375,6 +386,7 @@ fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Setti
     }
     settings.master_key = Some(Arc::new(master_key));
     settings.client_lb_domain = args.client_lb_domain.clone();
+    settings.shutdown_grace = Duration::from_secs(args.shutdown_grace);
     settings.listen = args.listen;
     settings.catalog = args.catalog.clone();
     settings.hash = global.hash_params(args.hash_concurrency);

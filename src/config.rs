@@ -37,6 +37,9 @@ pub struct Settings {
     /// embedded SQLite database).
     pub master_key: Option<Arc<MasterKey>>,
     pub master_key_file: Option<PathBuf>,
+    /// After a shutdown signal, how long in-flight calls may take to finish
+    /// before the server stops anyway.
+    pub shutdown_grace: Duration,
     /// Per-client LearningBuilder host template, e.g.
     /// `{client_id}.lb.example.com`.
     pub client_lb_domain: Option<String>,
@@ -58,6 +61,7 @@ impl Settings {
             catalog_poll_interval: Duration::from_secs(1),
             master_key: None,
             master_key_file: None,
+            shutdown_grace: Duration::from_secs(30),
             client_lb_domain: None,
         }
     }

@@ -124,7 +124,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let db = state.db.clone();
     let (stop_background, stopped) = tokio::sync::watch::channel(false);
-    let background = tokio::spawn(background_work(state.clone(), settings, stopped));
+    let background = tokio::spawn(background_work(state.clone(), settings.clone(), stopped));
     let (health, health_service) = tonic_health::server::health_reporter();
     set_all(&health, ServingStatus::Serving).await;
 
@@ -135,8 +135,9 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "latchkey serving");
     let drain_health = health.clone();
-    tonic::transport::Server::builder()
-        .trace_fn(|request| tracing::info_span!("call", method = %request.uri().path()))
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let serving = tonic::transport::Server::builder()
+        .layer(crate::telemetry::CallLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -154,8 +155,22 @@ pub async fn serve(
             shutdown.await;
             tracing::info!("shutting down: not serving, draining in-flight calls");
             set_all(&drain_health, ServingStatus::NotServing).await;
-        })
-        .await?;
+            let _ = signalled.send(());
+        });
+    // Draining is bounded: after the grace period the server stops anyway.
+    let grace = settings.shutdown_grace;
+    tokio::select! {
+        served = serving => served?,
+        () = async {
+            if on_signal.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(?grace, "grace period over: abandoning calls still in flight");
+        }
+    }
 
     let _ = stop_background.send(true);
     if let Err(e) = background.await {

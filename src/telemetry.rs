@@ -26,3 +26,187 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
+
+/// Serves Prometheus metrics (text format) on `addr`. Without it, metric
+/// updates are no-ops.
+pub fn install_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let latency_buckets = [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0,
+    ];
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets)?
+        .install()?;
+    Ok(())
+}
+
+/// A tower layer that gives every call one span (method, caller, gRPC code,
+/// latency), a `debug` event when it finishes, and call metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallLayer;
+
+impl<S> tower::Layer<S> for CallLayer {
+    type Service = CallService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CallService { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CallService<S> {
+    inner: S,
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for CallService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    RB: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        use tracing::Instrument;
+        let method = known_method(request.uri().path());
+        let caller = caller_of(request.headers());
+        let span = tracing::info_span!(
+            "call",
+            method,
+            caller = caller.as_deref().unwrap_or("-"),
+            code = tracing::field::Empty,
+            latency_us = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let future = self.inner.call(request).instrument(span.clone());
+        Box::pin(async move {
+            let result = future.await;
+            let code = match &result {
+                Ok(response) => grpc_code(response.headers()),
+                Err(_) => "UNKNOWN",
+            };
+            let elapsed = started.elapsed();
+            span.record("code", code);
+            span.record("latency_us", elapsed.as_micros() as u64);
+            tracing::debug!(parent: &span, "call finished");
+            metrics::counter!("latchkey_calls_total", "method" => method, "code" => code)
+                .increment(1);
+            metrics::histogram!("latchkey_call_duration_seconds", "method" => method)
+                .record(elapsed.as_secs_f64());
+            result
+        })
+    }
+}
+
+use tonic::codegen::http;
+
+/// The method path for labels and logs, if it is one we serve (bounded
+/// cardinality: anything else is `unknown`).
+fn known_method(path: &str) -> &'static str {
+    const METHODS: &[&str] = &[
+        "/latchkey.v1.IntegrationKeysService/CreateIntegrationKey",
+        "/latchkey.v1.IntegrationKeysService/GetIntegrationKey",
+        "/latchkey.v1.IntegrationKeysService/ListIntegrationKeys",
+        "/latchkey.v1.IntegrationKeysService/DeleteIntegrationKey",
+        "/latchkey.v1.IntegrationKeysService/VerifyIntegrationKey",
+        "/latchkey.v1.IntegrationKeysService/UpdateIntegrationKey",
+        "/latchkey.v1.IntegrationKeysService/RollIntegrationKey",
+        "/latchkey.v1.IntegrationKeysService/ListIntegrations",
+        "/latchkey.v1.IntegrationKeysService/GetIntegration",
+        "/latchkey.v1.ClientConfigurationService/Configure",
+        "/latchkey.v1.ClientConfigurationService/ConfigureSettings",
+        "/latchkey.v1.ClientConfigurationService/SetUserCredentials",
+        "/latchkey.v1.ClientConfigurationService/DeleteUserCredentials",
+        "/latchkey.v1.ClientConfigurationService/GetClientConfiguration",
+        "/latchkey.v1.ClientConfigurationService/VerifyUserCredentials",
+        "/latchkey.v1.HealthService/CheckClientHealth",
+        "/latchkey.v1.HealthService/CheckServiceHealth",
+        "/latchkey.v1.AuditService/ListAuditEvents",
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ];
+    METHODS
+        .iter()
+        .find(|m| **m == path)
+        .map_or("unknown", |m| &m[1..])
+}
+
+/// Who the credential says is calling, for logs: a partner key's public id
+/// (only if the presented value is a well-formed key), or a Basic user
+/// name. Never any part of a secret.
+fn caller_of(headers: &http::HeaderMap) -> Option<String> {
+    use crate::keys::{ApiKey, KeyKind};
+    let partner = headers
+        .get("sid")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            let value = headers.get("authorization")?.to_str().ok()?;
+            let (scheme, token) = value.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(token.trim())
+        });
+    if let Some(presented) = partner {
+        return ApiKey::parse(KeyKind::Partner, presented.to_owned())
+            .ok()
+            .map(|key| key.key_id().to_owned());
+    }
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    use base64::Engine;
+    let decoded = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?,
+    );
+    let text = std::str::from_utf8(&decoded).ok()?;
+    let (name, _) = text.split_once(':')?;
+    (name.len() <= 200 && !name.chars().any(char::is_control)).then(|| name.to_owned())
+}
+
+/// The gRPC status of a response whose status came with the headers (every
+/// error latchkey answers); a plain success carries it in the trailers.
+fn grpc_code(headers: &http::HeaderMap) -> &'static str {
+    use tonic::Code;
+    let Some(value) = headers.get("grpc-status") else {
+        return "OK";
+    };
+    match Code::from_bytes(value.as_bytes()) {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}

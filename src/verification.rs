@@ -39,6 +39,21 @@ pub enum Decision {
     RateLimited,
 }
 
+impl Decision {
+    /// The metric label of the decision.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Malformed => "malformed",
+            Decision::Invalid => "invalid",
+            Decision::Expired => "expired",
+            Decision::Disabled => "disabled",
+            Decision::EndpointNotGranted => "endpoint_not_granted",
+            Decision::RateLimited => "rate_limited",
+        }
+    }
+}
+
 /// What is known about a key whose secret has been proven.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProvenKey {
@@ -146,10 +161,28 @@ impl Verifier {
         endpoint: &str,
         peer: Option<IpAddr>,
     ) -> Result<Verdict, Error> {
+        let verdict = self.decide(presented, endpoint, peer).await?;
+        metrics::counter!("latchkey_verify_decisions_total", "decision" => verdict.decision.as_str())
+            .increment(1);
+        Ok(verdict)
+    }
+
+    async fn decide(
+        &self,
+        presented: String,
+        endpoint: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<Verdict, Error> {
         let Ok(key) = ApiKey::parse(KeyKind::Integration, presented) else {
             return Ok(Verdict::unproven(Decision::Malformed));
         };
-        let cached = match self.cache.get(&key) {
+        let hit = self.cache.get(&key);
+        metrics::counter!(
+            "latchkey_verify_cache_total",
+            "result" => if hit.is_some() { "hit" } else { "miss" }
+        )
+        .increment(1);
+        let cached = match hit {
             Some(cached) if cached.checked_at.elapsed() < self.state_ttl => cached,
             // Proven before: re-read the state, no argon2 and no throttling
             // (an attack on this key id must not lock its holder out).

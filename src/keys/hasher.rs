@@ -207,11 +207,13 @@ impl Hasher {
         T: Send + 'static,
         F: FnOnce(&str, &mut Vec<Block>) -> Result<T, HashError> + Send + 'static,
     {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| HashError::Closed)?;
+        // Queue depth and wait: how far argon2 is behind its callers.
+        let queued = std::time::Instant::now();
+        metrics::gauge!("latchkey_argon2_queue_depth").increment(1.0);
+        let permit = self.permits.acquire().await;
+        metrics::gauge!("latchkey_argon2_queue_depth").decrement(1.0);
+        metrics::histogram!("latchkey_argon2_wait_seconds").record(queued.elapsed().as_secs_f64());
+        let _permit = permit.map_err(|_| HashError::Closed)?;
         let secret = Zeroizing::new(secret.to_owned());
         let (done, result) = oneshot::channel();
         self.runs.fetch_add(1, Ordering::Relaxed);

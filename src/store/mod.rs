@@ -78,6 +78,11 @@ pub async fn connect_observed(
         }
         let micros = u64::try_from(info.elapsed.as_micros()).unwrap_or(u64::MAX);
         stats.total_micros.fetch_add(micros, Ordering::Relaxed);
+        metrics::histogram!(
+            "latchkey_db_statement_duration_seconds",
+            "outcome" => if info.failed { "error" } else { "ok" }
+        )
+        .record(info.elapsed.as_secs_f64());
     });
     Ok(db)
 }

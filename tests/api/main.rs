@@ -10,6 +10,7 @@ mod helpers;
 mod integration_keys;
 mod integrations;
 mod lifecycle;
+mod operations;
 mod reflection;
 mod sdk;
 mod secrets;

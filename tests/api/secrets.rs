@@ -17,15 +17,20 @@ use sea_orm::EntityTrait;
 use crate::{cli::latchkey, helpers::with_sid};
 
 /// A `latchkey serve` process whose stderr is collected line by line.
-struct ServeProcess {
+pub struct ServeProcess {
     child: Child,
-    log: Arc<Mutex<Vec<String>>>,
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl ServeProcess {
-    fn start(database_url: &str, catalog: &str) -> Self {
+    pub fn start(database_url: &str, catalog: &str) -> Self {
+        Self::start_with(database_url, catalog, &[])
+    }
+
+    pub fn start_with(database_url: &str, catalog: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
             .args(["serve", "--listen", "127.0.0.1:0", "--catalog", catalog])
+            .args(extra)
             .args(["--log-format", "json"])
             .env("LATCHKEY_DATABASE_URL", database_url)
             .env("LATCHKEY_MASTER_KEY", crate::helpers::TEST_MASTER_KEY)
@@ -48,7 +53,7 @@ impl ServeProcess {
     }
 
     /// Polls the log for the "serving" line and returns the bound address.
-    async fn wait_for_addr(&self) -> String {
+    pub async fn wait_for_addr(&self) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let found = self.log.lock().unwrap().iter().find_map(|line| {
@@ -72,10 +77,20 @@ impl ServeProcess {
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
-    async fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    /// Sends SIGTERM now.
+    pub fn signal_term(&self) {
         let pid = self.child.id().to_string();
         let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(killed.success());
+    }
+
+    pub async fn terminate(self) -> (std::process::ExitStatus, String) {
+        self.signal_term();
+        self.terminate_after_signal().await
+    }
+
+    /// Waits (bounded) for the exit status after a SIGTERM already sent.
+    pub async fn terminate_after_signal(mut self) -> (std::process::ExitStatus, String) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -204,6 +219,22 @@ async fn keys_never_reach_the_database_file_or_the_logs() {
     let (status, log) = server.terminate().await;
     assert!(status.success(), "exit after SIGTERM: {status:?}\n{log}");
     assert!(log.contains("latchkey serving"), "the log was captured");
+    // One span per call: method, caller (the partner key's public id), code.
+    let create_call = log
+        .lines()
+        .find(|l| l.contains("call finished") && l.contains("CreateIntegrationKey"))
+        .expect("a log event per call");
+    assert!(
+        create_call.contains(&format!("\"caller\":\"{}\"", &partner_key[..20])),
+        "{create_call}"
+    );
+    assert!(create_call.contains("\"code\":\"OK\""), "{create_call}");
+    assert!(create_call.contains("latency_us"), "{create_call}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("call finished") && l.contains("\"code\":\"UNAUTHENTICATED\"")),
+        "failed calls are logged with their code"
+    );
     assert!(log.lines().count() > 10, "trace logging was on");
 
     let mut secrets: Vec<&str> = vec![

@@ -6,7 +6,8 @@ import grpc
 import pytest
 
 from conftest import GRANTED
-from latchkey_client import (AlreadyExists, Client, InvalidArgument, LatchkeyError, NotFound, Unauthenticated,
+from latchkey_client import (AlreadyExists, Client, InvalidArgument, LatchkeyError, NotFound, PermissionDenied,
+                             Unauthenticated, Unavailable,
                              client_configuration_pb2 as cc, health_pb2, integration_keys_pb2 as keys)
 
 INTEGRATION = "learner-activity"
@@ -99,6 +100,12 @@ def test_client_configuration(server, admin):
 
     with Client(server.addr, basic=("ops", "wrong-key-0123456789")) as wrong, pytest.raises(Unauthenticated):
         wrong.get_client_configuration("acme")
+    # Named `<user>@<client>`, a user is tied to its client: any other is PERMISSION_DENIED.
+    admin.configure("globex", users=[("boss", "globex-user-key-0123456789", "SCOPE_SYSTEM")])
+    with Client(server.addr, basic=("ops@acme", user_key)) as ops:
+        assert ops.get_client_configuration("acme").configuration.client_id == "acme"
+        with pytest.raises(PermissionDenied):
+            ops.get_client_configuration("globex")
     with pytest.raises(NotFound) as raised:
         admin.get_client_configuration("nobody")
     assert raised.value.message == "Client 'nobody' not found"
@@ -126,6 +133,12 @@ def test_deadline_is_applied(server):
         with pytest.raises(LatchkeyError) as raised:
             hurried.list_integration_keys(INTEGRATION)
     assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_unreachable_server_is_unavailable():
+    # Nothing listens on port 1: the connection is refused at once.
+    with Client("127.0.0.1:1", timeout=5) as nowhere, pytest.raises(Unavailable):
+        nowhere.health_check()
 
 
 def test_partner_key_and_basic_are_exclusive():

@@ -4,6 +4,7 @@
 // response object and rejects with a typed LatchkeyError.
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { toLatchkeyError } from './errors';
@@ -35,7 +36,6 @@ const LOADER_OPTIONS: protoLoader.Options = { keepCase: false, longs: String, en
 // The package's copy of the repository's proto/ (see scripts/generate.mjs):
 // dist/src/client.js -> proto/.
 const PROTO_ROOT = path.resolve(__dirname, '../../proto');
-const LATCHKEY_PROTOS = ['audit', 'client_configuration', 'health', 'integration_keys'].map((f) => `latchkey/v1/${f}.proto`);
 // grpc.health.v1 as shipped by grpc-health-check (resolved, not imported: the
 // module itself would load a server-side copy we do not need).
 const GRPC_HEALTH_PROTO = require.resolve('grpc-health-check/proto/health/v1/health.proto');
@@ -55,16 +55,20 @@ interface Services {
 
 let services: Services | undefined;
 function loadServices(): Services {
-  services ??= grpc.loadPackageDefinition(
-    protoLoader.loadSync([...LATCHKEY_PROTOS, GRPC_HEALTH_PROTO], { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] }),
-  ) as unknown as Services;
+  if (!services) {
+    const latchkeyProtos = fs.readdirSync(path.join(PROTO_ROOT, 'latchkey/v1'))
+      .filter((f) => f.endsWith('.proto')).map((f) => `latchkey/v1/${f}`);
+    services = grpc.loadPackageDefinition(
+      protoLoader.loadSync([...latchkeyProtos, GRPC_HEALTH_PROTO], { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] }),
+    ) as unknown as Services;
+  }
   return services;
 }
 
 export interface ClientOptions {
   /** Admin credential, sent as `sid` metadata. */
   partnerKey?: string;
-  /** A client user's credential, sent as `authorization: Basic base64(user:apiKey)`. */
+  /** A client user's credential, sent as `authorization: Basic base64(user:apiKey)`; `user@client` ties the user to its client. */
   basic?: { user: string; apiKey: string };
   /** Deadline of every call, in milliseconds (default 5000). */
   timeoutMs?: number;

@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 
 import {
   AlreadyExistsError, DeadlineExceededError, InvalidArgumentError, LatchkeyClient, LatchkeyError, NotFoundError,
-  UnauthenticatedError,
+  PermissionDeniedError, UnauthenticatedError, UnavailableError,
 } from '../src';
 import { GRANTED, startServer, type Server } from './server';
 
@@ -105,6 +105,15 @@ test('client configuration: Configure, then the SYSTEM user reads it redacted an
   } finally {
     ops.close();
   }
+  // Named `<user>@<client>`, a user is tied to its client: any other is PERMISSION_DENIED.
+  await admin.configure({ clientId: 'globex', clientCredentials: { userApiKeys: [{ user: 'boss', apiKey: 'globex-user-key-0123456789', scope: 'SCOPE_SYSTEM' }] } });
+  const opsAtAcme = new LatchkeyClient(server.addr, { basic: { user: 'ops@acme', apiKey: userKey } });
+  try {
+    assert.equal((await opsAtAcme.getClientConfiguration({ clientId: 'acme' })).configuration!.clientId, 'acme');
+    await assert.rejects(opsAtAcme.getClientConfiguration({ clientId: 'globex' }), PermissionDeniedError);
+  } finally {
+    opsAtAcme.close();
+  }
   await assert.rejects(admin.getClientConfiguration({ clientId: 'nobody' }), /Client 'nobody' not found/);
   assert.equal((await admin.checkClientHealth({ clientId: 'nobody' })).status, 'HEALTH_STATUS_NOT_CONFIGURED');
 });
@@ -126,6 +135,16 @@ test('the deadline applies', async () => {
     await assert.rejects(hurried.listIntegrationKeys({ integration: INTEGRATION }), DeadlineExceededError);
   } finally {
     hurried.close();
+  }
+});
+
+test('an unreachable server is UNAVAILABLE', async () => {
+  // Nothing listens on port 1: the connection is refused at once.
+  const nowhere = new LatchkeyClient('127.0.0.1:1');
+  try {
+    await assert.rejects(nowhere.healthCheck(), UnavailableError);
+  } finally {
+    nowhere.close();
   }
 });
 

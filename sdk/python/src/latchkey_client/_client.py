@@ -34,7 +34,8 @@ class Client:
 
     target:      "host:port"
     partner_key: admin credential, sent as `sid` metadata
-    basic:       (user, api_key) of a client's user, sent as `authorization: Basic`
+    basic:       (user, api_key) of a client's user, sent as `authorization: Basic`;
+                 name the user `user@client` to tie it to its client
     timeout:     deadline of every call, in seconds
     credentials: grpc.ChannelCredentials for TLS; plaintext when None
 
