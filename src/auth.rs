@@ -76,9 +76,15 @@ pub struct ClientUser {
 /// The outcome of checking a client user's API key.
 pub enum UserCheck {
     Valid(UserRow),
+    /// The client has no user of that name.
+    UnknownUser,
     Invalid,
     RateLimited,
 }
+
+/// How many other clients' users of the same name a bare Basic name is
+/// tried against (each try is one argon2 verify, throttled).
+const MAX_OTHER_CLIENTS_TRIED: u64 = 3;
 
 /// Authenticates the caller of an RPC about `client_id`: a partner key
 /// (`sid` / Bearer), or a client user with `authorization: Basic
@@ -99,12 +105,26 @@ pub async fn authenticate_for_client(
     let (name, api_key) = presented_basic(metadata).ok_or(Error::Unauthenticated)?;
     let (user, own_client) = split_basic_user(&name);
     let home = own_client.unwrap_or(client_id);
-    let client = store::clients::find(&state.db, home)
-        .await?
-        .ok_or(Error::Unauthenticated)?;
-    let row = match check_client_user(state, &client, user, &api_key, peer).await? {
-        UserCheck::Valid(row) => row,
-        UserCheck::Invalid | UserCheck::RateLimited => return Err(Error::Unauthenticated),
+    let client = store::clients::find(&state.db, home).await?;
+    let check = match &client {
+        Some(client) => check_client_user(state, client, user, &api_key, peer).await?,
+        None => UserCheck::UnknownUser,
+    };
+    let (client, row) = match (client, check) {
+        (Some(client), UserCheck::Valid(row)) => (client, row),
+        (_, UserCheck::UnknownUser) if own_client.is_none() => {
+            // A bare name that is not a user of this client: if it is a
+            // valid user of another client, the caller is known but not
+            // allowed here.
+            return Err(
+                if is_user_of_another_client(state, user, &api_key, peer).await? {
+                    Error::PermissionDenied("Users may only access their own client".into())
+                } else {
+                    Error::Unauthenticated
+                },
+            );
+        }
+        _ => return Err(Error::Unauthenticated),
     };
     if client.client_id != client_id {
         return Err(Error::PermissionDenied(
@@ -121,6 +141,22 @@ pub async fn authenticate_for_client(
     }))
 }
 
+async fn is_user_of_another_client(
+    state: &AppState,
+    user: &str,
+    api_key: &str,
+    peer: Option<IpAddr>,
+) -> Result<bool, Error> {
+    for client in
+        store::clients::clients_with_user(&state.db, user, MAX_OTHER_CLIENTS_TRIED).await?
+    {
+        if let UserCheck::Valid(_) = check_client_user(state, &client, user, api_key, peer).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Checks a client user's API key: a cache hit costs an HMAC and the user's
 /// row; otherwise one argon2 verify, throttled like integration keys.
 pub async fn check_client_user(
@@ -133,7 +169,7 @@ pub async fn check_client_user(
     let id = format!("{}:{user}", client.id);
     let Some(row) = store::clients::find_user(&state.db, client.id, user).await? else {
         state.client_user_throttle.record_failure(&id, peer);
-        return Ok(UserCheck::Invalid);
+        return Ok(UserCheck::UnknownUser);
     };
     if state.client_users.get_secret(&id, api_key).as_deref() == Some(row.key_hash.as_str()) {
         return Ok(UserCheck::Valid(row));

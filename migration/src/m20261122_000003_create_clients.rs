@@ -91,6 +91,17 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Finding which clients have a user of a given name (Basic names
+        // without `@client`).
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_client_users_user")
+                    .table(ClientUsers::Table)
+                    .col(ClientUsers::User)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .create_table(crate::exact_strings(
                 manager,

@@ -364,7 +364,7 @@ impl ClientConfiguration {
                 scope: scope_to_proto(&row.scope).into(),
                 rate_limited: false,
             }),
-            UserCheck::Invalid => Ok(invalid),
+            UserCheck::Invalid | UserCheck::UnknownUser => Ok(invalid),
             UserCheck::RateLimited => {
                 tokio::time::sleep(self.state.rate_limited_delay).await;
                 Ok(pb::VerifyUserCredentialsResponse {

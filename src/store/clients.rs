@@ -66,6 +66,28 @@ pub async fn find_user<C: ConnectionTrait>(
         .await
 }
 
+/// Up to `limit` clients that have a user called `user`.
+pub async fn clients_with_user<C: ConnectionTrait>(
+    db: &C,
+    user: &str,
+    limit: u64,
+) -> Result<Vec<ClientRow>, DbErr> {
+    use sea_orm::QuerySelect;
+    let pks: Vec<i64> = client_user::Entity::find()
+        .filter(client_user::Column::User.eq(user))
+        .order_by_asc(client_user::Column::ClientPk)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| row.client_pk)
+        .collect();
+    client::Entity::find()
+        .filter(client::Column::Id.is_in(pks))
+        .all(db)
+        .await
+}
+
 /// A user to add or replace.
 pub struct NewUser<'a> {
     pub user: &'a str,

@@ -26,6 +26,7 @@ const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
 const VIEWER_KEY: &str = "viewer-key-0123456789abcdef";
 const LB_SECRET: &str = "lb-secret-value-9f8e7d6c";
 const LB_OWNER: &str = "lb-owner-name-4b3a";
+const GLOBEX_ONLY_KEY: &str = "gadmin-key-0123456789abcdef";
 
 /// `authorization: Basic base64(name:key)`.
 fn basic<T>(message: T, name: &str, key: &str) -> Request<T> {
@@ -474,6 +475,8 @@ enum Who {
     SystemUser,
     ClientUser,
     OtherClientUser,
+    /// A user of the other client, by bare name (no `@client`).
+    OtherClientBareName,
     Nobody,
 }
 
@@ -496,6 +499,9 @@ fn credential(app: &TestApp, who: Who, metadata: &mut MetadataMap) {
         }
         Who::OtherClientUser => {
             metadata.insert("authorization", basic("admin@globex", ADMIN_KEY));
+        }
+        Who::OtherClientBareName => {
+            metadata.insert("authorization", basic("gadmin", GLOBEX_ONLY_KEY));
         }
         Who::Nobody => {}
     }
@@ -523,53 +529,95 @@ async fn authorization_matrix() {
     let app = spawn_app().await;
     configure(&app, "acme").await;
     configure(&app, "globex").await;
+    config_client(&app)
+        .await
+        .set_user_credentials(app.as_partner(SetUserCredentialsRequest {
+            client_id: "globex".into(),
+            user: "gadmin".into(),
+            api_key: GLOBEX_ONLY_KEY.into(),
+            scope: Scope::System.into(),
+        }))
+        .await
+        .unwrap();
     let channel = app.channel().await;
 
     use Who::*;
-    // (rpc, [partner, SYSTEM of acme, CLIENT of acme, user of globex, none])
-    let table: [(&str, [&str; 5]); 10] = [
+    // (rpc, [partner, SYSTEM of acme, CLIENT of acme, user of globex,
+    //        user of globex by bare name, none])
+    let table: [(&str, [&str; 6]); 10] = [
         (
             "Configure(new client)",
-            ["ok", "denied", "denied", "denied", "unauthenticated"],
+            [
+                "ok",
+                "denied",
+                "denied",
+                "denied",
+                "denied",
+                "unauthenticated",
+            ],
         ),
         (
             "Configure(own client)",
-            ["ok", "denied", "denied", "denied", "unauthenticated"],
+            [
+                "ok",
+                "denied",
+                "denied",
+                "denied",
+                "denied",
+                "unauthenticated",
+            ],
         ),
         (
             "ConfigureSettings(ClientSettings)",
-            ["ok", "ok", "ok", "denied", "unauthenticated"],
+            ["ok", "ok", "ok", "denied", "denied", "unauthenticated"],
         ),
         (
             "ConfigureSettings(ClientCredentials)",
-            ["ok", "ok", "denied", "denied", "unauthenticated"],
+            ["ok", "ok", "denied", "denied", "denied", "unauthenticated"],
         ),
         (
             "SetUserCredentials",
-            ["ok", "ok", "denied", "denied", "unauthenticated"],
+            ["ok", "ok", "denied", "denied", "denied", "unauthenticated"],
         ),
         (
             "DeleteUserCredentials",
-            ["ok", "ok", "denied", "denied", "unauthenticated"],
+            ["ok", "ok", "denied", "denied", "denied", "unauthenticated"],
         ),
         (
             "GetClientConfiguration",
-            ["ok", "ok", "ok", "denied", "unauthenticated"],
+            ["ok", "ok", "ok", "denied", "denied", "unauthenticated"],
         ),
-        ("VerifyUserCredentials", ["ok", "ok", "ok", "ok", "ok"]),
+        (
+            "VerifyUserCredentials",
+            ["ok", "ok", "ok", "ok", "ok", "ok"],
+        ),
         (
             "CheckClientHealth",
-            ["ok", "ok", "ok", "denied", "unauthenticated"],
+            ["ok", "ok", "ok", "denied", "denied", "unauthenticated"],
         ),
         (
             "CheckServiceHealth",
-            ["ok", "denied", "denied", "denied", "unauthenticated"],
+            [
+                "ok",
+                "denied",
+                "denied",
+                "denied",
+                "denied",
+                "unauthenticated",
+            ],
         ),
     ];
     for (rpc, expected) in table {
-        for (who, want) in [Partner, SystemUser, ClientUser, OtherClientUser, Nobody]
-            .into_iter()
-            .zip(expected)
+        for (who, want) in [
+            Partner,
+            SystemUser,
+            ClientUser,
+            OtherClientUser,
+            OtherClientBareName,
+            Nobody,
+        ]
+        .into_iter()
+        .zip(expected)
         {
             let mut config = ClientConfigurationServiceClient::new(channel.clone());
             let mut health = HealthServiceClient::new(channel.clone());

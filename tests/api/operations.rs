@@ -14,6 +14,9 @@ use latchkey::proto::v1::{
 
 use crate::{cli::latchkey, helpers::with_sid, secrets::ServeProcess, test_db::TestDb};
 
+/// When each call started, and how it ended.
+type Outcomes = Arc<Mutex<Vec<(Instant, Result<(), tonic::Status>)>>>;
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -108,7 +111,7 @@ async fn sigterm_under_load_lets_started_calls_finish_and_exits_0() {
     let (_dir, _db, server, addr, partner_key) =
         start(&["--argon2-memory-kib", "19456", "--argon2-iterations", "2"]).await;
     let endpoint = format!("http://{addr}");
-    let outcomes: Arc<Mutex<Vec<(Instant, Result<(), tonic::Status>)>>> = Arc::default();
+    let outcomes: Outcomes = Arc::default();
     let mut callers = Vec::new();
     for _ in 0..16 {
         let endpoint = endpoint.clone();
