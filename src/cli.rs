@@ -14,8 +14,9 @@ use crate::{
     audit::{self, Action, Actor},
     bench::{self, BenchOptions},
     catalog::{self, Catalog},
+    client::{Client, TlsOptions},
     client_config,
-    config::{DEFAULT_DATABASE_URL, DEFAULT_LISTEN, Settings},
+    config::{DEFAULT_DATABASE_URL, DEFAULT_LISTEN, Settings, TlsSettings},
     crypto::{self, MasterKey, MasterKeyOrigin},
     keys::{
         ApiKey, HashParams, Hasher, KeyKind,
@@ -148,6 +149,15 @@ pub struct ServeArgs {
         default_value_t = 300.0
     )]
     pub peer_failures_per_minute: f64,
+    /// Serve TLS with this PEM certificate (chain); needs --tls-key.
+    #[arg(long, env = "LATCHKEY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "LATCHKEY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this PEM CA (mutual TLS).
+    #[arg(long, env = "LATCHKEY_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Seconds in-flight calls get to finish after SIGTERM/Ctrl-C.
     #[arg(long, env = "LATCHKEY_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace: u64,
@@ -185,6 +195,17 @@ pub enum Command {
         /// Seconds before giving up.
         #[arg(long, default_value_t = 5)]
         timeout: u64,
+        /// Connect with TLS, trusting this PEM CA.
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+        /// Name on the server's certificate (default: the host of --addr).
+        #[arg(long, requires = "tls_ca")]
+        tls_domain: Option<String>,
+        /// Client certificate and key (PEM) for a server requiring mTLS.
+        #[arg(long, requires_all = ["tls_ca", "tls_client_key"])]
+        tls_client_cert: Option<PathBuf>,
+        #[arg(long, requires = "tls_client_cert")]
+        tls_client_key: Option<PathBuf>,
     },
     /// Measure a server: calls/s and p50/p99 latency per scenario.
     Bench(BenchArgs),
@@ -300,7 +321,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             addr,
             service,
             timeout,
-        } => return healthcheck(&addr, service, Duration::from_secs(timeout)).await,
+            tls_ca,
+            tls_domain,
+            tls_client_cert,
+            tls_client_key,
+        } => {
+            let tls = match tls_ca {
+                None => None,
+                Some(ca) => Some(TlsOptions {
+                    ca_pem: Some(read_file(&ca)?),
+                    domain: tls_domain,
+                    identity: match (tls_client_cert, tls_client_key) {
+                        (Some(cert), Some(key)) => Some((read_file(&cert)?, read_file(&key)?)),
+                        _ => None,
+                    },
+                }),
+            };
+            return healthcheck(&addr, service, Duration::from_secs(timeout), tls).await;
+        }
         Command::RotateMasterKey {
             new_master_key_file,
         } => rotate_master_key(&global, new_master_key_file).await?,
@@ -371,6 +409,10 @@ async fn rotate_master_key(global: &GlobalArgs, new_file: Option<PathBuf>) -> an
     Ok(())
 }
 
+fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
 fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Settings> {
     let mut settings = Settings::new(global.database_url.clone());
     let (master_key, origin) = global.master_key()?;
@@ -387,6 +429,13 @@ fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Setti
     settings.master_key = Some(Arc::new(master_key));
     settings.client_lb_domain = args.client_lb_domain.clone();
     settings.shutdown_grace = Duration::from_secs(args.shutdown_grace);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        settings.tls = Some(TlsSettings {
+            cert_pem: read_file(cert)?,
+            key_pem: read_file(key)?,
+            client_ca_pem: args.tls_client_ca.as_deref().map(read_file).transpose()?,
+        });
+    }
     settings.listen = args.listen;
     settings.catalog = args.catalog.clone();
     settings.hash = global.hash_params(args.hash_concurrency);
@@ -484,16 +533,22 @@ async fn partner_keys(global: &GlobalArgs, command: PartnerKeysCommand) -> anyho
     Ok(())
 }
 
-async fn healthcheck(addr: &str, service: String, timeout: Duration) -> anyhow::Result<ExitCode> {
+async fn healthcheck(
+    addr: &str,
+    service: String,
+    timeout: Duration,
+    tls: Option<TlsOptions>,
+) -> anyhow::Result<ExitCode> {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
     };
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .context("bad --addr")?
-        .connect_timeout(timeout)
-        .timeout(timeout);
-    let channel = endpoint
-        .connect()
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut builder = Client::builder(format!("{scheme}://{addr}")).timeout(timeout);
+    if let Some(tls) = tls {
+        builder = builder.tls(tls);
+    }
+    let channel = builder
+        .channel()
         .await
         .with_context(|| format!("cannot connect to {addr}"))?;
     let response = HealthClient::new(channel)

@@ -13,6 +13,24 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://latchkey.db?mode=rwc";
 /// Where `serve` listens by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 
+/// TLS material, as PEM.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// With a client CA, clients must present a certificate it signed (mTLS).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("key_pem", &"<redacted>")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .finish()
+    }
+}
+
 /// Everything the server needs to run.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -37,6 +55,8 @@ pub struct Settings {
     /// embedded SQLite database).
     pub master_key: Option<Arc<MasterKey>>,
     pub master_key_file: Option<PathBuf>,
+    /// Serve TLS (and mTLS with a client CA) instead of plaintext.
+    pub tls: Option<TlsSettings>,
     /// After a shutdown signal, how long in-flight calls may take to finish
     /// before the server stops anyway.
     pub shutdown_grace: Duration,
@@ -62,6 +82,7 @@ impl Settings {
             master_key: None,
             master_key_file: None,
             shutdown_grace: Duration::from_secs(30),
+            tls: None,
             client_lb_domain: None,
         }
     }

@@ -136,7 +136,19 @@ pub async fn serve(
     tracing::info!(%addr, "latchkey serving");
     let drain_health = health.clone();
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-    let serving = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &settings.tls {
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
+        );
+        if let Some(ca) = &tls.client_ca_pem {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        builder = builder
+            .tls_config(config)
+            .context("invalid TLS certificate or key")?;
+    }
+    let serving = builder
         .layer(crate::telemetry::CallLayer)
         .add_service(health_service)
         .add_service(reflection_v1)

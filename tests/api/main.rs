@@ -15,4 +15,5 @@ mod reflection;
 mod sdk;
 mod secrets;
 mod test_db;
+mod tls;
 mod verify;

@@ -168,3 +168,57 @@ async fn the_guard_fails_closed_when_latchkey_is_unreachable() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
 }
+
+#[tokio::test]
+async fn the_client_offers_plain_methods_and_typed_errors() {
+    use latchkey::client::{Client, ClientError};
+    use latchkey::proto::v1::Decision;
+    let app = spawn_app().await;
+    let client = Client::builder(app.endpoint())
+        .partner_key(app.partner_key.clone())
+        .connect()
+        .await
+        .unwrap();
+    let created = client
+        .create_integration_key("learner-activity", "sdk", None)
+        .await
+        .unwrap();
+    let key = created.key.unwrap();
+    let listed = client
+        .list_integration_keys("learner-activity", 0, "")
+        .await
+        .unwrap();
+    assert_eq!(listed.keys, vec![key.clone()]);
+    assert_eq!(
+        client
+            .get_integration_key("learner-activity", &key.key_id)
+            .await
+            .unwrap(),
+        key
+    );
+    let verdict = client
+        .verify_integration_key(&created.api_key, "course.v1.CourseService/GetOutline")
+        .await
+        .unwrap();
+    assert_eq!(verdict.decision(), Decision::Allowed);
+    client
+        .delete_integration_key("learner-activity", &key.key_id)
+        .await
+        .unwrap();
+
+    match client.get_integration("nope").await {
+        Err(ClientError::NotFound(message)) => assert_eq!(message, "Integration 'nope' not found"),
+        other => panic!("{other:?}"),
+    }
+    match client.create_integration_key("", "", None).await {
+        Err(ClientError::InvalidArgument { violations, .. }) => {
+            assert_eq!(violations[0].0, "integration")
+        }
+        other => panic!("{other:?}"),
+    }
+    let anonymous = Client::builder(app.endpoint()).connect().await.unwrap();
+    assert!(matches!(
+        anonymous.get_integration("learner-activity").await,
+        Err(ClientError::Unauthenticated(_))
+    ));
+}

@@ -1,0 +1,180 @@
+//! TLS and mutual TLS, with certificates from a CA generated for the test.
+
+use std::time::Duration;
+
+use latchkey::{
+    client::{Client, TlsOptions},
+    config::{Settings, TlsSettings},
+};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use tokio::net::TcpListener;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use crate::{helpers::eventually, test_db::TestDb};
+
+struct Pki {
+    ca_pem: String,
+    server: (String, String),
+    client: (String, String),
+}
+
+fn new_pki() -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    Pki {
+        ca_pem: ca_cert.pem(),
+        server: leaf(vec!["localhost".into()]),
+        client: leaf(vec!["resource-server.internal".into()]),
+    }
+}
+
+fn tls_options(pki: &Pki, with_identity: bool) -> TlsOptions {
+    TlsOptions {
+        ca_pem: Some(pki.ca_pem.clone().into_bytes()),
+        domain: Some("localhost".into()),
+        identity: with_identity.then(|| {
+            (
+                pki.client.0.clone().into_bytes(),
+                pki.client.1.clone().into_bytes(),
+            )
+        }),
+    }
+}
+
+/// A TLS server on a fresh database; returns its address and the guards
+/// that keep it alive.
+async fn tls_server(
+    pki: &Pki,
+    mutual: bool,
+) -> (
+    String,
+    tempfile::TempDir,
+    TestDb,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let test_db = TestDb::create(dir.path()).await;
+    let mut settings = Settings::new(test_db.url.clone());
+    settings.hash = crate::helpers::test_hash_params();
+    settings.master_key = Some(std::sync::Arc::new(
+        latchkey::crypto::MasterKey::from_base64(crate::helpers::TEST_MASTER_KEY).unwrap(),
+    ));
+    settings.tls = Some(TlsSettings {
+        cert_pem: pki.server.0.clone().into_bytes(),
+        key_pem: pki.server.1.clone().into_bytes(),
+        client_ca_pem: mutual.then(|| pki.ca_pem.clone().into_bytes()),
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(latchkey::server::run(settings, listener, async {
+        let _ = stopped.await;
+    }));
+    (addr, dir, test_db, stop)
+}
+
+async fn health_over(addr: &str, tls: Option<TlsOptions>) -> Result<i32, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut builder = Client::builder(format!("{scheme}://{addr}")).timeout(Duration::from_secs(5));
+    if let Some(tls) = tls {
+        builder = builder.tls(tls);
+    }
+    let client = builder.connect().await.map_err(|e| e.to_string())?;
+    HealthClient::new(client.channel())
+        .check(HealthCheckRequest::default())
+        .await
+        .map(|r| r.into_inner().status)
+        .map_err(|s| format!("{}: {}", s.code(), s.message()))
+}
+
+#[tokio::test]
+async fn tls_serves_only_tls_clients_that_trust_the_ca() {
+    let pki = new_pki();
+    let (addr, _dir, _db, _stop) = tls_server(&pki, false).await;
+    eventually(Duration::from_secs(30), "the TLS server", || async {
+        health_over(&addr, Some(tls_options(&pki, false)))
+            .await
+            .ok()
+    })
+    .await;
+    assert!(
+        health_over(&addr, None).await.is_err(),
+        "plaintext is refused"
+    );
+    let untrusted = TlsOptions {
+        ca_pem: Some(new_pki().ca_pem.into_bytes()),
+        ..tls_options(&pki, false)
+    };
+    assert!(
+        health_over(&addr, Some(untrusted)).await.is_err(),
+        "another CA is refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mutual_tls_requires_a_client_certificate() {
+    let pki = new_pki();
+    let (addr, dir, _db, _stop) = tls_server(&pki, true).await;
+    eventually(Duration::from_secs(30), "the mTLS server", || async {
+        health_over(&addr, Some(tls_options(&pki, true))).await.ok()
+    })
+    .await;
+    assert!(
+        health_over(&addr, Some(tls_options(&pki, false)))
+            .await
+            .is_err(),
+        "no client certificate: refused"
+    );
+
+    // The probe command speaks (m)TLS too.
+    let file = |name: &str, content: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let ca = file("ca.pem", &pki.ca_pem);
+    let cert = file("client.pem", &pki.client.0);
+    let key = file("client.key", &pki.client.1);
+    let probe = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args([
+            "healthcheck",
+            "--addr",
+            &addr,
+            "--tls-ca",
+            &ca,
+            "--tls-domain",
+            "localhost",
+        ])
+        .args(["--tls-client-cert", &cert, "--tls-client-key", &key])
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let without = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args([
+            "healthcheck",
+            "--addr",
+            &addr,
+            "--tls-ca",
+            &ca,
+            "--tls-domain",
+            "localhost",
+        ])
+        .output()
+        .unwrap();
+    assert!(!without.status.success());
+}
