@@ -55,6 +55,8 @@ pub struct Settings {
     /// embedded SQLite database).
     pub master_key: Option<Arc<MasterKey>>,
     pub master_key_file: Option<PathBuf>,
+    /// How often readiness checks that the database answers.
+    pub readiness_interval: Duration,
     /// Serve TLS (and mTLS with a client CA) instead of plaintext.
     pub tls: Option<TlsSettings>,
     /// After a shutdown signal, how long in-flight calls may take to finish
@@ -82,6 +84,7 @@ impl Settings {
             master_key: None,
             master_key_file: None,
             shutdown_grace: Duration::from_secs(30),
+            readiness_interval: Duration::from_secs(2),
             tls: None,
             client_lb_domain: None,
         }

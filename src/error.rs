@@ -69,11 +69,31 @@ fn summarize(violations: &[FieldViolation]) -> String {
 
 impl From<sea_orm::DbErr> for Error {
     fn from(err: sea_orm::DbErr) -> Self {
-        use sea_orm::DbErr;
-        match err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Error::Unavailable(err),
-            other => Error::Internal(format!("database: {other}")),
+        if database_unreachable(&err) {
+            Error::Unavailable(err)
+        } else {
+            Error::Internal(format!("database: {err}"))
         }
+    }
+}
+
+/// Whether `err` means the database could not be reached (retryable), as
+/// opposed to a statement that failed.
+pub fn database_unreachable(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) => {
+            matches!(
+                e.as_ref(),
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            )
+        }
+        _ => false,
     }
 }
 

@@ -134,6 +134,14 @@ pub async fn serve(
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "latchkey serving");
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readiness = tokio::spawn(follow_database(
+        state.clone(),
+        health.clone(),
+        settings.readiness_interval,
+        draining.clone(),
+        stop_background.subscribe(),
+    ));
     let drain_health = health.clone();
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder();
@@ -165,6 +173,7 @@ pub async fn serve(
         .add_service(AuditServiceServer::new(service::Audit::new(state.clone())))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;
+            draining.store(true, std::sync::atomic::Ordering::SeqCst);
             tracing::info!("shutting down: not serving, draining in-flight calls");
             set_all(&drain_health, ServingStatus::NotServing).await;
             let _ = signalled.send(());
@@ -185,8 +194,10 @@ pub async fn serve(
     }
 
     let _ = stop_background.send(true);
-    if let Err(e) = background.await {
-        tracing::error!(error = %e, "background task failed");
+    for task in [background, readiness] {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "background task failed");
+        }
     }
     // Uses noted since the last flush are not lost on a clean shutdown.
     if let Err(e) = state.verifier.usage.flush(&db).await {
@@ -233,6 +244,44 @@ async fn background_work(
                     tracing::warn!(error = %e, "cannot record last key uses; will retry");
                 }
             }
+        }
+    }
+}
+
+/// Readiness follows the database: every health entry turns NOT_SERVING
+/// while the database does not answer, and SERVING again once it does.
+async fn follow_database(
+    state: Arc<AppState>,
+    health: HealthReporter,
+    interval: std::time::Duration,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut serving = true;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let answers = state.db.ping().await;
+        if draining.load(std::sync::atomic::Ordering::SeqCst) {
+            // Shutting down: NOT_SERVING stays.
+            return;
+        }
+        match (serving, answers) {
+            (true, Err(e)) => {
+                tracing::error!(error = %e, "database unreachable: not serving");
+                set_all(&health, ServingStatus::NotServing).await;
+                serving = false;
+            }
+            (false, Ok(())) => {
+                tracing::info!("database reachable again: serving");
+                set_all(&health, ServingStatus::Serving).await;
+                serving = true;
+            }
+            _ => {}
         }
     }
 }

@@ -207,8 +207,11 @@ impl ClientConfiguration {
             let client = self.client(&req.client_id).await?;
             let now = now_micros();
             let txn = store::begin_write(&self.state.db).await?;
-            self.write_settings(&txn, &client, &changes, now).await?;
+            // The client row first: writers of one client queue on its lock
+            // instead of deadlocking on it later (MySQL's foreign-key checks
+            // share-lock it).
             store::clients::touch(&txn, client.id, now).await?;
+            self.write_settings(&txn, &client, &changes, now).await?;
             txn.commit().await?;
             let names: Vec<_> = changes.iter().map(|c| c.name.as_str()).collect();
             tracing::info!(client_id = %client.client_id, settings = ?names, "client settings changed");
@@ -255,6 +258,7 @@ impl ClientConfiguration {
             let key_hash = self.state.hasher.hash_secret(&req.api_key).await?;
             let now = now_micros();
             let txn = store::begin_write(&self.state.db).await?;
+            store::clients::touch(&txn, client.id, now).await?;
             let row = store::clients::upsert_user(
                 &txn,
                 client.id,
@@ -267,7 +271,6 @@ impl ClientConfiguration {
                 now,
             )
             .await?;
-            store::clients::touch(&txn, client.id, now).await?;
             txn.commit().await?;
             auth::forget_client_user(&self.state, client.id, &req.user);
             tracing::info!(client_id = %client.client_id, user = %row.user, scope = %row.scope, "user credentials set");
@@ -305,10 +308,10 @@ impl ClientConfiguration {
 
             let client = self.client(&req.client_id).await?;
             let txn = store::begin_write(&self.state.db).await?;
-            if !store::clients::delete_user(&txn, client.id, &req.user).await? {
-                return Err(Error::UserNotFound(req.user));
-            }
             store::clients::touch(&txn, client.id, now_micros()).await?;
+            if !store::clients::delete_user(&txn, client.id, &req.user).await? {
+                return Err(Error::UserNotFound(req.user.clone()));
+            }
             txn.commit().await?;
             auth::forget_client_user(&self.state, client.id, &req.user);
             tracing::info!(client_id = %client.client_id, user = %req.user, "user credentials deleted");

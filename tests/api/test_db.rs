@@ -84,6 +84,14 @@ impl TestDb {
         }
     }
 
+    /// `host:port` of the database server (none for SQLite).
+    pub fn server_address(&self) -> Option<String> {
+        self.name.as_ref()?;
+        let after_scheme = self.url.split_once("://")?.1;
+        let authority = after_scheme.split('/').next()?;
+        Some(authority.rsplit('@').next()?.to_owned())
+    }
+
     /// Every stored text value, as stored: the SQLite files' bytes, or on a
     /// server every text column of every table.
     pub async fn raw_contents(&self, db: &DatabaseConnection) -> String {

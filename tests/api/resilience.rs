@@ -1,0 +1,200 @@
+//! The database under stress: many concurrent writers, and a database that
+//! goes away and comes back.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use latchkey::proto::v1::{
+    ConfigureRequest, ConfigureSettingsRequest, CreateIntegrationKeyRequest,
+    DeleteIntegrationKeyRequest, ListIntegrationsRequest, Setting,
+    client_configuration_service_client::ClientConfigurationServiceClient,
+};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::{
+    helpers::{eventually, spawn_app, spawn_app_in},
+    test_db::TestDb,
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_four_concurrent_writers_see_no_errors() {
+    let app = Arc::new(spawn_app().await);
+    ClientConfigurationServiceClient::new(app.channel().await)
+        .configure(app.as_partner(ConfigureRequest {
+            client_id: "acme".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let channel = app.channel().await;
+    let mut writers = Vec::new();
+    for i in 0..64 {
+        let app = app.clone();
+        let channel = channel.clone();
+        writers.push(tokio::spawn(async move {
+            let mut keys =
+                latchkey::proto::v1::integration_keys_service_client::IntegrationKeysServiceClient::new(
+                    channel.clone(),
+                );
+            let mut config = ClientConfigurationServiceClient::new(channel);
+            let mut errors = Vec::new();
+            for round in 0..3 {
+                let created = keys
+                    .create_integration_key(app.as_partner(CreateIntegrationKeyRequest {
+                        integration: "learner-activity".into(),
+                        display_name: format!("writer {i} round {round}"),
+                        expire_time: None,
+                    }))
+                    .await;
+                match created {
+                    Ok(created) => {
+                        let key_id = created.into_inner().key.unwrap().key_id;
+                        if let Err(e) = keys
+                            .delete_integration_key(app.as_partner(DeleteIntegrationKeyRequest {
+                                integration: "learner-activity".into(),
+                                key_id,
+                            }))
+                            .await
+                        {
+                            errors.push(e);
+                        }
+                    }
+                    Err(e) => errors.push(e),
+                }
+                if let Err(e) = config
+                    .configure_settings(app.as_partner(ConfigureSettingsRequest {
+                        client_id: "acme".into(),
+                        settings: vec![Setting {
+                            name: format!("ClientSettings.Writer{i}"),
+                            value: format!("round {round}"),
+                            secret: false,
+                        }],
+                    }))
+                    .await
+                {
+                    errors.push(e);
+                }
+            }
+            errors
+        }));
+    }
+    let mut errors = Vec::new();
+    for writer in writers {
+        errors.extend(writer.await.unwrap());
+    }
+    assert!(
+        errors.is_empty(),
+        "{} errors, first: {:?}",
+        errors.len(),
+        errors.first()
+    );
+}
+
+/// A TCP proxy between the server and its database that can be cut.
+struct Proxy {
+    addr: String,
+    cut: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let cut = Arc::new(AtomicBool::new(false));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (c, l) = (cut.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: connection refused in effect
+                }
+                let upstream = upstream.clone();
+                l.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }));
+            }
+        });
+        Proxy { addr, cut, links }
+    }
+
+    /// The database becomes unreachable: open links die, new ones fail.
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_database_means_unavailable_and_not_serving_until_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let test_db = TestDb::create(dir.path()).await;
+    let Some(upstream) = test_db.server_address() else {
+        // SQLite is a file in the process: there is no connection to lose.
+        // This test runs on PostgreSQL and MariaDB (see .ci/run).
+        eprintln!("not applicable to SQLite");
+        return;
+    };
+    let proxy = Proxy::start(upstream.clone()).await;
+    let proxied = test_db.url.replacen(&upstream, &proxy.addr, 1);
+    let app = spawn_app_in(dir, Some(test_db), None, |s| {
+        s.database.url = proxied;
+        s.database.acquire_timeout = Duration::from_secs(1);
+        s.readiness_interval = Duration::from_millis(200);
+    })
+    .await;
+    let health = HealthClient::new(app.channel().await);
+    let status = || {
+        let mut health = health.clone();
+        async move {
+            health
+                .check(HealthCheckRequest::default())
+                .await
+                .map(|r| r.into_inner().status())
+        }
+    };
+    let list = || async {
+        let mut request = app.as_partner(ListIntegrationsRequest::default());
+        // A hang would show as DEADLINE_EXCEEDED, failing the test.
+        request.set_timeout(Duration::from_secs(20));
+        app.keys_client().await.list_integrations(request).await
+    };
+    assert!(list().await.is_ok());
+
+    proxy.cut();
+    eventually(Duration::from_secs(20), "NOT_SERVING", || async {
+        (status().await.ok()? == ServingStatus::NotServing).then_some(())
+    })
+    .await;
+    let failed = list().await.expect_err("the database is unreachable");
+    assert_eq!(failed.code(), Code::Unavailable, "{failed:?}");
+
+    proxy.restore();
+    eventually(Duration::from_secs(20), "SERVING again", || async {
+        (status().await.ok()? == ServingStatus::Serving).then_some(())
+    })
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "calls to succeed again",
+        || async { list().await.ok() },
+    )
+    .await;
+}
