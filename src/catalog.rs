@@ -368,8 +368,34 @@ pub enum ApplyError {
 }
 
 /// Reconciles the database to `catalog` in one transaction. Nothing changes
-/// when it fails or when `dry_run` is set.
+/// when it fails or when `dry_run` is set. Replicas starting together with
+/// the same `--catalog` race; the loser of a unique-index race retries on
+/// the winner's committed state.
 pub async fn apply(
+    db: &DatabaseConnection,
+    catalog: &Catalog,
+    dry_run: bool,
+) -> Result<Applied, ApplyError> {
+    const ATTEMPTS: usize = 3;
+    let mut attempt = 1;
+    loop {
+        match apply_once(db, catalog, dry_run).await {
+            Err(ApplyError::Db(e))
+                if attempt < ATTEMPTS
+                    && matches!(
+                        e.sql_err(),
+                        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                    ) =>
+            {
+                tracing::info!("catalog applied concurrently by another process; retrying");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn apply_once(
     db: &DatabaseConnection,
     catalog: &Catalog,
     dry_run: bool,

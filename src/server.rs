@@ -134,6 +134,23 @@ pub async fn serve(
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "latchkey serving");
+    let key_changes = tokio::spawn({
+        let state = state.clone();
+        let stop = stop_background.subscribe();
+        let url = settings.database.url.clone();
+        async move {
+            if state.db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+                return;
+            }
+            store::notify::listen_key_changes(
+                &url,
+                |key_id| state.verifier.forget(key_id),
+                || state.verifier.mark_all_stale(),
+                stop,
+            )
+            .await;
+        }
+    });
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let readiness = tokio::spawn(follow_database(
         state.clone(),
@@ -194,7 +211,7 @@ pub async fn serve(
     }
 
     let _ = stop_background.send(true);
-    for task in [background, readiness] {
+    for task in [background, readiness, key_changes] {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "background task failed");
         }

@@ -129,6 +129,9 @@ impl Default for VerifierSettings {
 pub struct Verifier {
     db: DatabaseConnection,
     state_ttl: Duration,
+    /// Cached states read before this are stale (set when cross-replica
+    /// notifications may have been missed).
+    stale_before: std::sync::RwLock<Instant>,
     hasher: Hasher,
     cache: VerifiedKeys<CachedKey>,
     throttle: FailureThrottle,
@@ -145,6 +148,7 @@ impl Verifier {
         Ok(Self {
             db,
             state_ttl: settings.cache_ttl,
+            stale_before: std::sync::RwLock::new(Instant::now()),
             hasher,
             cache: VerifiedKeys::new(settings.cache_capacity, settings.cache_idle)?,
             throttle: FailureThrottle::new(settings.throttle),
@@ -183,7 +187,7 @@ impl Verifier {
         )
         .increment(1);
         let cached = match hit {
-            Some(cached) if cached.checked_at.elapsed() < self.state_ttl => cached,
+            Some(cached) if self.is_fresh(&cached) => cached,
             // Proven before: re-read the state, no argon2 and no throttling
             // (an attack on this key id must not lock its holder out).
             Some(_) => match self.reread(&key).await? {
@@ -266,8 +270,28 @@ impl Verifier {
         Ok(Some(cached))
     }
 
-    /// Forgets a key at once (after delete, update or roll).
+    fn is_fresh(&self, cached: &CachedKey) -> bool {
+        let stale_before = *self.stale_before.read().unwrap_or_else(|e| e.into_inner());
+        cached.checked_at.elapsed() < self.state_ttl && cached.checked_at >= stale_before
+    }
+
+    /// Forgets a key on this replica (a change made elsewhere was announced).
     pub fn forget(&self, key_id: &str) {
         self.cache.evict(key_id);
+    }
+
+    /// Forgets a key that this replica changed, here and (on PostgreSQL) on
+    /// every other replica.
+    pub async fn forget_everywhere(&self, key_id: &str) {
+        self.cache.evict(key_id);
+        if let Err(e) = store::notify::publish_key_change(&self.db, key_id).await {
+            tracing::warn!(error = %e, key_id, "cannot notify other replicas; they catch up within the verify cache TTL");
+        }
+    }
+
+    /// Treats every cached state as stale: the next verify of each key
+    /// re-reads it (no argon2).
+    pub fn mark_all_stale(&self) {
+        *self.stale_before.write().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 }

@@ -178,7 +178,7 @@ impl IntegrationKeys {
             {
                 return Err(Error::KeyNotFound(req.key_id.clone()));
             }
-            self.state.verifier.forget(&req.key_id);
+            self.state.verifier.forget_everywhere(&req.key_id).await;
             tracing::info!(key_id = %req.key_id, integration = %integration.name, "integration key deleted");
             Ok(pb::DeleteIntegrationKeyResponse {})
         }
@@ -286,7 +286,7 @@ impl IntegrationKeys {
         if !store::integration_keys::update(db, integration.id, &key.key_id, changes).await? {
             return Err(Error::KeyNotFound(key.key_id.clone()));
         }
-        self.state.verifier.forget(&key.key_id);
+        self.state.verifier.forget_everywhere(&key.key_id).await;
         let row = store::integration_keys::find(db, integration.id, &key.key_id)
             .await?
             .ok_or_else(|| Error::KeyNotFound(key.key_id.clone()))?;
@@ -369,7 +369,7 @@ impl IntegrationKeys {
         )
         .await?;
         txn.commit().await?;
-        self.state.verifier.forget(&old.key_id);
+        self.state.verifier.forget_everywhere(&old.key_id).await;
 
         let previous = IntegrationKeyRow {
             expire_time: Some(old_expire),

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod clients;
 pub mod integration_keys;
 pub mod integrations;
+pub mod notify;
 pub mod partner_keys;
 
 use std::{

@@ -12,6 +12,7 @@ mod integrations;
 mod lifecycle;
 mod operations;
 mod reflection;
+mod replicas;
 mod resilience;
 mod sdk;
 mod secrets;

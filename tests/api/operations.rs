@@ -43,7 +43,7 @@ async fn start(extra: &[&str]) -> (tempfile::TempDir, TestDb, ServeProcess, Stri
     let created = latchkey(&test_db.url, &["partner-keys", "create", "--name", "ops"]);
     assert!(created.status.success());
     let partner_key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
-    let server = ServeProcess::start_with(&test_db.url, catalog.to_str().unwrap(), extra);
+    let mut server = ServeProcess::start_with(&test_db.url, catalog.to_str().unwrap(), extra);
     let addr = server.wait_for_addr().await;
     (dir, test_db, server, addr, partner_key)
 }

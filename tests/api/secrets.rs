@@ -53,9 +53,12 @@ impl ServeProcess {
     }
 
     /// Polls the log for the "serving" line and returns the bound address.
-    pub async fn wait_for_addr(&self) -> String {
+    pub async fn wait_for_addr(&mut self) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited ({status}): {:?}", self.log);
+            }
             let found = self.log.lock().unwrap().iter().find_map(|line| {
                 if !line.contains("latchkey serving") {
                     return None;
@@ -128,7 +131,7 @@ async fn keys_never_reach_the_database_file_or_the_logs() {
     assert!(created.status.success());
     let partner_key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
 
-    let server = ServeProcess::start(&url, catalog.to_str().unwrap());
+    let mut server = ServeProcess::start(&url, catalog.to_str().unwrap());
     let addr = server.wait_for_addr().await;
     let mut client = IntegrationKeysServiceClient::connect(format!("http://{addr}"))
         .await
