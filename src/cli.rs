@@ -128,6 +128,9 @@ pub struct ServeArgs {
     /// Seconds to wait for a database connection before failing a call.
     #[arg(long, env = "LATCHKEY_DB_ACQUIRE_TIMEOUT", default_value_t = 5)]
     pub db_acquire_timeout: u64,
+    /// Seconds a single database statement may run (PostgreSQL, MySQL).
+    #[arg(long, env = "LATCHKEY_DB_STATEMENT_TIMEOUT", default_value_t = 30)]
+    pub db_statement_timeout: u64,
     /// Seconds a verified key's state is trusted without the database; then
     /// it is re-read (no argon2). Changes made on this replica take effect at
     /// once regardless; this bounds staleness for changes made elsewhere.
@@ -441,6 +444,7 @@ fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Setti
     settings.hash = global.hash_params(args.hash_concurrency);
     settings.database.max_connections = args.db_max_connections;
     settings.database.acquire_timeout = Duration::from_secs(args.db_acquire_timeout);
+    settings.database.statement_timeout = Duration::from_secs(args.db_statement_timeout.max(1));
     settings.verifier.cache_ttl = Duration::from_secs(args.verify_cache_ttl.max(1));
     settings.verifier.throttle = ThrottleSettings {
         per_key: Budget {

@@ -29,6 +29,8 @@ pub struct DbOptions {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// Longest a single statement may run (PostgreSQL, MySQL/MariaDB).
+    pub statement_timeout: Duration,
 }
 
 impl DbOptions {
@@ -37,6 +39,7 @@ impl DbOptions {
             url: url.into(),
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -93,6 +96,27 @@ pub async fn connect_observed(
 /// turn instead of failing.
 pub async fn connect(options: &DbOptions) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(options.url.clone());
+    let timeout = options.statement_timeout;
+    opts.map_sqlx_postgres_opts(move |o| {
+        o.options([("statement_timeout", format!("{}ms", timeout.as_millis()))])
+    })
+    .map_sqlx_mysql_pool_opts(move |pool| {
+        // Per connection, as the pool opens it (a session variable).
+        pool.after_connect(move |conn, _| {
+            Box::pin(async move {
+                use sea_orm::sqlx::{AssertSqlSafe, Executor, raw_sql};
+                // MariaDB names it max_statement_time (seconds), MySQL
+                // max_execution_time (milliseconds, SELECTs only).
+                let mariadb = format!("SET SESSION max_statement_time = {}", timeout.as_secs_f64());
+                // Safe: built from a number, not from input.
+                if conn.execute(raw_sql(AssertSqlSafe(mariadb))).await.is_err() {
+                    let mysql = format!("SET SESSION max_execution_time = {}", timeout.as_millis());
+                    conn.execute(raw_sql(AssertSqlSafe(mysql))).await?;
+                }
+                Ok(())
+            })
+        })
+    });
     opts.max_connections(options.max_connections)
         .acquire_timeout(options.acquire_timeout)
         .connect_timeout(options.acquire_timeout)

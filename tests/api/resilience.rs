@@ -198,3 +198,29 @@ async fn an_unreachable_database_means_unavailable_and_not_serving_until_it_retu
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_statement_timeout_is_set_on_every_connection() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let dir = tempfile::tempdir().unwrap();
+    let test_db = TestDb::create(dir.path()).await;
+    let mut options = latchkey::store::DbOptions::new(test_db.url.clone());
+    options.statement_timeout = Duration::from_secs(7);
+    let db = latchkey::store::connect(&options).await.unwrap();
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DatabaseBackend::Postgres => "SHOW statement_timeout",
+        sea_orm::DatabaseBackend::MySql => "SELECT CAST(@@SESSION.max_statement_time AS CHAR)",
+        _ => {
+            eprintln!("not applicable: SQLite has no statement timeout (it has a busy timeout)");
+            return;
+        }
+    };
+    let row = db
+        .query_one_raw(Statement::from_string(backend, sql))
+        .await
+        .unwrap()
+        .unwrap();
+    let value: String = row.try_get_by_index(0).unwrap();
+    assert!(value == "7s" || value.starts_with('7'), "{value}");
+}
