@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{page_token, validate, validate::Violations};
+use super::{page_token, validate::Violations};
 use crate::{
     auth,
     error::Error,
@@ -30,9 +30,11 @@ impl Audit {
         auth::authenticate_partner(&self.state, request.metadata()).await?;
         let req = request.into_inner();
         let mut v = Violations::default();
-        let page_size = validate::page_size(req.page_size)
-            .inspect_err(|problem| v.add("page_size", problem))
-            .unwrap_or_default();
+        let (page_size, before) = v.page(req.page_size, &req.page_token, |token| {
+            page_token::decode::<3>(token)
+                .filter(|[kind, _, _]| kind == "a")
+                .and_then(|[_, time, id]| Some((time.parse().ok()?, id.parse().ok()?)))
+        });
         let mut time = |field: &str, ts: Option<&prost_types::Timestamp>| {
             ts.and_then(|t| {
                 let parsed = from_timestamp(t);
@@ -52,17 +54,6 @@ impl Audit {
         if req.target.len() > 255 {
             v.add("target", "must be at most 255 characters");
         }
-        let before = if req.page_token.is_empty() {
-            None
-        } else {
-            let position = page_token::decode::<3>(&req.page_token)
-                .filter(|[kind, _, _]| kind == "a")
-                .and_then(|[_, time, id]| Some((time.parse().ok()?, id.parse().ok()?)));
-            if position.is_none() {
-                v.add("page_token", page_token::INVALID);
-            }
-            position
-        };
         v.finish()?;
 
         let filter = EventFilter {
@@ -72,7 +63,7 @@ impl Audit {
             before,
         };
         let mut rows = store::audit::list(&self.state.db, filter, page_size + 1).await?;
-        let next_page_token = super::integration_keys::next_token(&mut rows, page_size, |last| {
+        let next_page_token = page_token::next(&mut rows, page_size, |last| {
             page_token::encode(&["a", &last.time.to_string(), &last.id.to_string()])
         });
         Ok(pb::ListAuditEventsResponse {

@@ -125,18 +125,9 @@ impl IntegrationKeys {
         let req = request.into_inner();
         let mut v = Violations::default();
         v.check("integration", validate::integration_name(&req.integration));
-        let page_size = validate::page_size(req.page_size)
-            .inspect_err(|problem| v.add("page_size", problem))
-            .unwrap_or_default();
-        let after = if req.page_token.is_empty() {
-            None
-        } else {
-            let position = decode_key_position(&req.page_token, &req.integration);
-            if position.is_none() {
-                v.add("page_token", page_token::INVALID);
-            }
-            position
-        };
+        let (page_size, after) = v.page(req.page_size, &req.page_token, |token| {
+            decode_key_position(token, &req.integration)
+        });
         v.finish()?;
 
         let integration = self.integration(&req.integration).await?;
@@ -147,7 +138,7 @@ impl IntegrationKeys {
             page_size + 1,
         )
         .await?;
-        let next_page_token = next_token(&mut rows, page_size, |last| {
+        let next_page_token = page_token::next(&mut rows, page_size, |last| {
             page_token::encode(&[
                 "k",
                 &integration.name,
@@ -390,25 +381,16 @@ impl IntegrationKeys {
         auth::authenticate_partner(&self.state, request.metadata()).await?;
         let req = request.into_inner();
         let mut v = Violations::default();
-        let page_size = validate::page_size(req.page_size)
-            .inspect_err(|problem| v.add("page_size", problem))
-            .unwrap_or_default();
-        let after = if req.page_token.is_empty() {
-            None
-        } else {
-            let position = page_token::decode::<2>(&req.page_token)
+        let (page_size, after) = v.page(req.page_size, &req.page_token, |token| {
+            page_token::decode::<2>(token)
                 .filter(|[kind, _]| kind == "i")
-                .map(|[_, name]| name);
-            if position.is_none() {
-                v.add("page_token", page_token::INVALID);
-            }
-            position
-        };
+                .map(|[_, name]| name)
+        });
         v.finish()?;
 
         let mut rows =
             store::integrations::list(&self.state.db, after.as_deref(), page_size + 1).await?;
-        let next_page_token = next_token(&mut rows, page_size, |last| {
+        let next_page_token = page_token::next(&mut rows, page_size, |last| {
             page_token::encode(&["i", &last.name])
         });
         Ok(pb::ListIntegrationsResponse {
@@ -468,21 +450,6 @@ fn decode_key_position(token: &str, integration: &str) -> Option<(i64, String)> 
     }
     let create_time = create_time.parse().ok()?;
     crate::keys::format::is_key_id(KeyKind::Integration, &key_id).then_some((create_time, key_id))
-}
-
-/// Trims `rows` (fetched with one extra) to `page_size` and returns the token
-/// of the next page, empty when this is the last.
-pub(super) fn next_token<T>(
-    rows: &mut Vec<T>,
-    page_size: u64,
-    token_for: impl Fn(&T) -> String,
-) -> String {
-    let page_size = usize::try_from(page_size).unwrap_or(usize::MAX);
-    if rows.len() <= page_size {
-        return String::new();
-    }
-    rows.truncate(page_size);
-    rows.last().map(token_for).unwrap_or_default()
 }
 
 fn key_state(row: &IntegrationKeyRow, now: i64) -> pb::IntegrationKeyState {

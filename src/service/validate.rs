@@ -29,6 +29,27 @@ impl Violations {
         }
     }
 
+    /// The row count and keyset position of a List request, recording a bad
+    /// `page_size` or a `page_token` that `decode` does not accept.
+    pub fn page<T>(
+        &mut self,
+        page_size: i32,
+        page_token: &str,
+        decode: impl FnOnce(&str) -> Option<T>,
+    ) -> (u64, Option<T>) {
+        let size = super::validate::page_size(page_size)
+            .inspect_err(|problem| self.add("page_size", problem))
+            .unwrap_or_default();
+        if page_token.is_empty() {
+            return (size, None);
+        }
+        let position = decode(page_token);
+        if position.is_none() {
+            self.add("page_token", super::page_token::INVALID);
+        }
+        (size, position)
+    }
+
     /// `Err(BadRequest)` if anything was recorded.
     pub fn finish(self) -> Result<(), Error> {
         if self.0.is_empty() {
