@@ -126,9 +126,11 @@ async fn keys_never_reach_the_database_file_or_the_logs() {
     // On PostgreSQL (trust auth here: the password is accepted and unused)
     // the URL carries a password, which must not reach the log either.
     const DB_PASSWORD: &str = "db-password-7f3a91";
-    let url = test_db
-        .url
-        .replacen("postgres://postgres@", &format!("postgres://postgres:{DB_PASSWORD}@"), 1);
+    let url = test_db.url.replacen(
+        "postgres://postgres@",
+        &format!("postgres://postgres:{DB_PASSWORD}@"),
+        1,
+    );
     let catalog = dir.path().join("catalog.toml");
     std::fs::write(&catalog, crate::helpers::TEST_CATALOG).unwrap();
 
@@ -258,7 +260,10 @@ async fn keys_never_reach_the_database_file_or_the_logs() {
     for secret in &secrets {
         assert!(!log.contains(secret), "a key reached the log");
     }
-    assert!(!log.contains(DB_PASSWORD), "the database password reached the log");
+    assert!(
+        !log.contains(DB_PASSWORD),
+        "the database password reached the log"
+    );
     for hash in &hashes {
         let digest = hash.rsplit('$').next().unwrap();
         assert!(!log.contains(digest), "a hash reached the log");
