@@ -37,14 +37,42 @@ pub const SERVICE_NAMES: [&str; 4] = [
 ];
 
 /// Connects, migrates, applies the startup catalog and serves on `listener`
-/// until `shutdown` completes: `prepare` then `serve`.
+/// until `shutdown` completes: `prepare` then `serve`. While `prepare` runs,
+/// the same socket already answers grpc.health.v1 with NOT_SERVING for
+/// every entry, so probes see "not ready" rather than a silent port.
 pub async fn run(
     settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = prepare(&settings).await?;
-    serve(state, settings, listener, shutdown).await
+    // Two handles on one socket: one for the probe-only server during
+    // startup, one for the real server after it.
+    let socket = listener.into_std()?;
+    let early = TcpListener::from_std(socket.try_clone()?)?;
+    let listener = TcpListener::from_std(socket)?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_all(&health, ServingStatus::NotServing).await;
+    let (started, on_started) = tokio::sync::oneshot::channel::<()>();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &settings.tls {
+        builder = builder
+            .tls_config(tls_config(tls))
+            .context("invalid TLS certificate or key")?;
+    }
+    let probes = tokio::spawn(
+        builder
+            .add_service(health_service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(early), async {
+                let _ = on_started.await;
+            }),
+    );
+    let prepared = prepare(&settings).await;
+    let _ = started.send(());
+    if let Ok(Err(e)) = probes.await {
+        tracing::warn!(error = %e, "startup probe server failed");
+    }
+    serve(prepared?, settings, listener, shutdown).await
 }
 
 /// Connects to the database, migrates it, applies the startup catalog if
@@ -163,14 +191,8 @@ pub async fn serve(
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &settings.tls {
-        let mut config = tonic::transport::ServerTlsConfig::new().identity(
-            tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
-        );
-        if let Some(ca) = &tls.client_ca_pem {
-            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
-        }
         builder = builder
-            .tls_config(config)
+            .tls_config(tls_config(tls))
             .context("invalid TLS certificate or key")?;
     }
     let serving = builder
@@ -312,6 +334,16 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+}
+
+fn tls_config(tls: &crate::config::TlsSettings) -> tonic::transport::ServerTlsConfig {
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
+    );
+    if let Some(ca) = &tls.client_ca_pem {
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+    }
+    config
 }
 
 /// Sets the overall (`""`) and every per-service health entry.

@@ -99,10 +99,12 @@ async fn sixty_four_concurrent_writers_see_no_errors() {
     );
 }
 
-/// A TCP proxy between the server and its database that can be cut.
+/// A TCP proxy between the server and its database that can be cut, or
+/// hold new connections until released.
 struct Proxy {
     addr: String,
     cut: Arc<AtomicBool>,
+    held: tokio::sync::watch::Sender<bool>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -111,6 +113,7 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let cut = Arc::new(AtomicBool::new(false));
+        let (held, holding) = tokio::sync::watch::channel(false);
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let (c, l) = (cut.clone(), links.clone());
         tokio::spawn(async move {
@@ -119,14 +122,30 @@ impl Proxy {
                     continue; // dropped: connection refused in effect
                 }
                 let upstream = upstream.clone();
+                let mut holding = holding.clone();
                 l.lock().unwrap().push(tokio::spawn(async move {
+                    let _ = holding.wait_for(|held| !*held).await;
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 }));
             }
         });
-        Proxy { addr, cut, links }
+        Proxy {
+            addr,
+            cut,
+            held,
+            links,
+        }
+    }
+
+    /// New connections wait (the database seems to hang) until `release`.
+    fn hold(&self) {
+        let _ = self.held.send(true);
+    }
+
+    fn release(&self) {
+        let _ = self.held.send(false);
     }
 
     /// The database becomes unreachable: open links die, new ones fail.
@@ -223,4 +242,61 @@ async fn the_statement_timeout_is_set_on_every_connection() {
         .unwrap();
     let value: String = row.try_get_by_index(0).unwrap();
     assert!(value == "7s" || value.starts_with('7'), "{value}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn not_serving_until_migrations_ran_and_the_database_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let test_db = TestDb::create(dir.path()).await;
+    let Some(upstream) = test_db.server_address() else {
+        // SQLite opens instantly in process: there is no window to observe.
+        eprintln!("not applicable to SQLite");
+        return;
+    };
+    let proxy = Proxy::start(upstream.clone()).await;
+    proxy.hold();
+    let mut settings =
+        latchkey::config::Settings::new(test_db.url.replacen(&upstream, &proxy.addr, 1));
+    settings.database.acquire_timeout = Duration::from_secs(60);
+    settings.hash = crate::helpers::test_hash_params();
+    settings.master_key = Some(Arc::new(
+        latchkey::crypto::MasterKey::from_base64(crate::helpers::TEST_MASTER_KEY).unwrap(),
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(latchkey::server::run(settings, listener, async {
+        let _ = stopped.await;
+    }));
+
+    let check = |service: &'static str| async move {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .ok()
+            .map(|r| r.into_inner().status())
+    };
+    // The database hangs: the server is up, and says it is not ready.
+    for service in ["", "latchkey.v1.IntegrationKeysService"] {
+        let status = eventually(Duration::from_secs(20), "a health answer", || {
+            check(service)
+        })
+        .await;
+        assert_eq!(status, ServingStatus::NotServing, "{service:?}");
+    }
+    proxy.release();
+    eventually(Duration::from_secs(30), "SERVING once migrated", || async {
+        (check("").await? == ServingStatus::Serving).then_some(())
+    })
+    .await;
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    drop(test_db);
 }

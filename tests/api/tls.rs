@@ -106,6 +106,7 @@ async fn tls_serves_only_tls_clients_that_trust_the_ca() {
         health_over(&addr, Some(tls_options(&pki, false)))
             .await
             .ok()
+            .filter(|status| *status == 1)
     })
     .await;
     assert!(
@@ -127,7 +128,10 @@ async fn mutual_tls_requires_a_client_certificate() {
     let pki = new_pki();
     let (addr, dir, _db, _stop) = tls_server(&pki, true).await;
     eventually(Duration::from_secs(30), "the mTLS server", || async {
-        health_over(&addr, Some(tls_options(&pki, true))).await.ok()
+        health_over(&addr, Some(tls_options(&pki, true)))
+            .await
+            .ok()
+            .filter(|status| *status == 1)
     })
     .await;
     assert!(
