@@ -44,11 +44,7 @@ impl ClientConfiguration {
         &self,
         request: Request<pb::ConfigureRequest>,
     ) -> Result<pb::ConfigureResponse, Error> {
-        let peer = peer_of(&request);
-        let (metadata, _, req) = request.into_parts();
-        let caller =
-            auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
-        let actor = Actor::of(&caller, peer);
+        let (caller, actor, req) = self.caller(request, |r| &r.client_id).await?;
         let target = req.client_id.clone();
         let result = async {
             require_partner(&caller, "Configure")?;
@@ -159,11 +155,7 @@ impl ClientConfiguration {
         &self,
         request: Request<pb::ConfigureSettingsRequest>,
     ) -> Result<pb::ConfigureSettingsResponse, Error> {
-        let peer = peer_of(&request);
-        let (metadata, _, req) = request.into_parts();
-        let caller =
-            auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
-        let actor = Actor::of(&caller, peer);
+        let (caller, actor, req) = self.caller(request, |r| &r.client_id).await?;
         let target = req.client_id.clone();
         let result = async {
 
@@ -234,11 +226,7 @@ impl ClientConfiguration {
         &self,
         request: Request<pb::SetUserCredentialsRequest>,
     ) -> Result<pb::SetUserCredentialsResponse, Error> {
-        let peer = peer_of(&request);
-        let (metadata, _, req) = request.into_parts();
-        let caller =
-            auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
-        let actor = Actor::of(&caller, peer);
+        let (caller, actor, req) = self.caller(request, |r| &r.client_id).await?;
         let target = format!("{}@{}", req.user, req.client_id);
         let result = async {
             require_partner_or_system(&caller, "SetUserCredentials")?;
@@ -293,11 +281,7 @@ impl ClientConfiguration {
         &self,
         request: Request<pb::DeleteUserCredentialsRequest>,
     ) -> Result<pb::DeleteUserCredentialsResponse, Error> {
-        let peer = peer_of(&request);
-        let (metadata, _, req) = request.into_parts();
-        let caller =
-            auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
-        let actor = Actor::of(&caller, peer);
+        let (caller, actor, req) = self.caller(request, |r| &r.client_id).await?;
         let target = format!("{}@{}", req.user, req.client_id);
         let result = async {
             require_partner_or_system(&caller, "DeleteUserCredentials")?;
@@ -332,9 +316,7 @@ impl ClientConfiguration {
         &self,
         request: Request<pb::GetClientConfigurationRequest>,
     ) -> Result<pb::GetClientConfigurationResponse, Error> {
-        let peer = peer_of(&request);
-        let (metadata, _, req) = request.into_parts();
-        auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
+        let (_, _, req) = self.caller(request, |r| &r.client_id).await?;
         let mut v = Violations::default();
         v.check("client_id", client_id_problem(&req.client_id));
         v.finish()?;
@@ -376,6 +358,21 @@ impl ClientConfiguration {
                 })
             }
         }
+    }
+
+    /// Authenticates the caller of an RPC about the client `client_id(req)`,
+    /// and names them for the audit trail.
+    async fn caller<T>(
+        &self,
+        request: Request<T>,
+        client_id: impl FnOnce(&T) -> &str,
+    ) -> Result<(Caller, Actor, T), Error> {
+        let peer = peer_of(&request);
+        let (metadata, _, req) = request.into_parts();
+        let caller =
+            auth::authenticate_for_client(&self.state, &metadata, peer, client_id(&req)).await?;
+        let actor = Actor::of(&caller, peer);
+        Ok((caller, actor, req))
     }
 
     /// The client, or NOT_FOUND (only partners can get here with an unknown
