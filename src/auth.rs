@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use tonic::metadata::MetadataMap;
+use tonic::{codegen::http::HeaderMap, metadata::MetadataMap};
 use zeroize::Zeroizing;
 
 use crate::{
@@ -24,11 +24,11 @@ pub struct Partner {
 }
 
 /// The partner key presented in `sid`, or else in `authorization: Bearer`.
-fn presented_partner_key(metadata: &MetadataMap) -> Option<String> {
-    if let Some(sid) = metadata.get("sid") {
+pub(crate) fn presented_partner_key(headers: &HeaderMap) -> Option<String> {
+    if let Some(sid) = headers.get("sid") {
         return sid.to_str().ok().map(str::to_owned);
     }
-    let authorization = metadata.get("authorization")?.to_str().ok()?;
+    let authorization = headers.get("authorization")?.to_str().ok()?;
     let (scheme, token) = authorization.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -42,7 +42,7 @@ pub async fn authenticate_partner(
     state: &AppState,
     metadata: &MetadataMap,
 ) -> Result<Partner, Error> {
-    let presented = presented_partner_key(metadata).ok_or(Error::Unauthenticated)?;
+    let presented = presented_partner_key(metadata.as_ref()).ok_or(Error::Unauthenticated)?;
     let key = ApiKey::parse(KeyKind::Partner, presented).map_err(|_| Error::Unauthenticated)?;
     let Some(row) = store::partner_keys::find_active(&state.db, key.key_id()).await? else {
         state.partner_keys.evict(key.key_id());
@@ -97,12 +97,12 @@ pub async fn authenticate_for_client(
     peer: Option<IpAddr>,
     client_id: &str,
 ) -> Result<Caller, Error> {
-    if presented_partner_key(metadata).is_some() {
+    if presented_partner_key(metadata.as_ref()).is_some() {
         return authenticate_partner(state, metadata)
             .await
             .map(Caller::Partner);
     }
-    let (name, api_key) = presented_basic(metadata).ok_or(Error::Unauthenticated)?;
+    let (name, api_key) = presented_basic(metadata.as_ref()).ok_or(Error::Unauthenticated)?;
     let (user, own_client) = split_basic_user(&name);
     let home = own_client.unwrap_or(client_id);
     let client = store::clients::find(&state.db, home).await?;
@@ -194,8 +194,8 @@ pub fn forget_client_user(state: &AppState, client_pk: i64, user: &str) {
 }
 
 /// `(name, api_key)` from `authorization: Basic base64(name:api_key)`.
-fn presented_basic(metadata: &MetadataMap) -> Option<(String, Zeroizing<String>)> {
-    let authorization = metadata.get("authorization")?.to_str().ok()?;
+pub(crate) fn presented_basic(headers: &HeaderMap) -> Option<(String, Zeroizing<String>)> {
+    let authorization = headers.get("authorization")?.to_str().ok()?;
     let (scheme, encoded) = authorization.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;

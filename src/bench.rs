@@ -335,83 +335,78 @@ impl Target {
     }
 
     async fn verify(&self, api_key: String) -> anyhow::Result<Decision> {
-        let response = IntegrationKeysServiceClient::new(self.channel(0))
-            .verify_integration_key(VerifyIntegrationKeyRequest {
-                api_key,
-                endpoint: self.endpoint.to_string(),
-            })
+        let client = IntegrationKeysServiceClient::new(self.channel(0));
+        verify_with(client, api_key, self.endpoint.to_string())
             .await
-            .map_err(|s| anyhow::anyhow!("verify: {}: {}", s.code(), s.message()))?;
-        Ok(response.into_inner().decision())
+            .map_err(anyhow::Error::msg)
     }
 }
 
+/// A scenario's call: one RPC, `Err` describing anything unexpected.
+type Call = std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// Verifies the warm keys as they are: every call should be allowed.
 fn verify_cached(
     target: &Target,
     warm: &Arc<Vec<String>>,
-) -> impl Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    let target = target.clone();
-    let warm = warm.clone();
-    move |worker| {
-        let mut client = IntegrationKeysServiceClient::new(target.channel(worker));
-        let request = VerifyIntegrationKeyRequest {
-            api_key: warm[worker % warm.len()].clone(),
-            endpoint: target.endpoint.to_string(),
-        };
-        Box::pin(async move {
-            let decision = client
-                .verify_integration_key(request)
-                .await
-                .map_err(|s| s.to_string())?
-                .into_inner()
-                .decision();
-            match decision {
-                Decision::Allowed => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-    }
+) -> impl Fn(usize) -> Call + Clone + Send + Sync + 'static {
+    verifying(target, warm, str::to_owned, |d| d == Decision::Allowed)
 }
 
 /// Wrong secrets for real key ids: the attack shape.
 fn verify_bad(
     target: &Target,
     warm: &Arc<Vec<String>>,
-) -> impl Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
+) -> impl Fn(usize) -> Call + Clone + Send + Sync + 'static {
+    verifying(target, warm, wrong_secret, |d| {
+        matches!(d, Decision::Invalid | Decision::RateLimited)
+    })
+}
+
+/// Each worker verifies `key_for(its warm key)`; the call succeeds when the
+/// decision is `expected`.
+fn verifying(
+    target: &Target,
+    warm: &Arc<Vec<String>>,
+    key_for: fn(&str) -> String,
+    expected: fn(Decision) -> bool,
+) -> impl Fn(usize) -> Call + Clone + Send + Sync + 'static {
     let target = target.clone();
     let warm = warm.clone();
     move |worker| {
-        let mut client = IntegrationKeysServiceClient::new(target.channel(worker));
-        let key_id = &warm[worker % warm.len()][..crate::keys::format::KEY_ID_LEN];
-        let guess = ApiKey::generate(KeyKind::Integration)
-            .map(|k| k.expose_secret()[crate::keys::format::KEY_ID_LEN..64].to_owned())
-            .unwrap_or_default();
-        let body = format!("{key_id}{guess}");
-        let request = VerifyIntegrationKeyRequest {
-            api_key: format!("{body}{}", checksum(body.as_bytes())),
-            endpoint: target.endpoint.to_string(),
-        };
+        let client = IntegrationKeysServiceClient::new(target.channel(worker));
+        let api_key = key_for(&warm[worker % warm.len()]);
+        let endpoint = target.endpoint.to_string();
         Box::pin(async move {
-            let decision = client
-                .verify_integration_key(request)
-                .await
-                .map_err(|s| s.to_string())?
-                .into_inner()
-                .decision();
-            match decision {
-                Decision::Invalid | Decision::RateLimited => Ok(()),
+            match verify_with(client, api_key, endpoint).await? {
+                decision if expected(decision) => Ok(()),
                 other => Err(format!("{other:?}")),
             }
         })
     }
+}
+
+/// One VerifyIntegrationKey call.
+async fn verify_with(
+    mut client: IntegrationKeysServiceClient<Channel>,
+    api_key: String,
+    endpoint: String,
+) -> Result<Decision, String> {
+    let response = client
+        .verify_integration_key(VerifyIntegrationKeyRequest { api_key, endpoint })
+        .await
+        .map_err(|s| format!("verify: {}: {}", s.code(), s.message()))?;
+    Ok(response.into_inner().decision())
+}
+
+/// The same key id with a fresh random secret (and a valid checksum).
+fn wrong_secret(api_key: &str) -> String {
+    let key_id = &api_key[..crate::keys::format::KEY_ID_LEN];
+    let guess = ApiKey::generate(KeyKind::Integration)
+        .map(|k| k.expose_secret()[crate::keys::format::KEY_ID_LEN..64].to_owned())
+        .unwrap_or_default();
+    let body = format!("{key_id}{guess}");
+    format!("{body}{}", checksum(body.as_bytes()))
 }
 
 /// Runs `call` from `concurrency` callers for `duration` and measures it.

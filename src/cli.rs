@@ -419,16 +419,7 @@ fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Settings> {
     let mut settings = Settings::new(global.database_url.clone());
     let (master_key, origin) = global.master_key()?;
-    match origin {
-        MasterKeyOrigin::DevelopmentFile(path) => tracing::warn!(
-            path = %path.display(),
-            "client credentials are sealed with a development master key kept beside the database; set LATCHKEY_MASTER_KEY or --master-key-file in production"
-        ),
-        MasterKeyOrigin::Ephemeral => tracing::warn!(
-            "in-memory database: client credentials are sealed with a key that dies with the process"
-        ),
-        MasterKeyOrigin::Environment | MasterKeyOrigin::File(_) => {}
-    }
+    origin.warn_if_development();
     settings.master_key = Some(Arc::new(master_key));
     settings.client_lb_domain = args.client_lb_domain.clone();
     settings.shutdown_grace = Duration::from_secs(args.shutdown_grace);

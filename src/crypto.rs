@@ -159,6 +159,22 @@ pub enum MasterKeyOrigin {
     Ephemeral,
 }
 
+impl MasterKeyOrigin {
+    /// Warns when the key is not fit for production.
+    pub fn warn_if_development(&self) {
+        match self {
+            MasterKeyOrigin::DevelopmentFile(path) => tracing::warn!(
+                path = %path.display(),
+                "client credentials are sealed with a development master key kept beside the database; set LATCHKEY_MASTER_KEY or --master-key-file in production"
+            ),
+            MasterKeyOrigin::Ephemeral => tracing::warn!(
+                "in-memory database: client credentials are sealed with a key that dies with the process"
+            ),
+            MasterKeyOrigin::Environment | MasterKeyOrigin::File(_) => {}
+        }
+    }
+}
+
 /// Finds the master key: `LATCHKEY_MASTER_KEY` (`from_env`), else `file`,
 /// else, for the embedded SQLite default, a key file beside the database
 /// (created with mode 0600 on first use), else an error.

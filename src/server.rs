@@ -12,7 +12,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     catalog::{self, Catalog},
     config::Settings,
-    crypto::{self, MasterKeyOrigin},
+    crypto,
     proto::{
         self,
         v1::{
@@ -118,15 +118,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<AppState>> {
                 None,
                 settings.master_key_file.as_deref(),
             )?;
-            if matches!(
-                origin,
-                MasterKeyOrigin::DevelopmentFile(_) | MasterKeyOrigin::Ephemeral
-            ) {
-                tracing::warn!(
-                    ?origin,
-                    "client credentials are sealed with a development master key"
-                );
-            }
+            origin.warn_if_development();
             Arc::new(key)
         }
     };

@@ -151,36 +151,17 @@ fn known_method(path: &str) -> &'static str {
 /// (only if the presented value is a well-formed key), or a Basic user
 /// name. Never any part of a secret.
 fn caller_of(headers: &http::HeaderMap) -> Option<String> {
-    use crate::keys::{ApiKey, KeyKind};
-    let partner = headers
-        .get("sid")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| {
-            let value = headers.get("authorization")?.to_str().ok()?;
-            let (scheme, token) = value.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then_some(token.trim())
-        });
-    if let Some(presented) = partner {
-        return ApiKey::parse(KeyKind::Partner, presented.to_owned())
+    use crate::{
+        auth::{presented_basic, presented_partner_key},
+        keys::{ApiKey, KeyKind},
+    };
+    if let Some(presented) = presented_partner_key(headers) {
+        return ApiKey::parse(KeyKind::Partner, presented)
             .ok()
             .map(|key| key.key_id().to_owned());
     }
-    let value = headers.get("authorization")?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    use base64::Engine;
-    let decoded = zeroize::Zeroizing::new(
-        base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .ok()?,
-    );
-    let text = std::str::from_utf8(&decoded).ok()?;
-    let (name, _) = text.split_once(':')?;
-    (name.len() <= 200 && !name.chars().any(char::is_control)).then(|| name.to_owned())
+    let (name, _api_key) = presented_basic(headers)?;
+    (name.len() <= 200 && !name.chars().any(char::is_control)).then_some(name)
 }
 
 /// The gRPC status of a response whose status came with the headers (every

@@ -191,11 +191,6 @@ impl Hasher {
         .await
     }
 
-    /// Hashing slots free right now (0: callers are queueing).
-    pub fn available_permits(&self) -> usize {
-        self.permits.available_permits()
-    }
-
     /// argon2 computations started so far.
     pub fn runs(&self) -> u64 {
         self.runs.load(Ordering::Relaxed)

@@ -44,28 +44,17 @@ impl DbOptions {
     }
 }
 
-/// Counts of the statements a pool ran, fed by SeaORM's metric callback.
+/// How many statements a pool ran (durations go to the metrics), fed by
+/// SeaORM's metric callback.
 #[derive(Debug, Default)]
 pub struct QueryStats {
     statements: AtomicU64,
-    failed: AtomicU64,
-    total_micros: AtomicU64,
 }
 
 impl QueryStats {
     /// Statements run so far.
     pub fn statements(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
-    }
-
-    /// Statements that failed so far.
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
-    }
-
-    /// Time spent in statements so far, microseconds.
-    pub fn total_micros(&self) -> u64 {
-        self.total_micros.load(Ordering::Relaxed)
     }
 }
 
@@ -77,11 +66,6 @@ pub async fn connect_observed(
     let mut db = connect(options).await?;
     db.set_metric_callback(move |info| {
         stats.statements.fetch_add(1, Ordering::Relaxed);
-        if info.failed {
-            stats.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        let micros = u64::try_from(info.elapsed.as_micros()).unwrap_or(u64::MAX);
-        stats.total_micros.fetch_add(micros, Ordering::Relaxed);
         metrics::histogram!(
             "latchkey_db_statement_duration_seconds",
             "outcome" => if info.failed { "error" } else { "ok" }
