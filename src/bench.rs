@@ -28,8 +28,8 @@ use crate::{
     store,
 };
 
-/// How the benchmark runs.
-#[derive(Clone, Debug)]
+/// How the benchmark runs. Not `Debug`: it holds a partner key.
+#[derive(Clone)]
 pub struct BenchOptions {
     /// A running server; `None` starts one.
     pub addr: Option<String>,

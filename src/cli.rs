@@ -28,7 +28,7 @@ use crate::{
     time::{now_micros, to_timestamp},
 };
 
-#[derive(Parser, Debug)]
+#[derive(Parser)]
 #[command(
     name = "latchkey",
     version,
@@ -45,8 +45,9 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// Options every command takes.
-#[derive(Args, Debug, Clone)]
+/// Options every command takes. (No `Debug` on the command line types:
+/// `bench` takes a partner key.)
+#[derive(Args, Clone)]
 pub struct GlobalArgs {
     /// Database URL: sqlite://FILE?mode=rwc, postgres://..., mysql://...
     #[arg(long, global = true, env = "LATCHKEY_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
@@ -111,7 +112,7 @@ impl GlobalArgs {
     }
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Clone)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "LATCHKEY_LISTEN", default_value = DEFAULT_LISTEN)]
@@ -175,7 +176,7 @@ pub struct ServeArgs {
     pub rate_limited_delay_ms: u64,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand)]
 pub enum Command {
     /// Serve gRPC (the default command).
     Serve(ServeArgs),
@@ -223,7 +224,7 @@ pub enum Command {
     },
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct BenchArgs {
     /// A running server; without it the bench starts its own on a temporary
     /// SQLite database.
@@ -249,7 +250,7 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand)]
 pub enum CatalogCommand {
     /// Reconcile integrations and grants to FILE in one transaction.
     Apply {
@@ -260,7 +261,7 @@ pub enum CatalogCommand {
     },
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand)]
 pub enum PartnerKeysCommand {
     /// Create a partner key and print it (only it) on stdout. It is not shown
     /// again.

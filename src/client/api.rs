@@ -89,8 +89,8 @@ impl Interceptor for PartnerKey {
 
 type Authed = InterceptedService<Channel, PartnerKey>;
 
-/// TLS settings for [`ClientBuilder::tls`].
-#[derive(Clone, Debug, Default)]
+/// TLS settings for [`ClientBuilder::tls`]. `Debug` hides the key.
+#[derive(Clone, Default)]
 pub struct TlsOptions {
     /// PEM of the CA that signed the server's certificate.
     pub ca_pem: Option<Vec<u8>>,
@@ -99,6 +99,16 @@ pub struct TlsOptions {
     pub domain: Option<String>,
     /// PEM certificate and key to present, for servers that require mTLS.
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsOptions")
+            .field("ca_pem", &self.ca_pem.is_some())
+            .field("domain", &self.domain)
+            .field("identity", &self.identity.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Configures a [`Client`].

@@ -23,14 +23,46 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
-/// How to reach the database.
-#[derive(Clone, Debug)]
+/// How to reach the database. `Debug` hides a password in the URL.
+#[derive(Clone)]
 pub struct DbOptions {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
     /// Longest a single statement may run (PostgreSQL, MySQL/MariaDB).
     pub statement_timeout: Duration,
+}
+
+impl std::fmt::Debug for DbOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbOptions")
+            .field("url", &redact_password(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
+}
+
+/// `scheme://user:password@host/...` with the password replaced.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, None), |(a, p)| (a, Some(p)));
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:<redacted>@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    match path {
+        Some(path) => format!("{scheme}://{authority}/{path}"),
+        None => format!("{scheme}://{authority}"),
+    }
 }
 
 impl DbOptions {
@@ -131,4 +163,23 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
         ..Default::default()
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_hides_the_database_password() {
+        let options = super::DbOptions::new("postgres://app:s3cret@db:5432/latchkey");
+        let shown = format!("{options:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:<redacted>@db:5432/latchkey"),
+            "{shown}"
+        );
+        let plain = format!(
+            "{:?}",
+            super::DbOptions::new("sqlite://latchkey.db?mode=rwc")
+        );
+        assert!(plain.contains("sqlite://latchkey.db?mode=rwc"), "{plain}");
+    }
 }
