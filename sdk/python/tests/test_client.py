@@ -132,7 +132,10 @@ def test_deadline_is_applied(server):
     with Client(server.addr, partner_key=server.partner_key, timeout=0.000001) as hurried:
         with pytest.raises(LatchkeyError) as raised:
             hurried.list_integration_keys(INTEGRATION)
-    assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The deadline expires either in the client (DEADLINE_EXCEEDED) or, if
+    # the call got out first, in the server, which tonic reports as
+    # CANCELLED "Timeout expired". Both are the deadline at work.
+    assert raised.value.code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 
 
 def test_unreachable_server_is_unavailable():
