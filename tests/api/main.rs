@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod authz;
 mod cli;
 mod client_config;
 mod health;
