@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
+use subtle::ConstantTimeEq;
 use tonic::{codegen::http::HeaderMap, metadata::MetadataMap};
 use zeroize::Zeroizing;
 
@@ -24,7 +25,7 @@ pub struct Partner {
 }
 
 /// The partner key presented in `sid`, or else in `authorization: Bearer`.
-pub(crate) fn presented_partner_key(headers: &HeaderMap) -> Option<String> {
+pub fn presented_partner_key(headers: &HeaderMap) -> Option<String> {
     if let Some(sid) = headers.get("sid") {
         return sid.to_str().ok().map(str::to_owned);
     }
@@ -55,6 +56,26 @@ pub async fn authenticate_partner(
         state.partner_keys.insert(&key, ());
     }
     Ok(Partner { key_id: row.key_id })
+}
+
+/// Authenticates the caller of a partner-only RPC. A valid client user is
+/// known but not allowed (PERMISSION_DENIED); anything else that is not a
+/// valid partner key is UNAUTHENTICATED.
+pub async fn authenticate_partner_only<T>(
+    state: &AppState,
+    request: &tonic::Request<T>,
+) -> Result<Partner, Error> {
+    let peer = request.remote_addr().map(|addr| addr.ip());
+    // With no client named, a valid user always ends in PERMISSION_DENIED.
+    match authenticate_for_client(state, request.metadata(), peer, "").await {
+        Ok(Caller::Partner(partner)) => Ok(partner),
+        Ok(Caller::User(_)) | Err(Error::PermissionDenied(_)) => Err(Error::PermissionDenied(
+            "This call needs a partner key; a client user's key is only for its own client's \
+             configuration and health"
+                .into(),
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 /// Who is calling an RPC about one client.
@@ -171,7 +192,13 @@ pub async fn check_client_user(
         state.client_user_throttle.record_failure(&id, peer);
         return Ok(UserCheck::UnknownUser);
     };
-    if state.client_users.get_secret(&id, api_key).as_deref() == Some(row.key_hash.as_str()) {
+    // The cached hash must still be the stored one: the key may have been
+    // replaced by another process since it was proven here.
+    if state
+        .client_users
+        .get_secret(&id, api_key)
+        .is_some_and(|cached| bool::from(cached.as_bytes().ct_eq(row.key_hash.as_bytes())))
+    {
         return Ok(UserCheck::Valid(row));
     }
     if state.client_user_throttle.is_limited(&id, peer) {
@@ -194,7 +221,7 @@ pub fn forget_client_user(state: &AppState, client_pk: i64, user: &str) {
 }
 
 /// `(name, api_key)` from `authorization: Basic base64(name:api_key)`.
-pub(crate) fn presented_basic(headers: &HeaderMap) -> Option<(String, Zeroizing<String>)> {
+pub fn presented_basic(headers: &HeaderMap) -> Option<(String, Zeroizing<String>)> {
     let authorization = headers.get("authorization")?.to_str().ok()?;
     let (scheme, encoded) = authorization.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {

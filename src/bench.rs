@@ -70,6 +70,9 @@ pub struct Ratios {
     pub verify_cached_over_health: f64,
     pub create_over_argon2: f64,
     pub under_attack_over_verify_cached: f64,
+    /// How much faster an unknown key id is rejected than a wrong secret
+    /// (measured, never a target).
+    pub unknown_over_wrong_secret: f64,
 }
 
 const BENCH_INTEGRATION: &str = "bench";
@@ -93,7 +96,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
             options.endpoint.clone(),
         ),
         None => {
-            let started = OwnServer::start().await?;
+            let started = OwnServer::start(&[]).await?;
             let addr = started.addr.clone();
             let key = started.partner_key.clone();
             server = Some(started);
@@ -237,7 +240,63 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     scenarios.push(legit);
     scenarios.push(flood);
 
-    if let Some(server) = server {
+    // What a rejection costs: an unknown key id is rejected after one indexed
+    // read, a wrong secret for a real key id only after argon2. Throttling
+    // would hide the difference (both would be RATE_LIMITED), so when the
+    // bench runs its own server, this pair runs against a second one with
+    // failure budgets too large to bind.
+    let rejection_target = match server {
+        Some(server) => {
+            server.stop().await;
+            eprintln!("bench: restarting the server unthrottled for verify-unknown");
+            let unthrottled = OwnServer::start(&[
+                "--key-failure-burst",
+                "1000000000",
+                "--peer-failure-burst",
+                "1000000000",
+            ])
+            .await?;
+            let target = Target {
+                channels: connect(&unthrottled.addr).await?,
+                partner_key: Arc::new(unthrottled.partner_key.clone()),
+                ..target.clone()
+            };
+            Some((unthrottled, target))
+        }
+        None => None,
+    };
+    let (unthrottled, rejection_target) = match rejection_target {
+        Some((server, target)) => (Some(server), target),
+        None => (None, target.clone()),
+    };
+    let mut real_ids = Vec::with_capacity(WARM_KEYS);
+    for _ in 0..WARM_KEYS {
+        real_ids.push(rejection_target.create().await?);
+    }
+    let real_ids = Arc::new(real_ids);
+    eprintln!("bench: verify-unknown");
+    scenarios.push(
+        scenario(
+            "verify-unknown",
+            n,
+            d,
+            verifying(&rejection_target, &real_ids, unknown_key, |d| {
+                matches!(d, Decision::Invalid | Decision::RateLimited)
+            }),
+        )
+        .await,
+    );
+    eprintln!("bench: verify-wrong-secret");
+    scenarios.push(
+        scenario(
+            "verify-wrong-secret",
+            n,
+            d,
+            verify_bad(&rejection_target, &real_ids),
+        )
+        .await,
+    );
+    if let Some(server) = unthrottled {
         server.stop().await;
     }
 
@@ -258,6 +317,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
         verify_cached_over_health: ratio("verify-cached", "health"),
         create_over_argon2: ratio("create", "argon2"),
         under_attack_over_verify_cached: ratio("verify-cached-under-attack", "verify-cached"),
+        unknown_over_wrong_secret: ratio("verify-unknown", "verify-wrong-secret"),
     };
     Ok(Report {
         scenarios,
@@ -286,13 +346,15 @@ pub fn render_table(report: &Report) -> String {
         "\nconcurrency {} for {:.0}s per scenario on {} cores\n\
          verify-cached / health:                  {:.2} (target >= 0.80)\n\
          create / argon2:                         {:.2} (target >= 0.85)\n\
-         verify-cached under attack / unattacked: {:.2} (target >= 0.70)\n",
+         verify-cached under attack / unattacked: {:.2} (target >= 0.70)\n\
+         verify-unknown / verify-wrong-secret:    {:.1} (measured, no target)\n",
         report.concurrency,
         report.duration_secs,
         report.cores,
         r.verify_cached_over_health,
         r.create_over_argon2,
         r.under_attack_over_verify_cached,
+        r.unknown_over_wrong_secret,
     ));
     if let Some(rss) = report.server_rss_peak_under_attack_mib {
         out.push_str(&format!(
@@ -409,6 +471,14 @@ fn wrong_secret(api_key: &str) -> String {
     format!("{body}{}", checksum(body.as_bytes()))
 }
 
+/// A whole key with a valid checksum whose key id was never issued (a fresh
+/// random one for every call, so no cache or throttle bucket is shared).
+fn unknown_key(_real: &str) -> String {
+    ApiKey::generate(KeyKind::Integration)
+        .map(|k| k.expose_secret().to_owned())
+        .unwrap_or_default()
+}
+
 /// Runs `call` from `concurrency` callers for `duration` and measures it.
 async fn scenario<F, Fut>(
     name: &str,
@@ -508,7 +578,7 @@ struct OwnServer {
 }
 
 impl OwnServer {
-    async fn start() -> anyhow::Result<Self> {
+    async fn start(extra_args: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let database_url = format!(
             "sqlite://{}?mode=rwc",
@@ -527,6 +597,7 @@ impl OwnServer {
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
             .arg("--catalog")
             .arg(&catalog)
+            .args(extra_args)
             .env("LATCHKEY_DATABASE_URL", &database_url)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

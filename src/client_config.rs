@@ -131,9 +131,10 @@ impl SettingName {
     /// Parses `ClientCredentials.<Name>` or `ClientSettings.<Name>`, refusing
     /// anything that would touch user API keys.
     pub fn parse(full: &str) -> Result<Self, String> {
+        let shown = shown_name(full);
         let Some((bucket, name)) = full.split_once('.') else {
             return Err(format!(
-                "'{full}' must be scope-prefixed: ClientCredentials.<Name> or ClientSettings.<Name>"
+                "'{shown}' must be scope-prefixed: ClientCredentials.<Name> or ClientSettings.<Name>"
             ));
         };
         let bucket = match bucket {
@@ -141,13 +142,13 @@ impl SettingName {
             SETTINGS_BUCKET => Bucket::Settings,
             _ => {
                 return Err(format!(
-                    "'{full}' has an unknown bucket; use ClientCredentials.<Name> or ClientSettings.<Name>"
+                    "'{shown}' has an unknown bucket; use ClientCredentials.<Name> or ClientSettings.<Name>"
                 ));
             }
         };
         if bucket == Bucket::Credentials && name.to_ascii_lowercase().starts_with("userapikeys") {
             return Err(format!(
-                "'{full}': user API keys change only through SetUserCredentials"
+                "'{shown}': user API keys change only through SetUserCredentials"
             ));
         }
         let mut chars = name.bytes();
@@ -156,7 +157,7 @@ impl SettingName {
             && chars.all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
             return Err(format!(
-                "'{full}': the name after the bucket must be 1 to 64 letters, digits or '_', starting with a letter"
+                "'{shown}': the name after the bucket must be 1 to 64 letters, digits or '_', starting with a letter"
             ));
         }
         Ok(Self {
@@ -186,6 +187,17 @@ impl SettingName {
 impl fmt::Display for SettingName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.full)
+    }
+}
+
+/// A setting name as error messages quote it: cut short, because a name is
+/// unbounded until validated and an error must stay small enough for a
+/// `grpc-message` header.
+fn shown_name(full: &str) -> String {
+    const MAX_SHOWN: usize = 96;
+    match full.char_indices().nth(MAX_SHOWN) {
+        None => full.to_owned(),
+        Some((cut, _)) => format!("{}…", &full[..cut]),
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// Random base62 characters after the prefix in a key id (~95 bits).
@@ -74,7 +75,10 @@ impl ApiKey {
     pub fn parse(kind: KeyKind, presented: String) -> Result<Self, Malformed> {
         let full = Zeroizing::new(presented);
         let bytes = full.as_bytes();
+        // ASCII first: the checks below slice at byte offsets, which must be
+        // char boundaries (found by the key_format fuzzer).
         if bytes.len() != KEY_LEN
+            || !bytes.is_ascii()
             || !is_key_id(kind, &full[..KEY_ID_LEN])
             || bytes[KEY_ID_LEN] != b'_'
             || !bytes[KEY_ID_LEN + 1..]
@@ -84,7 +88,9 @@ impl ApiKey {
             return Err(Malformed::Shape);
         }
         let (body, sum) = full.split_at(KEY_LEN - CHECKSUM_LEN);
-        if checksum(body.as_bytes()) != sum {
+        // Constant-time like every comparison of a digest, though a CRC of
+        // the caller's own input reveals nothing they do not know.
+        if !bool::from(checksum(body.as_bytes()).as_bytes().ct_eq(sum.as_bytes())) {
             return Err(Malformed::Checksum);
         }
         Ok(Self { full })
@@ -190,6 +196,36 @@ mod tests {
         for garbage in ["", "lki_", "hello", &"x".repeat(KEY_LEN), &"é".repeat(35)] {
             assert_eq!(
                 ApiKey::parse(KeyKind::Integration, garbage.to_owned()).unwrap_err(),
+                Malformed::Shape
+            );
+        }
+    }
+
+    #[test]
+    fn parse_rejects_multibyte_characters_at_the_id_boundary() {
+        // fuzz/artifacts/key_format/crash-67c72a1c…: a 70-byte string with a
+        // three-byte character across byte 20 made `parse` panic.
+        let crash: &[u8] = &[
+            108, 107, 105, 95, 70, 117, 122, 187, 83, 101, 101, 100, 75, 255, 255, 255, 255, 255,
+            255, 255, 107, 70, 117, 122, 83, 106, 101, 101, 100, 83, 101, 99, 114, 116, 78, 111,
+            108, 107, 105, 95, 70, 117, 122, 131, 83, 101, 101, 100, 75, 116, 65, 82,
+        ];
+        let presented = String::from_utf8_lossy(crash).into_owned();
+        assert_eq!(presented.len(), KEY_LEN);
+        for kind in [KeyKind::Integration, KeyKind::Partner] {
+            assert_eq!(
+                ApiKey::parse(kind, presented.clone()).unwrap_err(),
+                Malformed::Shape
+            );
+        }
+        // A two-byte character at every offset of an otherwise key-length
+        // string: never a panic, always Shape.
+        for offset in 0..=KEY_LEN - 2 {
+            let mut presented = "a".repeat(KEY_LEN - 2);
+            presented.insert(offset, 'é');
+            assert_eq!(presented.len(), KEY_LEN);
+            assert_eq!(
+                ApiKey::parse(KeyKind::Integration, presented).unwrap_err(),
                 Malformed::Shape
             );
         }

@@ -30,9 +30,16 @@ pub struct ClientConfiguration {
 }
 
 /// A setting to write: its validated name and new value (empty: clear).
-struct SettingChange {
-    name: SettingName,
-    value: String,
+pub struct SettingChange {
+    pub name: SettingName,
+    pub value: String,
+}
+
+/// A valid Configure request: the scope of each entry of
+/// `client_credentials.user_api_keys`, in order, and the settings to write.
+pub struct ValidConfigure {
+    pub scopes: Vec<Scope>,
+    pub changes: Vec<SettingChange>,
 }
 
 impl ClientConfiguration {
@@ -49,58 +56,9 @@ impl ClientConfiguration {
         let result = async {
             require_partner(&caller, "Configure")?;
 
-            let mut v = Violations::default();
-            v.check("client_id", client_id_problem(&req.client_id));
+            let ValidConfigure { scopes, changes } = validate_configure(&req)?;
             let credentials = req.client_credentials.unwrap_or_default();
-            let mut users = Vec::new();
-            let mut seen = HashSet::new();
-            for (i, entry) in credentials.user_api_keys.iter().enumerate() {
-                let field = |f: &str| format!("client_credentials.user_api_keys[{i}].{f}");
-                v.check(&field("user"), user_problem(&entry.user));
-                v.check(&field("api_key"), api_key_problem(&entry.api_key));
-                if !seen.insert(entry.user.as_str()) {
-                    v.add(&field("user"), "is listed twice");
-                }
-                match scope_from_proto(entry.scope) {
-                    Some(scope) => users.push((entry, scope)),
-                    None => v.add(&field("scope"), "must be SCOPE_SYSTEM or SCOPE_CLIENT"),
-                }
-            }
-            let mut changes = Vec::new();
-            for (field, name, value) in [
-                (
-                    "client_credentials.lb_api_key_owner",
-                    LB_API_KEY_OWNER,
-                    &credentials.lb_api_key_owner,
-                ),
-                (
-                    "client_credentials.lb_api_key",
-                    LB_API_KEY,
-                    &credentials.lb_api_key,
-                ),
-            ] {
-                if value.len() > MAX_SETTING_VALUE_LEN {
-                    v.add(field, "must be at most 4096 bytes");
-                } else if !value.is_empty() {
-                    changes.push(SettingChange {
-                        name: SettingName::parse(name).map_err(Error::Internal)?,
-                        value: value.clone(),
-                    });
-                }
-            }
-            let mut names: Vec<_> = req.client_settings.into_iter().collect();
-            names.sort();
-            for (name, value) in names {
-                match SettingName::in_bucket(Bucket::Settings, &name) {
-                    Err(problem) => v.add("client_settings", &problem),
-                    Ok(name) => match setting_value_problem(&name, &value) {
-                        Some(problem) => v.add("client_settings", &problem),
-                        None if value.is_empty() => {}
-                        None => changes.push(SettingChange { name, value }),
-                    },
-                }
-            }
-            v.finish()?;
+            let users = credentials.user_api_keys.iter().zip(scopes);
 
             // argon2 before the transaction, which must not wait on it.
             let mut hashed = Vec::with_capacity(users.len());
@@ -159,34 +117,7 @@ impl ClientConfiguration {
         let target = req.client_id.clone();
         let result = async {
 
-            let mut v = Violations::default();
-            v.check("client_id", client_id_problem(&req.client_id));
-            if req.settings.is_empty() {
-                v.add("settings", "must name at least one setting");
-            }
-            let mut changes = Vec::with_capacity(req.settings.len());
-            let mut seen = HashSet::new();
-            for (i, setting) in req.settings.into_iter().enumerate() {
-                match SettingName::parse(&setting.name) {
-                    Err(problem) => v.add(&format!("settings[{i}].name"), &problem),
-                    Ok(name) => {
-                        if !seen.insert(name.as_str().to_owned()) {
-                            v.add(
-                                &format!("settings[{i}].name"),
-                                &format!("'{name}' is listed twice"),
-                            );
-                        }
-                        match setting_value_problem(&name, &setting.value) {
-                            Some(problem) => v.add(&format!("settings[{i}].value"), &problem),
-                            None => changes.push(SettingChange {
-                                name,
-                                value: setting.value,
-                            }),
-                        }
-                    }
-                }
-            }
-            v.finish()?;
+            let changes = validate_configure_settings(&req)?;
             if let Caller::User(user) = &caller
                 && user.scope == Scope::Client
                 && changes.iter().any(|c| c.name.is_secret())
@@ -231,16 +162,7 @@ impl ClientConfiguration {
         let result = async {
             require_partner_or_system(&caller, "SetUserCredentials")?;
 
-            let mut v = Violations::default();
-            v.check("client_id", client_id_problem(&req.client_id));
-            v.check("user", user_problem(&req.user));
-            v.check("api_key", api_key_problem(&req.api_key));
-            let scope = scope_from_proto(req.scope);
-            if scope.is_none() {
-                v.add("scope", "must be SCOPE_SYSTEM or SCOPE_CLIENT");
-            }
-            v.finish()?;
-            let scope = scope.ok_or_else(|| Error::Internal("scope checked above".into()))?;
+            let scope = validate_set_user(&req)?;
 
             let client = self.client(&req.client_id).await?;
             let key_hash = self.state.hasher.hash_secret(&req.api_key).await?;
@@ -285,10 +207,7 @@ impl ClientConfiguration {
         let target = format!("{}@{}", req.user, req.client_id);
         let result = async {
             require_partner_or_system(&caller, "DeleteUserCredentials")?;
-            let mut v = Violations::default();
-            v.check("client_id", client_id_problem(&req.client_id));
-            v.check("user", user_problem(&req.user));
-            v.finish()?;
+            validate_delete_user(&req)?;
 
             let client = self.client(&req.client_id).await?;
             let txn = store::begin_write(&self.state.db).await?;
@@ -317,9 +236,7 @@ impl ClientConfiguration {
         request: Request<pb::GetClientConfigurationRequest>,
     ) -> Result<pb::GetClientConfigurationResponse, Error> {
         let (_, _, req) = self.caller(request, |r| &r.client_id).await?;
-        let mut v = Violations::default();
-        v.check("client_id", client_id_problem(&req.client_id));
-        v.finish()?;
+        validate_client_id(&req.client_id)?;
         let client = self.client(&req.client_id).await?;
         Ok(pb::GetClientConfigurationResponse {
             configuration: Some(self.configuration(&client).await?),
@@ -332,13 +249,7 @@ impl ClientConfiguration {
     ) -> Result<pb::VerifyUserCredentialsResponse, Error> {
         let peer = peer_of(&request);
         let req = request.into_inner();
-        let mut v = Violations::default();
-        v.check("client_id", client_id_problem(&req.client_id));
-        v.check("user", user_problem(&req.user));
-        if req.api_key.is_empty() {
-            v.add("api_key", "must not be empty");
-        }
-        v.finish()?;
+        validate_verify_user(&req)?;
         let invalid = pb::VerifyUserCredentialsResponse::default();
         let Some(client) = store::clients::find(&self.state.db, &req.client_id).await? else {
             return Ok(invalid);
@@ -427,6 +338,150 @@ impl ClientConfiguration {
         let settings = store::clients::settings(db, client.id).await?;
         Ok(configuration_to_proto(&client, &users, &settings))
     }
+}
+
+// Request validation. Pure (no state, no I/O) so that `fuzz/` drives exactly
+// what the handlers run. Each returns every bad field at once as
+// `Error::BadRequest`, and never repeats a value that may be a secret.
+
+/// GetClientConfiguration and CheckClientHealth.
+pub fn validate_client_id(client_id: &str) -> Result<(), Error> {
+    let mut v = Violations::default();
+    v.check("client_id", client_id_problem(client_id));
+    v.finish()
+}
+
+/// Configure.
+pub fn validate_configure(req: &pb::ConfigureRequest) -> Result<ValidConfigure, Error> {
+    let mut v = Violations::default();
+    v.check("client_id", client_id_problem(&req.client_id));
+    let default_credentials = pb::ClientCredentials::default();
+    let credentials = req
+        .client_credentials
+        .as_ref()
+        .unwrap_or(&default_credentials);
+    let mut scopes = Vec::with_capacity(credentials.user_api_keys.len());
+    let mut seen = HashSet::new();
+    for (i, entry) in credentials.user_api_keys.iter().enumerate() {
+        let field = |f: &str| format!("client_credentials.user_api_keys[{i}].{f}");
+        v.check(&field("user"), user_problem(&entry.user));
+        v.check(&field("api_key"), api_key_problem(&entry.api_key));
+        if !seen.insert(entry.user.as_str()) {
+            v.add(&field("user"), "is listed twice");
+        }
+        match scope_from_proto(entry.scope) {
+            Some(scope) => scopes.push(scope),
+            None => v.add(&field("scope"), "must be SCOPE_SYSTEM or SCOPE_CLIENT"),
+        }
+    }
+    let mut changes = Vec::new();
+    for (field, name, value) in [
+        (
+            "client_credentials.lb_api_key_owner",
+            LB_API_KEY_OWNER,
+            &credentials.lb_api_key_owner,
+        ),
+        (
+            "client_credentials.lb_api_key",
+            LB_API_KEY,
+            &credentials.lb_api_key,
+        ),
+    ] {
+        if value.len() > MAX_SETTING_VALUE_LEN {
+            v.add(field, "must be at most 4096 bytes");
+        } else if !value.is_empty() {
+            changes.push(SettingChange {
+                name: SettingName::parse(name).map_err(Error::Internal)?,
+                value: value.clone(),
+            });
+        }
+    }
+    let mut names: Vec<_> = req.client_settings.iter().collect();
+    names.sort();
+    for (name, value) in names {
+        match SettingName::in_bucket(Bucket::Settings, name) {
+            Err(problem) => v.add("client_settings", &problem),
+            Ok(name) => match setting_value_problem(&name, value) {
+                Some(problem) => v.add("client_settings", &problem),
+                None if value.is_empty() => {}
+                None => changes.push(SettingChange {
+                    name,
+                    value: value.clone(),
+                }),
+            },
+        }
+    }
+    v.finish()?;
+    Ok(ValidConfigure { scopes, changes })
+}
+
+/// ConfigureSettings: the settings to write, in request order.
+pub fn validate_configure_settings(
+    req: &pb::ConfigureSettingsRequest,
+) -> Result<Vec<SettingChange>, Error> {
+    let mut v = Violations::default();
+    v.check("client_id", client_id_problem(&req.client_id));
+    if req.settings.is_empty() {
+        v.add("settings", "must name at least one setting");
+    }
+    let mut changes = Vec::with_capacity(req.settings.len());
+    let mut seen = HashSet::new();
+    for (i, setting) in req.settings.iter().enumerate() {
+        match SettingName::parse(&setting.name) {
+            Err(problem) => v.add(&format!("settings[{i}].name"), &problem),
+            Ok(name) => {
+                if !seen.insert(name.as_str().to_owned()) {
+                    v.add(
+                        &format!("settings[{i}].name"),
+                        &format!("'{name}' is listed twice"),
+                    );
+                }
+                match setting_value_problem(&name, &setting.value) {
+                    Some(problem) => v.add(&format!("settings[{i}].value"), &problem),
+                    None => changes.push(SettingChange {
+                        name,
+                        value: setting.value.clone(),
+                    }),
+                }
+            }
+        }
+    }
+    v.finish()?;
+    Ok(changes)
+}
+
+/// SetUserCredentials: the user's scope.
+pub fn validate_set_user(req: &pb::SetUserCredentialsRequest) -> Result<Scope, Error> {
+    let mut v = Violations::default();
+    v.check("client_id", client_id_problem(&req.client_id));
+    v.check("user", user_problem(&req.user));
+    v.check("api_key", api_key_problem(&req.api_key));
+    let scope = scope_from_proto(req.scope);
+    if scope.is_none() {
+        v.add("scope", "must be SCOPE_SYSTEM or SCOPE_CLIENT");
+    }
+    v.finish()?;
+    scope.ok_or_else(|| Error::Internal("scope checked above".into()))
+}
+
+/// DeleteUserCredentials.
+pub fn validate_delete_user(req: &pb::DeleteUserCredentialsRequest) -> Result<(), Error> {
+    let mut v = Violations::default();
+    v.check("client_id", client_id_problem(&req.client_id));
+    v.check("user", user_problem(&req.user));
+    v.finish()
+}
+
+/// VerifyUserCredentials. The key's content is judged by the check, which
+/// answers `valid: false` rather than an error.
+pub fn validate_verify_user(req: &pb::VerifyUserCredentialsRequest) -> Result<(), Error> {
+    let mut v = Violations::default();
+    v.check("client_id", client_id_problem(&req.client_id));
+    v.check("user", user_problem(&req.user));
+    if req.api_key.is_empty() {
+        v.add("api_key", "must not be empty");
+    }
+    v.finish()
 }
 
 /// A unique-index violation while creating a client means another call

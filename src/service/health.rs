@@ -6,10 +6,10 @@ use std::{sync::Arc, time::Instant};
 use migration::{Migrator, MigratorTrait};
 use tonic::{Request, Response, Status};
 
-use super::{peer_of, validate::Violations};
+use super::peer_of;
 use crate::{
-    auth::{self, Caller},
-    client_config::{Check, Diagnostic, client_diagnostics, client_id_problem},
+    auth,
+    client_config::{Check, Diagnostic, client_diagnostics},
     error::Error,
     proto::v1::{self as pb, health_service_server::HealthService},
     state::AppState,
@@ -33,9 +33,7 @@ impl ConfigurationHealth {
         let peer = peer_of(&request);
         let (metadata, _, req) = request.into_parts();
         auth::authenticate_for_client(&self.state, &metadata, peer, &req.client_id).await?;
-        let mut v = Violations::default();
-        v.check("client_id", client_id_problem(&req.client_id));
-        v.finish()?;
+        super::client_configuration::validate_client_id(&req.client_id)?;
 
         let template = self.state.client_lb_domain.as_deref();
         let db = &self.state.db;
@@ -70,17 +68,7 @@ impl ConfigurationHealth {
         &self,
         request: Request<pb::CheckServiceHealthRequest>,
     ) -> Result<pb::CheckServiceHealthResponse, Error> {
-        // Partners only; a client's user is known but not allowed.
-        let peer = peer_of(&request);
-        match auth::authenticate_for_client(&self.state, request.metadata(), peer, "").await {
-            Ok(Caller::Partner(_)) => {}
-            Ok(Caller::User(_)) | Err(Error::PermissionDenied(_)) => {
-                return Err(Error::PermissionDenied(
-                    "CheckServiceHealth needs a partner key".into(),
-                ));
-            }
-            Err(e) => return Err(e),
-        }
+        auth::authenticate_partner_only(&self.state, &request).await?;
         let db = &self.state.db;
         let mut diagnostics = Vec::new();
 

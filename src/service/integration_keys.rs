@@ -37,22 +37,7 @@ impl IntegrationKeys {
         let actor = self.actor(&request).await?;
         let req = request.into_inner();
         let now = now_micros();
-        let mut v = Violations::default();
-        v.check("integration", validate::integration_name(&req.integration));
-        v.check("display_name", validate::display_name(&req.display_name));
-        let expire_time = match req
-            .expire_time
-            .as_ref()
-            .map(|t| validate::future_time(t, now))
-        {
-            None => None,
-            Some(Ok(t)) => Some(t),
-            Some(Err(problem)) => {
-                v.add("expire_time", problem);
-                None
-            }
-        };
-        v.finish()?;
+        let expire_time = validate_create(&req, now)?;
 
         let result = self.create_key(&req, expire_time, now).await;
         let target = match &result {
@@ -105,7 +90,7 @@ impl IntegrationKeys {
         &self,
         request: Request<pb::GetIntegrationKeyRequest>,
     ) -> Result<pb::GetIntegrationKeyResponse, Error> {
-        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        auth::authenticate_partner_only(&self.state, &request).await?;
         let req = request.into_inner();
         validate_key_ref(&req.integration, &req.key_id)?;
         let integration = self.integration(&req.integration).await?;
@@ -121,14 +106,9 @@ impl IntegrationKeys {
         &self,
         request: Request<pb::ListIntegrationKeysRequest>,
     ) -> Result<pb::ListIntegrationKeysResponse, Error> {
-        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        auth::authenticate_partner_only(&self.state, &request).await?;
         let req = request.into_inner();
-        let mut v = Violations::default();
-        v.check("integration", validate::integration_name(&req.integration));
-        let (page_size, after) = v.page(req.page_size, &req.page_token, |token| {
-            decode_key_position(token, &req.integration)
-        });
-        v.finish()?;
+        let (page_size, after) = validate_list(&req)?;
 
         let integration = self.integration(&req.integration).await?;
         let mut rows = store::integration_keys::list_page(
@@ -190,14 +170,7 @@ impl IntegrationKeys {
     ) -> Result<pb::VerifyIntegrationKeyResponse, Error> {
         let peer = request.remote_addr().map(|addr| addr.ip());
         let pb::VerifyIntegrationKeyRequest { api_key, endpoint } = request.into_inner();
-        let endpoint = endpoint.strip_prefix('/').unwrap_or(&endpoint);
-        let mut v = Violations::default();
-        if endpoint.is_empty() {
-            v.add("endpoint", "must not be empty");
-        } else if endpoint.len() > MAX_ENDPOINT_LEN {
-            v.add("endpoint", "must be at most 255 characters");
-        }
-        v.finish()?;
+        let endpoint = validate_endpoint(&endpoint)?;
 
         let verdict = self.state.verifier.verify(api_key, endpoint, peer).await?;
         if verdict.decision == Decision::RateLimited {
@@ -212,48 +185,10 @@ impl IntegrationKeys {
     ) -> Result<pb::UpdateIntegrationKeyResponse, Error> {
         let actor = self.actor(&request).await?;
         let req = request.into_inner();
-        let key = req.key.unwrap_or_default();
         let now = now_micros();
-        let mut v = Violations::default();
-        v.check(
-            "key.integration",
-            validate::integration_name(&key.integration),
-        );
-        v.check("key.key_id", validate::integration_key_id(&key.key_id));
+        let changes = validate_update(&req, now)?;
+        let key = req.key.unwrap_or_default();
         let paths = req.update_mask.map(|mask| mask.paths).unwrap_or_default();
-        if paths.is_empty() {
-            v.add(
-                "update_mask",
-                "must name at least one of display_name, expire_time, disabled",
-            );
-        }
-        let mut changes = KeyChanges::default();
-        for path in &paths {
-            match path.as_str() {
-                "display_name" => {
-                    v.check(
-                        "key.display_name",
-                        validate::display_name(&key.display_name),
-                    );
-                    changes.display_name = Some(key.display_name.clone());
-                }
-                "expire_time" => match key
-                    .expire_time
-                    .as_ref()
-                    .map(|t| validate::future_time(t, now))
-                {
-                    None => changes.expire_time = Some(None),
-                    Some(Ok(t)) => changes.expire_time = Some(Some(t)),
-                    Some(Err(problem)) => v.add("key.expire_time", problem),
-                },
-                "disabled" => changes.disabled = Some(key.disabled),
-                _ => v.add(
-                    "update_mask",
-                    "unknown path; allowed: display_name, expire_time, disabled",
-                ),
-            }
-        }
-        v.finish()?;
         let result = self.update_key(&key, changes, &paths, now).await;
         audit::outcome(
             &self.state.db,
@@ -293,18 +228,7 @@ impl IntegrationKeys {
     ) -> Result<pb::RollIntegrationKeyResponse, Error> {
         let actor = self.actor(&request).await?;
         let req = request.into_inner();
-        let mut v = Violations::default();
-        v.check("integration", validate::integration_name(&req.integration));
-        v.check("key_id", validate::integration_key_id(&req.key_id));
-        let grace = match req.grace_period.as_ref().map(duration_micros) {
-            None => 0,
-            Some(Some(grace)) => grace,
-            Some(None) => {
-                v.add("grace_period", "must be a valid duration of at least 0");
-                0
-            }
-        };
-        v.finish()?;
+        let grace = validate_roll(&req)?;
         let result = self.roll_key(&req, grace).await;
         audit::outcome(
             &self.state.db,
@@ -378,15 +302,9 @@ impl IntegrationKeys {
         &self,
         request: Request<pb::ListIntegrationsRequest>,
     ) -> Result<pb::ListIntegrationsResponse, Error> {
-        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        auth::authenticate_partner_only(&self.state, &request).await?;
         let req = request.into_inner();
-        let mut v = Violations::default();
-        let (page_size, after) = v.page(req.page_size, &req.page_token, |token| {
-            page_token::decode::<2>(token)
-                .filter(|[kind, _]| kind == "i")
-                .map(|[_, name]| name)
-        });
-        v.finish()?;
+        let (page_size, after) = validate_list_integrations(&req)?;
 
         let mut rows =
             store::integrations::list(&self.state.db, after.as_deref(), page_size + 1).await?;
@@ -403,11 +321,9 @@ impl IntegrationKeys {
         &self,
         request: Request<pb::GetIntegrationRequest>,
     ) -> Result<pb::GetIntegrationResponse, Error> {
-        auth::authenticate_partner(&self.state, request.metadata()).await?;
+        auth::authenticate_partner_only(&self.state, &request).await?;
         let req = request.into_inner();
-        let mut v = Violations::default();
-        v.check("name", validate::integration_name(&req.name));
-        v.finish()?;
+        validate_get_integration(&req)?;
         let integration = store::integrations::find_by_name(&self.state.db, &req.name)
             .await?
             .ok_or_else(|| Error::IntegrationNotFound(req.name.clone()))?;
@@ -418,7 +334,7 @@ impl IntegrationKeys {
 
     /// Authenticates a partner and names them for the audit trail.
     async fn actor<T>(&self, request: &Request<T>) -> Result<Actor, Error> {
-        let partner = auth::authenticate_partner(&self.state, request.metadata()).await?;
+        let partner = auth::authenticate_partner_only(&self.state, request).await?;
         Ok(Actor::of(
             &Caller::Partner(partner),
             super::peer_of(request),
@@ -434,10 +350,155 @@ impl IntegrationKeys {
     }
 }
 
-fn validate_key_ref(integration: &str, key_id: &str) -> Result<(), Error> {
+// Request validation. Pure (no state, no I/O) so that `fuzz/` drives exactly
+// what the handlers run. Each returns what the handler needs, or every bad
+// field at once as `Error::BadRequest`.
+
+/// CreateIntegrationKey: the expire time as stored micros, if one was given.
+pub fn validate_create(
+    req: &pb::CreateIntegrationKeyRequest,
+    now: i64,
+) -> Result<Option<i64>, Error> {
+    let mut v = Violations::default();
+    v.check("integration", validate::integration_name(&req.integration));
+    v.check("display_name", validate::display_name(&req.display_name));
+    let expire_time = match req
+        .expire_time
+        .as_ref()
+        .map(|t| validate::future_time(t, now))
+    {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(problem)) => {
+            v.add("expire_time", problem);
+            None
+        }
+    };
+    v.finish()?;
+    Ok(expire_time)
+}
+
+/// GetIntegrationKey and DeleteIntegrationKey.
+pub fn validate_key_ref(integration: &str, key_id: &str) -> Result<(), Error> {
     let mut v = Violations::default();
     v.check("integration", validate::integration_name(integration));
     v.check("key_id", validate::integration_key_id(key_id));
+    v.finish()
+}
+
+/// ListIntegrationKeys: the row count and the keyset position after which
+/// the page starts.
+pub fn validate_list(
+    req: &pb::ListIntegrationKeysRequest,
+) -> Result<(u64, Option<(i64, String)>), Error> {
+    let mut v = Violations::default();
+    v.check("integration", validate::integration_name(&req.integration));
+    let page = v.page(req.page_size, &req.page_token, |token| {
+        decode_key_position(token, &req.integration)
+    });
+    v.finish()?;
+    Ok(page)
+}
+
+/// VerifyIntegrationKey: the endpoint without a leading `/`. The key itself
+/// is judged by the verifier, which answers a decision rather than an error.
+pub fn validate_endpoint(endpoint: &str) -> Result<&str, Error> {
+    let endpoint = endpoint.strip_prefix('/').unwrap_or(endpoint);
+    let mut v = Violations::default();
+    if endpoint.is_empty() {
+        v.add("endpoint", "must not be empty");
+    } else if endpoint.len() > MAX_ENDPOINT_LEN {
+        v.add("endpoint", "must be at most 255 characters");
+    }
+    v.finish()?;
+    Ok(endpoint)
+}
+
+/// UpdateIntegrationKey: the changes its update mask names.
+pub fn validate_update(
+    req: &pb::UpdateIntegrationKeyRequest,
+    now: i64,
+) -> Result<KeyChanges, Error> {
+    let default_key = pb::IntegrationKey::default();
+    let key = req.key.as_ref().unwrap_or(&default_key);
+    let mut v = Violations::default();
+    v.check(
+        "key.integration",
+        validate::integration_name(&key.integration),
+    );
+    v.check("key.key_id", validate::integration_key_id(&key.key_id));
+    let paths = req.update_mask.as_ref().map_or(&[][..], |m| &m.paths[..]);
+    if paths.is_empty() {
+        v.add(
+            "update_mask",
+            "must name at least one of display_name, expire_time, disabled",
+        );
+    }
+    let mut changes = KeyChanges::default();
+    for path in paths {
+        match path.as_str() {
+            "display_name" => {
+                v.check(
+                    "key.display_name",
+                    validate::display_name(&key.display_name),
+                );
+                changes.display_name = Some(key.display_name.clone());
+            }
+            "expire_time" => match key
+                .expire_time
+                .as_ref()
+                .map(|t| validate::future_time(t, now))
+            {
+                None => changes.expire_time = Some(None),
+                Some(Ok(t)) => changes.expire_time = Some(Some(t)),
+                Some(Err(problem)) => v.add("key.expire_time", problem),
+            },
+            "disabled" => changes.disabled = Some(key.disabled),
+            _ => v.add(
+                "update_mask",
+                "unknown path; allowed: display_name, expire_time, disabled",
+            ),
+        }
+    }
+    v.finish()?;
+    Ok(changes)
+}
+
+/// RollIntegrationKey: the grace period in micros (0 if none).
+pub fn validate_roll(req: &pb::RollIntegrationKeyRequest) -> Result<i64, Error> {
+    let mut v = Violations::default();
+    v.check("integration", validate::integration_name(&req.integration));
+    v.check("key_id", validate::integration_key_id(&req.key_id));
+    let grace = match req.grace_period.as_ref().map(duration_micros) {
+        None => 0,
+        Some(Some(grace)) => grace,
+        Some(None) => {
+            v.add("grace_period", "must be a valid duration of at least 0");
+            0
+        }
+    };
+    v.finish()?;
+    Ok(grace)
+}
+
+/// ListIntegrations: the row count and the name after which the page starts.
+pub fn validate_list_integrations(
+    req: &pb::ListIntegrationsRequest,
+) -> Result<(u64, Option<String>), Error> {
+    let mut v = Violations::default();
+    let page = v.page(req.page_size, &req.page_token, |token| {
+        page_token::decode::<2>(token)
+            .filter(|[kind, _]| kind == "i")
+            .map(|[_, name]| name)
+    });
+    v.finish()?;
+    Ok(page)
+}
+
+/// GetIntegration.
+pub fn validate_get_integration(req: &pb::GetIntegrationRequest) -> Result<(), Error> {
+    let mut v = Violations::default();
+    v.check("name", validate::integration_name(&req.name));
     v.finish()
 }
 

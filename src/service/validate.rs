@@ -10,13 +10,25 @@ use crate::{
 /// Longest display name of a key.
 pub const MAX_DISPLAY_NAME_LEN: usize = 63;
 
-/// Collects every bad field of a request, so one error names them all.
+/// Most violations one error lists. A request with thousands of bad entries
+/// must not produce an error too large for a `grpc-message` header.
+pub const MAX_LISTED_VIOLATIONS: usize = 20;
+
+/// Collects every bad field of a request (up to `MAX_LISTED_VIOLATIONS`), so
+/// one error names them all.
 #[derive(Default)]
-pub struct Violations(Vec<FieldViolation>);
+pub struct Violations {
+    listed: Vec<FieldViolation>,
+    unlisted: usize,
+}
 
 impl Violations {
     pub fn add(&mut self, field: &str, description: &str) {
-        self.0.push(FieldViolation {
+        if self.listed.len() == MAX_LISTED_VIOLATIONS {
+            self.unlisted += 1;
+            return;
+        }
+        self.listed.push(FieldViolation {
             field: field.to_owned(),
             description: description.to_owned(),
         });
@@ -51,12 +63,17 @@ impl Violations {
     }
 
     /// `Err(BadRequest)` if anything was recorded.
-    pub fn finish(self) -> Result<(), Error> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::BadRequest(self.0))
+    pub fn finish(mut self) -> Result<(), Error> {
+        if self.listed.is_empty() {
+            return Ok(());
         }
+        if self.unlisted > 0 {
+            self.listed.push(FieldViolation {
+                field: "request".to_owned(),
+                description: format!("{} more problems not listed", self.unlisted),
+            });
+        }
+        Err(Error::BadRequest(self.listed))
     }
 }
 

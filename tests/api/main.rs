@@ -6,6 +6,7 @@ mod auth;
 mod authz;
 mod cli;
 mod client_config;
+mod crash;
 mod health;
 mod helpers;
 mod integration_keys;

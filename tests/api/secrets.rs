@@ -79,7 +79,12 @@ impl ServeProcess {
         }
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit status.
+    /// Kills the process with SIGKILL (no shutdown, no flush) and reaps it.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL latchkey serve");
+        self.child.wait().expect("reap latchkey serve");
+    }
+
     /// Sends SIGTERM now.
     pub fn signal_term(&self) {
         let pid = self.child.id().to_string();
