@@ -111,6 +111,33 @@ pub fn split_basic_user(name: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Longest setting name echoed in an error, in characters (a valid name is
+/// at most 82).
+const MAX_SHOWN_NAME_CHARS: usize = 100;
+
+/// A setting name as an error echoes it: printable ASCII only (anything else
+/// becomes `?`, so no control character or bidi mark is reflected) and at
+/// most `MAX_SHOWN_NAME_CHARS`, so a hostile name cannot make the answer
+/// huge: a gRPC error travels in response headers, which hyper-based
+/// clients cap at 16 KiB by default.
+fn shown_name(full: &str) -> String {
+    let mut shown: String = full
+        .chars()
+        .take(MAX_SHOWN_NAME_CHARS)
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if full.chars().nth(MAX_SHOWN_NAME_CHARS).is_some() {
+        shown.push_str("...");
+    }
+    shown
+}
+
 /// The two settings buckets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bucket {
@@ -131,9 +158,10 @@ impl SettingName {
     /// Parses `ClientCredentials.<Name>` or `ClientSettings.<Name>`, refusing
     /// anything that would touch user API keys.
     pub fn parse(full: &str) -> Result<Self, String> {
+        let shown = shown_name(full);
         let Some((bucket, name)) = full.split_once('.') else {
             return Err(format!(
-                "'{full}' must be scope-prefixed: ClientCredentials.<Name> or ClientSettings.<Name>"
+                "'{shown}' must be scope-prefixed: ClientCredentials.<Name> or ClientSettings.<Name>"
             ));
         };
         let bucket = match bucket {
@@ -141,13 +169,13 @@ impl SettingName {
             SETTINGS_BUCKET => Bucket::Settings,
             _ => {
                 return Err(format!(
-                    "'{full}' has an unknown bucket; use ClientCredentials.<Name> or ClientSettings.<Name>"
+                    "'{shown}' has an unknown bucket; use ClientCredentials.<Name> or ClientSettings.<Name>"
                 ));
             }
         };
         if bucket == Bucket::Credentials && name.to_ascii_lowercase().starts_with("userapikeys") {
             return Err(format!(
-                "'{full}': user API keys change only through SetUserCredentials"
+                "'{shown}': user API keys change only through SetUserCredentials"
             ));
         }
         let mut chars = name.bytes();
@@ -156,7 +184,7 @@ impl SettingName {
             && chars.all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
             return Err(format!(
-                "'{full}': the name after the bucket must be 1 to 64 letters, digits or '_', starting with a letter"
+                "'{shown}': the name after the bucket must be 1 to 64 letters, digits or '_', starting with a letter"
             ));
         }
         Ok(Self {
@@ -193,6 +221,12 @@ impl fmt::Display for SettingName {
 pub fn setting_value_problem(name: &SettingName, value: &str) -> Option<String> {
     if value.len() > MAX_SETTING_VALUE_LEN {
         return Some(format!("'{name}': the value must be at most 4096 bytes"));
+    }
+    // Values are stored as text, which cannot hold NUL on PostgreSQL.
+    if value.contains('\0') {
+        return Some(format!(
+            "'{name}': the value must not contain NUL characters"
+        ));
     }
     if name.as_str() == LB_HOST_OVERRIDE && !value.is_empty() && !is_valid_hostname(value) {
         return Some(format!("'{name}' must be a valid host name"));
@@ -397,6 +431,19 @@ mod tests {
         }
         let err = SettingName::parse("ClientCredentials.UserApiKeys").unwrap_err();
         assert!(err.contains("SetUserCredentials"));
+    }
+
+    #[test]
+    fn a_bad_setting_name_is_echoed_short_and_printable() {
+        let err = SettingName::parse("Other.Name").unwrap_err();
+        assert!(
+            err.starts_with("'Other.Name' has an unknown bucket"),
+            "{err}"
+        );
+        let err =
+            SettingName::parse(&format!("Other.\0\u{202e}{}", "x".repeat(1 << 20))).unwrap_err();
+        assert!(err.starts_with("'Other.??xxx"), "{err}");
+        assert!(err.len() < 300, "{} bytes", err.len());
     }
 
     #[test]

@@ -53,6 +53,9 @@ impl Audit {
         }
         if req.target.len() > 255 {
             v.add("target", "must be at most 255 characters");
+        } else if req.target.chars().any(char::is_control) {
+            // No target holds one, and PostgreSQL refuses a NUL in text.
+            v.add("target", "must not contain control characters");
         }
         v.finish()?;
 

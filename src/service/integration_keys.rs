@@ -383,7 +383,9 @@ impl IntegrationKeys {
         let mut v = Violations::default();
         let (page_size, after) = v.page(req.page_size, &req.page_token, |token| {
             page_token::decode::<2>(token)
-                .filter(|[kind, _]| kind == "i")
+                .filter(|[kind, name]| {
+                    kind == "i" && crate::catalog::is_valid_integration_name(name)
+                })
                 .map(|[_, name]| name)
         });
         v.finish()?;

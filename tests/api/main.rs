@@ -7,6 +7,7 @@ mod cli;
 mod client_config;
 mod health;
 mod helpers;
+mod hostile;
 mod integration_keys;
 mod integrations;
 mod lifecycle;
