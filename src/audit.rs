@@ -70,6 +70,27 @@ impl Actor {
     }
 }
 
+/// Longest target stored, in characters (the column holds 255).
+const MAX_TARGET_CHARS: usize = 255;
+
+/// `target` as it can be stored: a refused request's target may be raw
+/// input (e.g. `<user>@<client>` before validation), and the event must not
+/// be lost to a value the column refuses: PostgreSQL takes no NUL in text
+/// and no more than 255 characters.
+fn storable_target(target: &str) -> String {
+    target
+        .chars()
+        .take(MAX_TARGET_CHARS)
+        .map(|c| {
+            if c == '\0' {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// Appends one event.
 pub async fn record<C: ConnectionTrait>(
     db: &C,
@@ -88,7 +109,7 @@ pub async fn record<C: ConnectionTrait>(
             time: crate::time::now_micros(),
             actor: &actor.name,
             action: action.as_str(),
-            target,
+            target: &storable_target(target),
             outcome: if success { "success" } else { "failure" },
             peer: &actor.peer,
         },
@@ -126,4 +147,17 @@ pub async fn outcome<C: ConnectionTrait, T>(
         tracing::error!(error = %e, action = action.as_str(), target, "cannot record audit event");
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_is_stored_without_nul_and_cut_to_the_column() {
+        assert_eq!(storable_target("key@acme"), "key@acme");
+        assert_eq!(storable_target("a\0b"), "a\u{fffd}b");
+        let long = storable_target(&"é".repeat(1000));
+        assert_eq!(long.chars().count(), MAX_TARGET_CHARS);
+    }
 }

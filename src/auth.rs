@@ -8,7 +8,7 @@ use tonic::{codegen::http::HeaderMap, metadata::MetadataMap};
 use zeroize::Zeroizing;
 
 use crate::{
-    client_config::{Scope, split_basic_user},
+    client_config::{Scope, is_valid_client_id, split_basic_user, user_problem},
     error::Error,
     keys::{ApiKey, KeyKind},
     state::AppState,
@@ -125,8 +125,18 @@ pub async fn authenticate_for_client(
     }
     let (name, api_key) = presented_basic(metadata.as_ref()).ok_or(Error::Unauthenticated)?;
     let (user, own_client) = split_basic_user(&name);
+    // Stored user names and client ids are validated, so a name or id that
+    // would fail validation belongs to no one; it is not looked up either
+    // (PostgreSQL refuses a NUL in a text parameter).
+    if user_problem(user).is_some() {
+        return Err(Error::Unauthenticated);
+    }
     let home = own_client.unwrap_or(client_id);
-    let client = store::clients::find(&state.db, home).await?;
+    let client = if is_valid_client_id(home) {
+        store::clients::find(&state.db, home).await?
+    } else {
+        None
+    };
     let check = match &client {
         Some(client) => check_client_user(state, client, user, &api_key, peer).await?,
         None => UserCheck::UnknownUser,

@@ -111,6 +111,33 @@ pub fn split_basic_user(name: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Longest setting name echoed in an error, in characters (a valid name is
+/// at most 82).
+const MAX_SHOWN_NAME_CHARS: usize = 100;
+
+/// A setting name as an error echoes it: printable ASCII only (anything else
+/// becomes `?`, so no control character or bidi mark is reflected) and at
+/// most `MAX_SHOWN_NAME_CHARS`, so a hostile name cannot make the answer
+/// huge: a gRPC error travels in response headers, which hyper-based
+/// clients cap at 16 KiB by default.
+fn shown_name(full: &str) -> String {
+    let mut shown: String = full
+        .chars()
+        .take(MAX_SHOWN_NAME_CHARS)
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if full.chars().nth(MAX_SHOWN_NAME_CHARS).is_some() {
+        shown.push_str("...");
+    }
+    shown
+}
+
 /// The two settings buckets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bucket {
@@ -190,21 +217,16 @@ impl fmt::Display for SettingName {
     }
 }
 
-/// A setting name as error messages quote it: cut short, because a name is
-/// unbounded until validated and an error must stay small enough for a
-/// `grpc-message` header.
-fn shown_name(full: &str) -> String {
-    const MAX_SHOWN: usize = 96;
-    match full.char_indices().nth(MAX_SHOWN) {
-        None => full.to_owned(),
-        Some((cut, _)) => format!("{}…", &full[..cut]),
-    }
-}
-
 /// Why `value` cannot be stored under `name`, if it cannot.
 pub fn setting_value_problem(name: &SettingName, value: &str) -> Option<String> {
     if value.len() > MAX_SETTING_VALUE_LEN {
         return Some(format!("'{name}': the value must be at most 4096 bytes"));
+    }
+    // Values are stored as text, which cannot hold NUL on PostgreSQL.
+    if value.contains('\0') {
+        return Some(format!(
+            "'{name}': the value must not contain NUL characters"
+        ));
     }
     if name.as_str() == LB_HOST_OVERRIDE && !value.is_empty() && !is_valid_hostname(value) {
         return Some(format!("'{name}' must be a valid host name"));
@@ -409,6 +431,19 @@ mod tests {
         }
         let err = SettingName::parse("ClientCredentials.UserApiKeys").unwrap_err();
         assert!(err.contains("SetUserCredentials"));
+    }
+
+    #[test]
+    fn a_bad_setting_name_is_echoed_short_and_printable() {
+        let err = SettingName::parse("Other.Name").unwrap_err();
+        assert!(
+            err.starts_with("'Other.Name' has an unknown bucket"),
+            "{err}"
+        );
+        let err =
+            SettingName::parse(&format!("Other.\0\u{202e}{}", "x".repeat(1 << 20))).unwrap_err();
+        assert!(err.starts_with("'Other.??xxx"), "{err}");
+        assert!(err.len() < 300, "{} bytes", err.len());
     }
 
     #[test]

@@ -26,5 +26,6 @@ pub mod telemetry;
 pub mod time;
 pub mod usage;
 pub mod verification;
+pub mod wire_errors;
 
 pub use error::Error;

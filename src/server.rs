@@ -1,6 +1,7 @@
 //! Builds and runs the tonic server: the latchkey services, the
 //! grpc.health.v1 probe service, server reflection and graceful shutdown.
 
+use crate::wire_errors::MAX_REQUEST_BYTES;
 use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
@@ -192,16 +193,22 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(IntegrationKeysServiceServer::new(
-            service::IntegrationKeys::new(state.clone()),
-        ))
-        .add_service(ClientConfigurationServiceServer::new(
-            service::ClientConfiguration::new(state.clone()),
-        ))
-        .add_service(HealthServiceServer::new(service::ConfigurationHealth::new(
-            state.clone(),
-        )))
-        .add_service(AuditServiceServer::new(service::Audit::new(state.clone())))
+        .add_service(
+            IntegrationKeysServiceServer::new(service::IntegrationKeys::new(state.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            ClientConfigurationServiceServer::new(service::ClientConfiguration::new(state.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            HealthServiceServer::new(service::ConfigurationHealth::new(state.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            AuditServiceServer::new(service::Audit::new(state.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;
             draining.store(true, std::sync::atomic::Ordering::SeqCst);

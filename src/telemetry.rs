@@ -43,7 +43,9 @@ pub fn install_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
 }
 
 /// A tower layer that gives every call one span (method, caller, gRPC code,
-/// latency), a `debug` event when it finishes, and call metrics.
+/// latency), a `debug` event when it finishes, and call metrics. It also
+/// gives tonic's request-decoding errors the caller's codes
+/// (`wire_errors::recode`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CallLayer;
 
@@ -94,7 +96,10 @@ where
         let started = std::time::Instant::now();
         let future = self.inner.call(request).instrument(span.clone());
         Box::pin(async move {
-            let result = future.await;
+            let mut result = future.await;
+            if let Ok(response) = &mut result {
+                crate::wire_errors::recode(response.headers_mut());
+            }
             let code = match &result {
                 Ok(response) => grpc_code(response.headers()),
                 Err(_) => "UNKNOWN",

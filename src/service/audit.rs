@@ -84,6 +84,9 @@ pub fn validate_list(req: &pb::ListAuditEventsRequest) -> Result<(u64, EventFilt
     }
     if req.target.len() > 255 {
         v.add("target", "must be at most 255 characters");
+    } else if req.target.chars().any(char::is_control) {
+        // No target holds one, and PostgreSQL refuses a NUL in text.
+        v.add("target", "must not contain control characters");
     }
     v.finish()?;
 

@@ -488,7 +488,7 @@ pub fn validate_list_integrations(
     let mut v = Violations::default();
     let page = v.page(req.page_size, &req.page_token, |token| {
         page_token::decode::<2>(token)
-            .filter(|[kind, _]| kind == "i")
+            .filter(|[kind, name]| kind == "i" && crate::catalog::is_valid_integration_name(name))
             .map(|[_, name]| name)
     });
     v.finish()?;

@@ -10,12 +10,14 @@ use crate::{
 /// Longest display name of a key.
 pub const MAX_DISPLAY_NAME_LEN: usize = 63;
 
-/// Most violations one error lists. A request with thousands of bad entries
-/// must not produce an error too large for a `grpc-message` header.
-pub const MAX_LISTED_VIOLATIONS: usize = 20;
+/// Most violations one error lists. A request can hold thousands of bad
+/// entries, but the error travels in response headers, which hyper-based
+/// clients cap at 16 KiB by default: past that the caller would get no
+/// answer it can read instead of INVALID_ARGUMENT.
+pub const MAX_LISTED_VIOLATIONS: usize = 10;
 
-/// Collects every bad field of a request (up to `MAX_LISTED_VIOLATIONS`), so
-/// one error names them all.
+/// Collects the bad fields of a request, so one error names them all (up to
+/// `MAX_LISTED_VIOLATIONS`, then how many more there are).
 #[derive(Default)]
 pub struct Violations {
     listed: Vec<FieldViolation>,
@@ -69,7 +71,7 @@ impl Violations {
         }
         if self.unlisted > 0 {
             self.listed.push(FieldViolation {
-                field: "request".to_owned(),
+                field: "(more)".to_owned(),
                 description: format!("{} more problems not listed", self.unlisted),
             });
         }
@@ -124,5 +126,26 @@ pub fn future_time(ts: &prost_types::Timestamp, now: i64) -> Result<i64, &'stati
         None => Err("must be a valid timestamp"),
         Some(t) if t <= now => Err("must be in the future"),
         Some(t) => Ok(t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_at_most_so_many_violations_then_counts_the_rest() {
+        let mut v = Violations::default();
+        for i in 0..1000 {
+            v.add(&format!("items[{i}]"), "is bad");
+        }
+        let Err(Error::BadRequest(listed)) = v.finish() else {
+            panic!("a bad request");
+        };
+        assert_eq!(listed.len(), MAX_LISTED_VIOLATIONS + 1);
+        assert_eq!(listed[0].field, "items[0]");
+        let last = listed.last().unwrap();
+        assert_eq!(last.field, "(more)");
+        assert_eq!(last.description, "990 more problems not listed");
     }
 }

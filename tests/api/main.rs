@@ -9,6 +9,7 @@ mod client_config;
 mod crash;
 mod health;
 mod helpers;
+mod hostile;
 mod integration_keys;
 mod integrations;
 mod lifecycle;
