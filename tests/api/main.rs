@@ -19,6 +19,7 @@ mod replicas;
 mod resilience;
 mod sdk;
 mod secrets;
+mod secrets_session;
 mod test_db;
 mod tls;
 mod verify;
