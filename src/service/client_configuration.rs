@@ -11,8 +11,8 @@ use crate::{
     auth::{self, Caller, UserCheck},
     client_config::{
         Bucket, LB_API_KEY, LB_API_KEY_OWNER, MAX_SETTING_VALUE_LEN, MIN_RECOMMENDED_API_KEY_LEN,
-        Scope, SettingName, api_key_problem, client_id_problem, setting_value_problem,
-        user_problem,
+        SETTINGS_BUCKET, Scope, SettingName, api_key_problem, client_id_problem,
+        setting_value_problem, user_problem,
     },
     crypto::setting_aad,
     error::Error,
@@ -117,15 +117,21 @@ impl ClientConfiguration {
         let target = req.client_id.clone();
         let result = async {
 
-            let changes = validate_configure_settings(&req)?;
+            // Authorize before validating: a CLIENT user learns nothing about
+            // credentials, not even which of their values would be valid.
             if let Caller::User(user) = &caller
                 && user.scope == Scope::Client
-                && changes.iter().any(|c| c.name.is_secret())
+                && req.settings.iter().any(|s| {
+                    s.name
+                        .split_once('.')
+                        .is_none_or(|(bucket, _)| bucket != SETTINGS_BUCKET)
+                })
             {
                 return Err(Error::PermissionDenied(
                     "CLIENT users may change only ClientSettings.*".into(),
                 ));
             }
+            let changes = validate_configure_settings(&req)?;
 
             let client = self.client(&req.client_id).await?;
             let now = now_micros();
