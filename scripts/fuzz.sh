@@ -19,11 +19,18 @@ cd "$(dirname "$0")/.."
 
 budget="${1:-60}"
 shift || true
+# libFuzzer reads 0 as "no limit": insist on a positive whole number.
+if ! [[ "$budget" =~ ^[1-9][0-9]*$ ]]; then
+  echo "FATAL: the budget must be a positive number of seconds, not '$budget'" >&2
+  exit 2
+fi
 all_targets=(key_format catalog setting_name credentials requests)
 [ "$#" -gt 0 ] && targets=("$@") || targets=("${all_targets[@]}")
 
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${LATCHKEY_FUZZ_TARGET_DIR:-$HOME/.cache/latchkey-fuzz-target}"
+# Optimised, with debug assertions and overflow checks on, so arithmetic on
+# input that overflows is a crash rather than a silent wrap.
 # Memory errors are the sanitizer's job; latchkey has no `unsafe`, so by
 # default the fuzzers run without one for ~2x the executions. Set
 # LATCHKEY_FUZZ_SANITIZER=address to run under AddressSanitizer.
@@ -35,7 +42,7 @@ if ! command -v cargo-fuzz >/dev/null; then
 fi
 
 cd fuzz
-cargo fuzz build --release --sanitizer "$sanitizer"
+cargo fuzz build --release --debug-assertions --sanitizer "$sanitizer"
 
 summary=()
 for target in "${targets[@]}"; do
@@ -43,7 +50,7 @@ for target in "${targets[@]}"; do
   mkdir -p "$corpus"
   log="$CARGO_TARGET_DIR/fuzz-$target.log"
   echo "== fuzz $target for ${budget}s"
-  if ! cargo fuzz run --release --sanitizer "$sanitizer" "$target" "$corpus" "seeds/$target" -- \
+  if ! cargo fuzz run --release --debug-assertions --sanitizer "$sanitizer" "$target" "$corpus" "seeds/$target" -- \
       -max_total_time="$budget" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1; then
     grep -E -A3 'panicked at|ERROR: libFuzzer|SUMMARY' "$log" >&2 || true
     tail -25 "$log" >&2

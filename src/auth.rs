@@ -38,19 +38,30 @@ pub fn presented_partner_key(headers: &HeaderMap) -> Option<String> {
 
 /// Authenticates the caller as a partner. A key proven once is cached, so
 /// later calls cost an HMAC and one indexed lookup (which also notices a
-/// revocation made by another process) instead of argon2.
+/// revocation made by another process) instead of argon2. Failures spend the
+/// same budgets as integration keys (per key id and per peer); once a budget
+/// is spent, attempts are refused without argon2 until it refills, except
+/// for a key already proven here, which an attack on its id cannot lock out.
 pub async fn authenticate_partner(
     state: &AppState,
     metadata: &MetadataMap,
+    peer: Option<IpAddr>,
 ) -> Result<Partner, Error> {
     let presented = presented_partner_key(metadata.as_ref()).ok_or(Error::Unauthenticated)?;
     let key = ApiKey::parse(KeyKind::Partner, presented).map_err(|_| Error::Unauthenticated)?;
+    let throttle = &state.partner_key_throttle;
     let Some(row) = store::partner_keys::find_active(&state.db, key.key_id()).await? else {
         state.partner_keys.evict(key.key_id());
+        throttle.record_failure(key.key_id(), peer);
         return Err(Error::Unauthenticated);
     };
     if state.partner_keys.get(&key).is_none() {
+        if throttle.is_limited(key.key_id(), peer) {
+            tracing::warn!(key_id = %row.key_id, "partner key attempts throttled");
+            return Err(Error::Unauthenticated);
+        }
         if !state.hasher.verify(&key, &row.key_hash).await? {
+            throttle.record_failure(key.key_id(), peer);
             return Err(Error::Unauthenticated);
         }
         state.partner_keys.insert(&key, ());
@@ -119,7 +130,7 @@ pub async fn authenticate_for_client(
     client_id: &str,
 ) -> Result<Caller, Error> {
     if presented_partner_key(metadata.as_ref()).is_some() {
-        return authenticate_partner(state, metadata)
+        return authenticate_partner(state, metadata, peer)
             .await
             .map(Caller::Partner);
     }

@@ -27,6 +27,8 @@ pub struct AppState {
     /// replica is re-proven.
     pub client_users: VerifiedKeys<String>,
     pub client_user_throttle: FailureThrottle,
+    /// Failed partner-key attempts, per key id and per peer.
+    pub partner_key_throttle: FailureThrottle,
     pub master_key: Arc<MasterKey>,
     pub client_lb_domain: Option<String>,
 }
@@ -54,6 +56,7 @@ impl AppState {
                 settings.verifier.cache_idle,
             )?,
             client_user_throttle: FailureThrottle::new(settings.verifier.throttle),
+            partner_key_throttle: FailureThrottle::new(settings.verifier.throttle),
             master_key,
             client_lb_domain: settings.client_lb_domain.clone(),
         })

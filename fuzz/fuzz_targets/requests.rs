@@ -160,7 +160,8 @@ fn rejection(err: Error) -> String {
     message
 }
 
-/// Replaces every API key in `request` by a mask; false if it has none.
+/// Replaces every API key and credential value in `request` by a mask;
+/// false if it has none.
 fn mask_api_keys<M: 'static>(request: &mut M) -> bool {
     let any: &mut dyn std::any::Any = request;
     let keys: Vec<&mut String> = if let Some(r) = any.downcast_mut::<pb::ConfigureRequest>() {
@@ -169,10 +170,17 @@ fn mask_api_keys<M: 'static>(request: &mut M) -> bool {
                 .user_api_keys
                 .iter_mut()
                 .map(|u| &mut u.api_key)
-                .chain([&mut c.lb_api_key])
+                .chain([&mut c.lb_api_key, &mut c.lb_api_key_owner])
                 .collect(),
             None => Vec::new(),
         }
+    } else if let Some(r) = any.downcast_mut::<pb::ConfigureSettingsRequest>() {
+        // Credential values are secrets; their names are not.
+        r.settings
+            .iter_mut()
+            .filter(|s| s.name.starts_with("ClientCredentials."))
+            .map(|s| &mut s.value)
+            .collect()
     } else if let Some(r) = any.downcast_mut::<pb::SetUserCredentialsRequest>() {
         vec![&mut r.api_key]
     } else if let Some(r) = any.downcast_mut::<pb::VerifyUserCredentialsRequest>() {

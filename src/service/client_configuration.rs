@@ -10,8 +10,8 @@ use crate::{
     audit::{self, Action, Actor},
     auth::{self, Caller, UserCheck},
     client_config::{
-        Bucket, LB_API_KEY, LB_API_KEY_OWNER, MAX_SETTING_VALUE_LEN, MIN_RECOMMENDED_API_KEY_LEN,
-        SETTINGS_BUCKET, Scope, SettingName, api_key_problem, client_id_problem,
+        Bucket, CREDENTIALS_BUCKET, LB_API_KEY, LB_API_KEY_OWNER, MAX_SETTING_VALUE_LEN,
+        MIN_RECOMMENDED_API_KEY_LEN, Scope, SettingName, api_key_problem, client_id_problem,
         setting_value_problem, user_problem,
     },
     crypto::setting_aad,
@@ -124,7 +124,7 @@ impl ClientConfiguration {
                 && req.settings.iter().any(|s| {
                     s.name
                         .split_once('.')
-                        .is_none_or(|(bucket, _)| bucket != SETTINGS_BUCKET)
+                        .is_some_and(|(bucket, _)| bucket == CREDENTIALS_BUCKET)
                 })
             {
                 return Err(Error::PermissionDenied(

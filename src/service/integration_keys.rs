@@ -39,24 +39,27 @@ impl IntegrationKeys {
         let now = now_micros();
         let expire_time = validate_create(&req, now)?;
 
-        let result = self.create_key(&req, expire_time, now).await;
-        let target = match &result {
-            Ok(created) => created.key.as_ref().map_or("", |k| k.key_id.as_str()),
-            Err(_) => req.integration.as_str(),
-        };
-        let target = target.to_owned();
-        audit::outcome(
-            &self.state.db,
-            &actor,
-            Action::IntegrationKeyCreate,
-            &target,
-            result,
-        )
-        .await
+        match self.create_key(&actor, &req, expire_time, now).await {
+            // Audited in the transaction that stored the key.
+            Ok(created) => Ok(created),
+            Err(e) => {
+                audit::outcome(
+                    &self.state.db,
+                    &actor,
+                    Action::IntegrationKeyCreate,
+                    &req.integration,
+                    Err(e),
+                )
+                .await
+            }
+        }
     }
 
+    /// Stores a new key and its audit event in one transaction, so no crash
+    /// can leave a key nobody recorded creating.
     async fn create_key(
         &self,
+        actor: &Actor,
         req: &pb::CreateIntegrationKeyRequest,
         expire_time: Option<i64>,
         now: i64,
@@ -67,8 +70,9 @@ impl IntegrationKeys {
         }
         let key = ApiKey::generate(KeyKind::Integration)?;
         let key_hash = self.state.hasher.hash(&key).await?;
+        let txn = store::begin_write(&self.state.db).await?;
         let row = store::integration_keys::insert(
-            &self.state.db,
+            &txn,
             NewIntegrationKey {
                 key_id: key.key_id(),
                 integration_id: integration.id,
@@ -79,6 +83,8 @@ impl IntegrationKeys {
             },
         )
         .await?;
+        audit::record(&txn, actor, Action::IntegrationKeyCreate, &row.key_id, true).await?;
+        txn.commit().await?;
         tracing::info!(key_id = %row.key_id, integration = %integration.name, "integration key created");
         Ok(pb::CreateIntegrationKeyResponse {
             key: Some(key_to_proto(&row, &integration.name, now)),
@@ -229,19 +235,25 @@ impl IntegrationKeys {
         let actor = self.actor(&request).await?;
         let req = request.into_inner();
         let grace = validate_roll(&req)?;
-        let result = self.roll_key(&req, grace).await;
-        audit::outcome(
-            &self.state.db,
-            &actor,
-            Action::IntegrationKeyRoll,
-            &req.key_id,
-            result,
-        )
-        .await
+        match self.roll_key(&actor, &req, grace).await {
+            // Audited in the transaction that rolled the key.
+            Ok(rolled) => Ok(rolled),
+            Err(e) => {
+                audit::outcome(
+                    &self.state.db,
+                    &actor,
+                    Action::IntegrationKeyRoll,
+                    &req.key_id,
+                    Err(e),
+                )
+                .await
+            }
+        }
     }
 
     async fn roll_key(
         &self,
+        actor: &Actor,
         req: &pb::RollIntegrationKeyRequest,
         grace: i64,
     ) -> Result<pb::RollIntegrationKeyResponse, Error> {
@@ -283,6 +295,7 @@ impl IntegrationKeys {
             },
         )
         .await?;
+        audit::record(&txn, actor, Action::IntegrationKeyRoll, &old.key_id, true).await?;
         txn.commit().await?;
         self.state.verifier.forget_everywhere(&old.key_id).await;
 

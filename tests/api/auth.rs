@@ -251,3 +251,75 @@ async fn a_wrong_secret_for_a_cached_key_id_is_refused() {
         "Invalid credentials",
     );
 }
+
+/// The key with this key id and a different (checksummed) secret.
+fn wrong_partner_secret(partner_key: &str) -> String {
+    let guess = ApiKey::generate(KeyKind::Partner).unwrap();
+    let body = format!("{}{}", &partner_key[..20], &guess.expose_secret()[20..64]);
+    format!("{body}{}", checksum(body.as_bytes()))
+}
+
+#[tokio::test]
+async fn guessing_a_partner_key_is_throttled_without_argon2_and_recovers() {
+    use latchkey::keys::throttle::{Budget, ThrottleSettings};
+    // Three failures per key id, one forgiven every 5 s.
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.verifier.throttle = ThrottleSettings {
+            per_key: Budget {
+                burst: 3,
+                per_second: 0.2,
+            },
+            per_peer: Budget {
+                burst: 1000,
+                per_second: 0.2,
+            },
+        }
+    })
+    .await;
+    let target = create_partner_key(&app.db, "target").await;
+    let channel = app.channel().await;
+    let list = |key: String| {
+        let mut client = IntegrationKeysServiceClient::new(channel.clone());
+        async move {
+            client
+                .list_integrations(with_sid(ListIntegrationsRequest::default(), &key))
+                .await
+                .map(drop)
+        }
+    };
+    // The app's own partner key is proven (cached) before the attack.
+    list(app.partner_key.clone()).await.unwrap();
+    let bad = wrong_partner_secret(&target);
+    for _ in 0..3 {
+        assert_status(
+            list(bad.clone()).await,
+            Code::Unauthenticated,
+            "Invalid credentials",
+        );
+    }
+    let runs = app.state.hasher.runs();
+    // Spent: even the right key is refused, without argon2.
+    assert_status(
+        list(target.clone()).await,
+        Code::Unauthenticated,
+        "Invalid credentials",
+    );
+    assert_status(
+        list(bad.clone()).await,
+        Code::Unauthenticated,
+        "Invalid credentials",
+    );
+    assert_eq!(app.state.hasher.runs(), runs, "no argon2 while throttled");
+    // Another partner key, proven before, is not affected.
+    list(app.partner_key.clone()).await.unwrap();
+    // The budget refills.
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(30),
+        "the budget to refill",
+        || {
+            let attempt = list(target.clone());
+            async move { attempt.await.ok() }
+        },
+    )
+    .await;
+}

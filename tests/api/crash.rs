@@ -137,8 +137,21 @@ async fn sigkill_during_creates_loses_no_acknowledged_key() {
         .await
         .unwrap();
     let integrations = entity::integration::Entity::find().all(&db).await.unwrap();
+    let created_events: Vec<String> = entity::audit_event::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "integration_key.create" && e.outcome == "success")
+        .map(|e| e.target)
+        .collect();
     db.close().await.unwrap();
     assert!(rows.len() >= acknowledged.len());
+    assert_eq!(
+        created_events.len(),
+        rows.len(),
+        "an audit event without its key"
+    );
     for row in &rows {
         assert!(is_key_id(KeyKind::Integration, &row.key_id), "{row:?}");
         assert!(row.key_hash.starts_with("$argon2id$"), "{}", row.key_id);
@@ -147,6 +160,12 @@ async fn sigkill_during_creates_loses_no_acknowledged_key() {
         assert!(
             integrations.iter().any(|i| i.id == row.integration_id),
             "{} points at no integration",
+            row.key_id
+        );
+        // Stored with its audit event in one transaction: never one alone.
+        assert!(
+            created_events.contains(&row.key_id),
+            "{} was stored without its audit event",
             row.key_id
         );
     }
