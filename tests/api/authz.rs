@@ -2,24 +2,30 @@
 //! kind of caller, checked against one table written from API.md (the auth
 //! table and the per-RPC "who may call" columns).
 //!
-//! Every cell is independent: calls that would use up their target (Delete,
-//! Roll, DeleteUserCredentials, Configure) get a fresh one, and the
-//! requests are valid, so an allowed call answers OK (or the one non-auth
-//! code its row names). All mismatches are collected and reported together.
+//! Every cell is independent: calls that would use up or change their
+//! target (Delete, Roll, Set/DeleteUserCredentials, Configure) get a fresh
+//! one, and the requests are valid, so an allowed call answers OK (or the
+//! one non-auth code its row names). Beyond the code, every UNAUTHENTICATED answer must
+//! carry API.md's message, and every refused call to an RPC that changes
+//! something must have changed nothing: the partner's view through the API,
+//! the database rows and the target's credentials are compared before and
+//! after. All mismatches are collected and reported together.
 
 use std::{
     collections::{BTreeSet, HashMap},
-    fmt::Write as _,
+    fmt::{Debug, Write as _},
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD};
+use entity::{client, client_setting, client_user, integration_key};
 use latchkey::proto::{
     FILE_DESCRIPTOR_SET,
     v1::{
-        CheckClientHealthRequest, CheckServiceHealthRequest, ClientCredentials, ConfigureRequest,
-        ConfigureSettingsRequest, CreateIntegrationKeyRequest, DeleteIntegrationKeyRequest,
-        DeleteUserCredentialsRequest, GetClientConfigurationRequest, GetIntegrationKeyRequest,
-        GetIntegrationRequest, IntegrationKey, ListAuditEventsRequest, ListIntegrationKeysRequest,
+        CheckClientHealthRequest, CheckServiceHealthRequest, ClientConfiguration,
+        ClientCredentials, ConfigureRequest, ConfigureSettingsRequest, CreateIntegrationKeyRequest,
+        Decision, DeleteIntegrationKeyRequest, DeleteUserCredentialsRequest,
+        GetClientConfigurationRequest, GetIntegrationKeyRequest, GetIntegrationRequest,
+        IntegrationKey, ListAuditEventsRequest, ListIntegrationKeysRequest,
         ListIntegrationsRequest, RollIntegrationKeyRequest, Scope, SetUserCredentialsRequest,
         Setting, UpdateIntegrationKeyRequest, UserApiKey, VerifyIntegrationKeyRequest,
         VerifyUserCredentialsRequest, audit_service_client::AuditServiceClient,
@@ -29,6 +35,7 @@ use latchkey::proto::{
     },
 };
 use prost::Message as _;
+use sea_orm::EntityTrait;
 use tonic::{
     Code, Request, Status,
     metadata::{AsciiMetadataValue, MetadataMap},
@@ -51,6 +58,9 @@ const OTHER_KEY: &str = "gadmin-key-0123456789abcdef";
 /// A custom integration of the test catalog.
 const INTEGRATION: &str = "learner-activity";
 const ENDPOINT: &str = "course.v1.CourseService/GetOutline";
+/// API.md: "No or unknown credential where one is needed: `UNAUTHENTICATED`,
+/// message `Invalid credentials`."
+const INVALID_CREDENTIALS: &str = "Invalid credentials";
 
 /// What API.md says a caller gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,7 +148,9 @@ enum Rpc {
     ConfigureSettings,
     /// A `ClientCredentials.*` setting: CLIENT users may not.
     ConfigureSettingsCredentials,
+    /// Gives a fresh CLIENT user of `CLIENT` a new key and SYSTEM scope.
     SetUserCredentials,
+    /// Deletes a fresh CLIENT user of `CLIENT`.
     DeleteUserCredentials,
     GetClientConfiguration,
     VerifyUserCredentials,
@@ -183,6 +195,25 @@ impl Rpc {
             _ => Code::Ok,
         }
     }
+
+    /// Whether the call changes something when allowed; refused, it must
+    /// change nothing.
+    fn mutates(self) -> bool {
+        use Rpc::*;
+        matches!(
+            self,
+            CreateIntegrationKey
+                | DeleteIntegrationKey
+                | UpdateIntegrationKey
+                | RollIntegrationKey
+                | Configure
+                | ConfigureOwnClient
+                | ConfigureSettings
+                | ConfigureSettingsCredentials
+                | SetUserCredentials
+                | DeleteUserCredentials
+        )
+    }
 }
 
 /// The expected-permissions table, from API.md:
@@ -222,6 +253,158 @@ const TABLE: [(Rpc, [Expected; CALLERS.len()]); 20] = [
     (Rpc::CheckServiceHealth,            [U,    U,    U,    U,    A,    A,    U,    D,    D,    D,    D,    U,    D,    D]),
     (Rpc::ListAuditEvents,               [U,    U,    U,    U,    A,    A,    U,    D,    D,    D,    D,    U,    D,    D]),
 ];
+
+/// What one cell's call acts on when it would use it up or change it for
+/// later cells, made with the partner key before the call.
+#[derive(Default)]
+struct Target {
+    /// A fresh integration key (Delete, Roll): its id and full key.
+    key: Option<(String, String)>,
+    /// A fresh CLIENT user of `CLIENT` (Set/DeleteUserCredentials): its name
+    /// and key.
+    user: Option<(String, String)>,
+}
+
+impl Target {
+    fn key_id(&self) -> String {
+        self.key
+            .as_ref()
+            .expect("the row has a fresh key")
+            .0
+            .clone()
+    }
+
+    fn user(&self) -> String {
+        self.user
+            .as_ref()
+            .expect("the row has a fresh user")
+            .0
+            .clone()
+    }
+}
+
+/// What a mutating call could change: its target as the partner sees it
+/// through the API, and every row it could touch as the database holds it
+/// (no server cache in between). A refused call must leave all of it as it
+/// was.
+struct State {
+    /// The keys the call is about, as the partner sees them: for Create all
+    /// of `INTEGRATION`'s (so a new one shows), for Update, Delete and Roll
+    /// the target key (none once deleted), none for calls about clients.
+    keys: Vec<IntegrationKey>,
+    /// `CLIENT`'s configuration as the partner sees it, for calls about
+    /// clients (empty for calls about keys).
+    configuration: ClientConfiguration,
+    key_rows: Vec<integration_key::Model>,
+    clients: Vec<client::Model>,
+    setting_rows: Vec<client_setting::Model>,
+    user_rows: Vec<client_user::Model>,
+}
+
+impl State {
+    /// What differs in `after`, one line per changed row or field.
+    fn changes(&self, after: &State) -> Vec<String> {
+        let mut changes = Vec::new();
+        let (old, new) = (&self.configuration, &after.configuration);
+        diff(&mut changes, "API keys", &self.keys, &after.keys, |k| {
+            k.key_id.clone()
+        });
+        diff(&mut changes, "API users", &old.users, &new.users, |u| {
+            u.user.clone()
+        });
+        diff(
+            &mut changes,
+            "API settings",
+            &old.settings,
+            &new.settings,
+            |s| s.name.clone(),
+        );
+        if old.update_time != new.update_time {
+            changes.push(format!(
+                "API configuration update_time {:?} -> {:?}",
+                old.update_time, new.update_time
+            ));
+        }
+        diff(
+            &mut changes,
+            "db integration_keys",
+            &self.key_rows,
+            &after.key_rows,
+            |k| k.key_id.clone(),
+        );
+        diff(
+            &mut changes,
+            "db clients",
+            &self.clients,
+            &after.clients,
+            |c| c.client_id.clone(),
+        );
+        diff(
+            &mut changes,
+            "db client_settings",
+            &self.setting_rows,
+            &after.setting_rows,
+            |s| (s.client_pk, s.name.clone()),
+        );
+        diff(
+            &mut changes,
+            "db client_users",
+            &self.user_rows,
+            &after.user_rows,
+            |u| (u.client_pk, u.user.clone()),
+        );
+        changes
+    }
+}
+
+/// Adds to `changes` the rows of `before` and `after` that differ, matched
+/// by `key`: removed, added or changed (a redacted field, such as a key
+/// hash, changes with identical-looking rows), and the row count.
+fn diff<T: PartialEq + Debug, K: PartialEq + Debug>(
+    changes: &mut Vec<String>,
+    what: &str,
+    before: &[T],
+    after: &[T],
+    key: impl Fn(&T) -> K,
+) {
+    for old in before {
+        match after.iter().find(|new| key(new) == key(old)) {
+            None => changes.push(format!("{what}: {:?} removed", key(old))),
+            Some(new) if new != old => {
+                changes.push(format!(
+                    "{what}: {:?} changed: {old:?} -> {new:?}",
+                    key(old)
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    for new in after {
+        if !before.iter().any(|old| key(old) == key(new)) {
+            changes.push(format!("{what}: {:?} added: {new:?}", key(new)));
+        }
+    }
+    if before.len() != after.len() {
+        changes.push(format!("{what}: {} -> {} rows", before.len(), after.len()));
+    }
+}
+
+/// The side-effect checks of one refused call: how many were made, and what
+/// they found.
+#[derive(Default)]
+struct Effects {
+    made: usize,
+    found: Vec<String>,
+}
+
+impl Effects {
+    fn check(&mut self, holds: bool, problem: impl FnOnce() -> String) {
+        self.made += 1;
+        if !holds {
+            self.found.push(format!("side effect: {}", problem()));
+        }
+    }
+}
 
 /// The credentials the callers present, made once.
 struct Fixture {
@@ -349,14 +532,167 @@ impl Fixture {
         request
     }
 
-    /// A fresh integration key (id), made with the partner key.
-    async fn fresh_key_id(&self) -> String {
-        self.app.create_key(INTEGRATION, None).await.0
+    /// `rpc`'s fresh target, made with the partner key; `cell` makes its
+    /// name unique.
+    async fn target(&self, rpc: Rpc, cell: usize) -> Target {
+        match rpc {
+            Rpc::DeleteIntegrationKey | Rpc::RollIntegrationKey => Target {
+                key: Some(self.app.create_key(INTEGRATION, None).await),
+                ..Target::default()
+            },
+            Rpc::SetUserCredentials | Rpc::DeleteUserCredentials => {
+                let (user, api_key) = (
+                    format!("user-{cell}"),
+                    format!("user-{cell}-key-0123456789"),
+                );
+                ClientConfigurationServiceClient::new(self.channel.clone())
+                    .set_user_credentials(self.app.as_partner(SetUserCredentialsRequest {
+                        client_id: CLIENT.into(),
+                        user: user.clone(),
+                        api_key: api_key.clone(),
+                        scope: Scope::Client.into(),
+                    }))
+                    .await
+                    .expect("set up a user");
+                Target {
+                    user: Some((user, api_key)),
+                    ..Target::default()
+                }
+            }
+            _ => Target::default(),
+        }
     }
 
-    /// Calls `rpc` as `caller` with a valid request; `cell` makes fresh
-    /// names unique. Targets are set up with the partner key first.
-    async fn call(&self, rpc: Rpc, caller: Caller, cell: usize) -> Result<(), Status> {
+    /// What `rpc` about `target` could change (see `State`).
+    async fn state(&self, rpc: Rpc, target: &Target) -> State {
+        let mut keys_client = IntegrationKeysServiceClient::new(self.channel.clone());
+        let mut keys = Vec::new();
+        let mut configuration = ClientConfiguration::default();
+        match rpc {
+            Rpc::CreateIntegrationKey => {
+                let mut page_token = String::new();
+                loop {
+                    let page = keys_client
+                        .list_integration_keys(self.app.as_partner(ListIntegrationKeysRequest {
+                            integration: INTEGRATION.into(),
+                            page_size: 1000,
+                            page_token,
+                        }))
+                        .await
+                        .expect("list keys as the partner")
+                        .into_inner();
+                    keys.extend(page.keys);
+                    if page.next_page_token.is_empty() {
+                        break;
+                    }
+                    page_token = page.next_page_token;
+                }
+            }
+            Rpc::UpdateIntegrationKey | Rpc::DeleteIntegrationKey | Rpc::RollIntegrationKey => {
+                let key_id = match &target.key {
+                    Some((key_id, _)) => key_id.clone(),
+                    None => self.shared_key_id.clone(),
+                };
+                let answer = keys_client
+                    .get_integration_key(self.app.as_partner(GetIntegrationKeyRequest {
+                        integration: INTEGRATION.into(),
+                        key_id,
+                    }))
+                    .await;
+                match answer {
+                    Ok(answer) => keys.extend(answer.into_inner().key),
+                    Err(status) if status.code() == Code::NotFound => {}
+                    Err(status) => panic!("get the key as the partner: {status:?}"),
+                }
+            }
+            _ => {
+                configuration = ClientConfigurationServiceClient::new(self.channel.clone())
+                    .get_client_configuration(self.app.as_partner(GetClientConfigurationRequest {
+                        client_id: CLIENT.into(),
+                    }))
+                    .await
+                    .expect("get the configuration as the partner")
+                    .into_inner()
+                    .configuration
+                    .expect("configuration");
+            }
+        }
+        // Verifications record a key's last use in the background, and a
+        // key's state follows from the time: neither is a call's doing.
+        for key in &mut keys {
+            key.last_use_time = None;
+            key.state = 0;
+        }
+        let db = &self.app.db;
+        let mut key_rows = integration_key::Entity::find().all(db).await.expect("keys");
+        for row in &mut key_rows {
+            row.last_use_time = None;
+        }
+        State {
+            keys,
+            configuration,
+            key_rows,
+            clients: client::Entity::find().all(db).await.expect("clients"),
+            setting_rows: client_setting::Entity::find()
+                .all(db)
+                .await
+                .expect("settings"),
+            user_rows: client_user::Entity::find().all(db).await.expect("users"),
+        }
+    }
+
+    /// After `rpc` was refused: nothing in `before` changed, and the
+    /// target is still there and still works.
+    async fn unchanged(&self, rpc: Rpc, cell: usize, target: &Target, before: &State) -> Effects {
+        let mut effects = Effects::default();
+        let changes = before.changes(&self.state(rpc, target).await);
+        effects.check(changes.is_empty(), || changes.join("; "));
+        if let Some((key_id, api_key)) = &target.key {
+            let decision = self.app.verify(api_key, ENDPOINT).await.decision();
+            effects.check(decision == Decision::Allowed, || {
+                format!("key {key_id} no longer verifies: {decision:?}")
+            });
+        }
+        if let Some((user, api_key)) = &target.user {
+            let answer = ClientConfigurationServiceClient::new(self.channel.clone())
+                .verify_user_credentials(VerifyUserCredentialsRequest {
+                    client_id: CLIENT.into(),
+                    user: user.clone(),
+                    api_key: api_key.clone(),
+                })
+                .await
+                .map(tonic::Response::into_inner);
+            effects.check(
+                answer
+                    .as_ref()
+                    .is_ok_and(|a| a.valid && a.scope() == Scope::Client),
+                || format!("{user}'s old key no longer verifies as CLIENT: {answer:?}"),
+            );
+        }
+        if rpc == Rpc::Configure {
+            let client_id = format!("fresh-{cell}");
+            let answer = ClientConfigurationServiceClient::new(self.channel.clone())
+                .get_client_configuration(self.app.as_partner(GetClientConfigurationRequest {
+                    client_id: client_id.clone(),
+                }))
+                .await;
+            effects.check(
+                answer.as_ref().is_err_and(|s| s.code() == Code::NotFound),
+                || format!("client {client_id} exists: {answer:?}"),
+            );
+        }
+        effects
+    }
+
+    /// Calls `rpc` as `caller` with a valid request about `target`; `cell`
+    /// makes fresh names unique.
+    async fn call(
+        &self,
+        rpc: Rpc,
+        caller: Caller,
+        cell: usize,
+        target: &Target,
+    ) -> Result<(), Status> {
         let mut keys = IntegrationKeysServiceClient::new(self.channel.clone());
         let mut config = ClientConfigurationServiceClient::new(self.channel.clone());
         let mut health = HealthServiceClient::new(self.channel.clone());
@@ -393,18 +729,16 @@ impl Fixture {
                 ))
                 .await
                 .map(drop),
-            Rpc::DeleteIntegrationKey => {
-                let key_id = self.fresh_key_id().await;
-                keys.delete_integration_key(self.req(
+            Rpc::DeleteIntegrationKey => keys
+                .delete_integration_key(self.req(
                     caller,
                     DeleteIntegrationKeyRequest {
                         integration: INTEGRATION.into(),
-                        key_id,
+                        key_id: target.key_id(),
                     },
                 ))
                 .await
-                .map(drop)
-            }
+                .map(drop),
             Rpc::VerifyIntegrationKey => keys
                 .verify_integration_key(self.req(
                     caller,
@@ -432,13 +766,12 @@ impl Fixture {
                 ))
                 .await
                 .map(drop),
-            Rpc::RollIntegrationKey => {
-                let key_id = self.fresh_key_id().await;
-                keys.roll_integration_key(self.req(
+            Rpc::RollIntegrationKey => keys
+                .roll_integration_key(self.req(
                     caller,
                     RollIntegrationKeyRequest {
                         integration: INTEGRATION.into(),
-                        key_id,
+                        key_id: target.key_id(),
                         grace_period: Some(prost_types::Duration {
                             seconds: 60,
                             nanos: 0,
@@ -446,8 +779,7 @@ impl Fixture {
                     },
                 ))
                 .await
-                .map(drop)
-            }
+                .map(drop),
             Rpc::ListIntegrations => keys
                 .list_integrations(self.req(caller, ListIntegrationsRequest::default()))
                 .await
@@ -509,35 +841,23 @@ impl Fixture {
                     caller,
                     SetUserCredentialsRequest {
                         client_id: CLIENT.into(),
-                        user: format!("set-{cell}"),
-                        api_key: "set-user-key-0123456789".into(),
-                        scope: Scope::Client.into(),
+                        user: target.user(),
+                        api_key: "replaced-user-key-0123456789".into(),
+                        scope: Scope::System.into(),
                     },
                 ))
                 .await
                 .map(drop),
-            Rpc::DeleteUserCredentials => {
-                let user = format!("delete-{cell}");
-                config
-                    .set_user_credentials(self.app.as_partner(SetUserCredentialsRequest {
+            Rpc::DeleteUserCredentials => config
+                .delete_user_credentials(self.req(
+                    caller,
+                    DeleteUserCredentialsRequest {
                         client_id: CLIENT.into(),
-                        user: user.clone(),
-                        api_key: "delete-me-key-0123456789".into(),
-                        scope: Scope::Client.into(),
-                    }))
-                    .await
-                    .expect("set up a user to delete");
-                config
-                    .delete_user_credentials(self.req(
-                        caller,
-                        DeleteUserCredentialsRequest {
-                            client_id: CLIENT.into(),
-                            user,
-                        },
-                    ))
-                    .await
-                    .map(drop)
-            }
+                        user: target.user(),
+                    },
+                ))
+                .await
+                .map(drop),
             Rpc::GetClientConfiguration => config
                 .get_client_configuration(self.req(
                     caller,
@@ -666,41 +986,74 @@ async fn every_rpc_against_every_kind_of_caller() {
     let fixture = Fixture::new().await;
     let mut mismatches = Vec::new();
     let mut cells = 0;
+    let mut messages_checked = 0;
+    let (mut refused_mutations, mut effect_checks) = (0, 0);
     for (rpc, row) in TABLE {
         for (caller, expected) in CALLERS.into_iter().zip(row) {
-            let outcome = fixture.call(rpc, caller, cells).await;
+            let cell = cells;
             cells += 1;
+            let target = fixture.target(rpc, cell).await;
+            let before = if rpc.mutates() && expected != Expected::Allowed {
+                Some(fixture.state(rpc, &target).await)
+            } else {
+                None
+            };
+            let outcome = fixture.call(rpc, caller, cell, &target).await;
+            let (code, message) = match &outcome {
+                Ok(()) => (Code::Ok, String::new()),
+                Err(status) => (status.code(), status.message().to_owned()),
+            };
+            // Each problem found with this cell, in the report's last column.
+            let mut problems = Vec::new();
             if classify(rpc, &outcome) != Some(expected) {
-                let (code, message) = match &outcome {
-                    Ok(()) => (Code::Ok, String::new()),
-                    Err(status) => (status.code(), status.message().to_owned()),
-                };
-                mismatches.push((rpc, caller, expected, code, message));
+                problems.push(format!("{message:?}"));
+            }
+            if expected == Expected::Unauthenticated && code == Code::Unauthenticated {
+                messages_checked += 1;
+                if message != INVALID_CREDENTIALS {
+                    problems.push(format!(
+                        "message {message:?}, API.md says {INVALID_CREDENTIALS:?}"
+                    ));
+                }
+            }
+            if let Some(before) = before {
+                let effects = fixture.unchanged(rpc, cell, &target, &before).await;
+                refused_mutations += 1;
+                effect_checks += effects.made;
+                problems.extend(effects.found);
+            }
+            for problem in problems {
+                mismatches.push((rpc, caller, expected, code, problem));
             }
         }
     }
     assert_eq!(cells, TABLE.len() * CALLERS.len());
+    let summary = format!(
+        "{cells} cells; {messages_checked} UNAUTHENTICATED messages checked; \
+         {effect_checks} side-effect checks after {refused_mutations} refused mutating calls"
+    );
+    println!("{summary}");
 
     let mut report = String::new();
-    let mut line = |rpc: &str, caller: &str, expected: &str, got: &str, message: &str| {
+    let mut line = |rpc: &str, caller: &str, expected: &str, got: &str, problem: &str| {
         let _ = writeln!(
             report,
-            "  {rpc:<30} {caller:<24} {expected:<17} {got:<17} {message}"
+            "  {rpc:<30} {caller:<24} {expected:<17} {got:<17} {problem}"
         );
     };
-    line("rpc", "caller", "expected", "got", "message");
-    for (rpc, caller, expected, code, message) in &mismatches {
+    line("rpc", "caller", "expected", "got", "problem");
+    for (rpc, caller, expected, code, problem) in &mismatches {
         line(
             &format!("{rpc:?}"),
             &format!("{caller:?}"),
             &format!("{expected:?}"),
             &format!("{code:?}"),
-            &format!("{message:?}"),
+            problem,
         );
     }
     assert!(
         mismatches.is_empty(),
-        "{} of {cells} (rpc, caller) cells disagree with the table:\n{report}",
+        "{} problems with (rpc, caller) cells ({summary}):\n{report}",
         mismatches.len(),
     );
 }
