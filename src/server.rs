@@ -64,7 +64,7 @@ pub async fn run(
     let probes = tokio::spawn(
         builder
             .add_service(health_service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(early), async {
+            .serve_with_incoming_shutdown(no_delay(early), async {
                 let _ = on_started.await;
             }),
     );
@@ -209,7 +209,7 @@ pub async fn serve(
             AuditServiceServer::new(service::Audit::new(state.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(no_delay(listener), async move {
             shutdown.await;
             draining.store(true, std::sync::atomic::Ordering::SeqCst);
             tracing::info!("shutting down: not serving, draining in-flight calls");
@@ -379,4 +379,20 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+/// The accepted connections of `listener`, with Nagle's algorithm off.
+/// tonic's own `tcp_nodelay` applies only to listeners it binds itself;
+/// without this, a small answer can wait ~40 ms for the client's delayed ACK.
+fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        })
+    })
 }

@@ -82,11 +82,11 @@ pub fn validate_list(req: &pb::ListAuditEventsRequest) -> Result<(u64, EventFilt
     {
         v.add("end_time", "must be after start_time");
     }
-    if req.target.len() > 255 {
+    if req.target.chars().count() > 255 {
         v.add("target", "must be at most 255 characters");
-    } else if req.target.chars().any(char::is_control) {
-        // No target holds one, and PostgreSQL refuses a NUL in text.
-        v.add("target", "must not contain control characters");
+    } else if req.target.contains('\0') {
+        // Stored targets hold no NUL, and PostgreSQL refuses one in text.
+        v.add("target", "must not contain NUL characters");
     }
     v.finish()?;
 

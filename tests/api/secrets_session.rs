@@ -82,6 +82,47 @@ impl Seen {
     }
 }
 
+/// Every argon2 hash and sealed value the database held at any snapshot.
+#[derive(Default)]
+struct Digests {
+    hashes: std::collections::BTreeSet<String>,
+    sealed: std::collections::BTreeSet<String>,
+    /// Sealed values in the latest snapshot.
+    sealed_now: usize,
+}
+
+impl Digests {
+    async fn add_from(&mut self, url: &str) {
+        let db = latchkey::store::connect(&latchkey::store::DbOptions::new(url.to_owned()))
+            .await
+            .unwrap();
+        self.add(&db).await;
+        db.close().await.unwrap();
+    }
+
+    async fn add(&mut self, db: &sea_orm::DatabaseConnection) {
+        let keys = entity::integration_key::Entity::find()
+            .all(db)
+            .await
+            .unwrap();
+        let partners = entity::partner_key::Entity::find().all(db).await.unwrap();
+        let users = entity::client_user::Entity::find().all(db).await.unwrap();
+        self.hashes.extend(keys.into_iter().map(|r| r.key_hash));
+        self.hashes.extend(partners.into_iter().map(|r| r.key_hash));
+        self.hashes.extend(users.into_iter().map(|r| r.key_hash));
+        let sealed: Vec<String> = entity::client_setting::Entity::find()
+            .all(db)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.secret)
+            .map(|s| s.value)
+            .collect();
+        self.sealed_now = sealed.len();
+        self.sealed.extend(sealed);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_of_every_flow_leaves_no_secret_behind() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,6 +165,7 @@ async fn a_session_of_every_flow_leaves_no_secret_behind() {
     let mut health = HealthServiceClient::new(channel.clone());
     let mut audit = AuditServiceClient::new(channel);
     let mut seen = Seen::default();
+    let mut snapshots = Digests::default();
     macro_rules! p {
         ($message:expr) => {
             with_sid($message, &partner_key)
@@ -245,6 +287,7 @@ async fn a_session_of_every_flow_leaves_no_secret_behind() {
             .await,
         true,
     );
+    snapshots.add_from(&url).await;
     seen.call(
         "delete",
         keys.delete_integration_key(p!(pb::DeleteIntegrationKeyRequest {
@@ -371,6 +414,7 @@ async fn a_session_of_every_flow_leaves_no_secret_behind() {
                 .await,
             ok,
         );
+        snapshots.add_from(&url).await;
     }
     for (name, api_key) in [
         ("ops", OPS_KEY_2),
@@ -453,6 +497,7 @@ async fn a_session_of_every_flow_leaves_no_secret_behind() {
         true,
     );
 
+    snapshots.add_from(&url).await;
     let (status, log) = server.terminate().await;
     assert!(status.success(), "{log}");
     assert!(log.lines().count() > 50, "trace logging was on");
@@ -473,47 +518,24 @@ async fn a_session_of_every_flow_leaves_no_secret_behind() {
     let db = latchkey::store::connect(&latchkey::store::DbOptions::new(url.clone()))
         .await
         .unwrap();
-    let mut hashes: Vec<String> = Vec::new();
-    hashes.extend(
-        entity::integration_key::Entity::find()
-            .all(&db)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.key_hash),
-    );
-    hashes.extend(
-        entity::partner_key::Entity::find()
-            .all(&db)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.key_hash),
-    );
-    hashes.extend(
-        entity::client_user::Entity::find()
-            .all(&db)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.key_hash),
-    );
-    let sealed: Vec<String> = entity::client_setting::Entity::find()
-        .all(&db)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|s| s.secret)
-        .map(|s| s.value)
-        .collect();
+    // Stored digests now; earlier snapshots hold those the session replaced
+    // or deleted, and the values sealed under the master key it rotated.
+    let mut stored_digests = snapshots;
+    stored_digests.add(&db).await;
+    let sealed_now = stored_digests.sealed_now;
     let stored = test_db.raw_contents(&db).await;
     db.close().await.unwrap();
     assert_eq!(
-        sealed.len(),
-        3,
+        sealed_now, 3,
         "LbApiKeyOwner, LbApiKey and the webhook token are sealed"
     );
-    assert!(hashes.len() >= 6, "{} hashes", hashes.len());
+    // 3 integration keys (one deleted), 2 partner keys, 3 users with 4 keys
+    // (one replaced, one deleted).
+    assert!(
+        stored_digests.hashes.len() >= 9,
+        "{} hashes",
+        stored_digests.hashes.len()
+    );
 
     // Every secret, whole and (for keys) the secret part alone.
     let mut secrets: Vec<String> = vec![
@@ -537,10 +559,11 @@ async fn a_session_of_every_flow_leaves_no_secret_behind() {
         secrets.push(key.clone());
         secrets.push(key[21..].to_owned());
     }
-    let digests: Vec<String> = hashes
+    let digests: Vec<String> = stored_digests
+        .hashes
         .iter()
         .map(|h| h.rsplit('$').next().unwrap().to_owned())
-        .chain(sealed)
+        .chain(stored_digests.sealed)
         .collect();
     assert!(digests.iter().all(|d| d.len() >= 16));
 
