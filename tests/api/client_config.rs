@@ -19,7 +19,7 @@ use latchkey::{
 use tonic::{Code, Request, Status, metadata::MetadataMap, transport::Channel};
 
 use crate::helpers::{
-    TestApp, assert_status, bad_request_fields, spawn_app, spawn_app_with, with_sid,
+    TestApp, assert_status, bad_request_fields, basic, spawn_app, spawn_app_with, with_sid,
 };
 
 const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
@@ -27,16 +27,6 @@ const VIEWER_KEY: &str = "viewer-key-0123456789abcdef";
 const LB_SECRET: &str = "lb-secret-value-9f8e7d6c";
 const LB_OWNER: &str = "lb-owner-name-4b3a";
 const GLOBEX_ONLY_KEY: &str = "gadmin-key-0123456789abcdef";
-
-/// `authorization: Basic base64(name:key)`.
-fn basic<T>(message: T, name: &str, key: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    let token = STANDARD.encode(format!("{name}:{key}"));
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Basic {token}").parse().unwrap());
-    request
-}
 
 async fn config_client(app: &TestApp) -> ClientConfigurationServiceClient<Channel> {
     ClientConfigurationServiceClient::new(app.channel().await)

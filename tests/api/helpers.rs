@@ -256,6 +256,18 @@ impl Drop for TestApp {
     }
 }
 
+/// `message` with `authorization: Basic base64(name:key)`, as a client
+/// user sends it.
+pub fn basic<T>(message: T, name: &str, key: &str) -> Request<T> {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    let mut request = Request::new(message);
+    let token = STANDARD.encode(format!("{name}:{key}"));
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Basic {token}").parse().unwrap());
+    request
+}
+
 pub fn with_sid<T>(message: T, key: &str) -> Request<T> {
     let mut request = Request::new(message);
     request

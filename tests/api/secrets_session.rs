@@ -9,7 +9,6 @@
 
 use std::fmt::Debug;
 
-use base64::{Engine, engine::general_purpose::STANDARD};
 use latchkey::{
     keys::{ApiKey, KeyKind},
     proto::v1::{
@@ -20,9 +19,14 @@ use latchkey::{
     },
 };
 use sea_orm::EntityTrait;
-use tonic::{Request, Status, transport::Channel};
+use tonic::{Status, transport::Channel};
 
-use crate::{cli::latchkey, helpers::with_sid, secrets::ServeProcess, test_db::TestDb};
+use crate::{
+    cli::latchkey,
+    helpers::{basic, with_sid},
+    secrets::ServeProcess,
+    test_db::TestDb,
+};
 
 const INTEGRATION: &str = "learner-activity";
 const OUTLINE: &str = "course.v1.CourseService/GetOutline";
@@ -36,15 +40,6 @@ const TOKEN_SETTING: &str = "ClientCredentials.WebhookToken";
 const TOKEN_VALUE: &str = "webhook-token-secret-8e7d6c5b4a39";
 /// A secret pasted into fields where it does not belong.
 const PASTED: &str = "pasted-secret-9d8c7b6a5f4e3d2c1b0a";
-
-fn basic<T>(message: T, name: &str, key: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    let token = STANDARD.encode(format!("{name}:{key}"));
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Basic {token}").parse().unwrap());
-    request
-}
 
 /// Everything the session saw that is not a new key being handed out.
 #[derive(Default)]
