@@ -149,6 +149,21 @@ pub async fn outcome<C: ConnectionTrait, T>(
     result
 }
 
+/// `outcome` for a change that records its success itself, in the
+/// transaction that makes the change: only a failure is recorded here.
+pub async fn failure<C: ConnectionTrait, T>(
+    db: &C,
+    actor: &Actor,
+    action: Action,
+    target: &str,
+    result: Result<T, Error>,
+) -> Result<T, Error> {
+    match result {
+        Ok(done) => Ok(done),
+        Err(e) => outcome(db, actor, action, target, Err(e)).await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,12 +42,11 @@ pub fn presented_partner_key(headers: &HeaderMap) -> Option<String> {
 /// same budgets as integration keys (per key id and per peer); once a budget
 /// is spent, attempts are refused without argon2 until it refills, except
 /// for a key already proven here, which an attack on its id cannot lock out.
-pub async fn authenticate_partner(
+async fn authenticate_partner(
     state: &AppState,
-    metadata: &MetadataMap,
+    presented: String,
     peer: Option<IpAddr>,
 ) -> Result<Partner, Error> {
-    let presented = presented_partner_key(metadata.as_ref()).ok_or(Error::Unauthenticated)?;
     let key = ApiKey::parse(KeyKind::Partner, presented).map_err(|_| Error::Unauthenticated)?;
     let throttle = &state.partner_key_throttle;
     let Some(row) = store::partner_keys::find_active(&state.db, key.key_id()).await? else {
@@ -129,8 +128,8 @@ pub async fn authenticate_for_client(
     peer: Option<IpAddr>,
     client_id: &str,
 ) -> Result<Caller, Error> {
-    if presented_partner_key(metadata.as_ref()).is_some() {
-        return authenticate_partner(state, metadata, peer)
+    if let Some(presented) = presented_partner_key(metadata.as_ref()) {
+        return authenticate_partner(state, presented, peer)
             .await
             .map(Caller::Partner);
     }

@@ -245,7 +245,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     // would hide the difference (both would be RATE_LIMITED), so when the
     // bench runs its own server, this pair runs against a second one with
     // failure budgets too large to bind.
-    let rejection_target = match server {
+    let (unthrottled, rejection_target) = match server {
         Some(server) => {
             server.stop().await;
             eprintln!("bench: restarting the server unthrottled for verify-unknown");
@@ -261,45 +261,27 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
                 partner_key: Arc::new(unthrottled.partner_key.clone()),
                 ..target.clone()
             };
-            Some((unthrottled, target))
+            (Some(unthrottled), target)
         }
-        None => None,
-    };
-    let (unthrottled, rejection_target) = match rejection_target {
-        Some((server, target)) => (Some(server), target),
         None => (None, target.clone()),
     };
-    let mut real_ids = Vec::with_capacity(WARM_KEYS);
+    let mut real_keys = Vec::with_capacity(WARM_KEYS);
     for _ in 0..WARM_KEYS {
-        real_ids.push(rejection_target.create().await?);
+        real_keys.push(rejection_target.create().await?);
     }
-    let real_ids = Arc::new(real_ids);
-    eprintln!("bench: verify-unknown");
-    scenarios.push(
-        scenario(
-            "verify-unknown",
-            n,
-            d,
-            // RATE_LIMITED would mean throttling decided, not the lookup:
-            // counted as an error, so a throttled server shows.
-            verifying(&rejection_target, &real_ids, unknown_key, |d| {
-                d == Decision::Invalid
-            }),
-        )
-        .await,
-    );
-    eprintln!("bench: verify-wrong-secret");
-    scenarios.push(
-        scenario(
-            "verify-wrong-secret",
-            n,
-            d,
-            verifying(&rejection_target, &real_ids, wrong_secret, |d| {
-                d == Decision::Invalid
-            }),
-        )
-        .await,
-    );
+    let real_keys = Arc::new(real_keys);
+    for (name, key_for) in [
+        ("verify-unknown", unknown_key as fn(&str) -> String),
+        ("verify-wrong-secret", wrong_secret),
+    ] {
+        eprintln!("bench: {name}");
+        // RATE_LIMITED would mean throttling decided, not the lookup or the
+        // hash: counted as an error, so a throttled server shows.
+        let call = verifying(&rejection_target, &real_keys, key_for, |d| {
+            d == Decision::Invalid
+        });
+        scenarios.push(scenario(name, n, d, call).await);
+    }
     if let Some(server) = unthrottled {
         server.stop().await;
     }

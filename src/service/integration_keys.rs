@@ -39,20 +39,15 @@ impl IntegrationKeys {
         let now = now_micros();
         let expire_time = validate_create(&req, now)?;
 
-        match self.create_key(&actor, &req, expire_time, now).await {
-            // Audited in the transaction that stored the key.
-            Ok(created) => Ok(created),
-            Err(e) => {
-                audit::outcome(
-                    &self.state.db,
-                    &actor,
-                    Action::IntegrationKeyCreate,
-                    &req.integration,
-                    Err(e),
-                )
-                .await
-            }
-        }
+        let result = self.create_key(&actor, &req, expire_time, now).await;
+        audit::failure(
+            &self.state.db,
+            &actor,
+            Action::IntegrationKeyCreate,
+            &req.integration,
+            result,
+        )
+        .await
     }
 
     /// Stores a new key and its audit event in one transaction, so no crash
@@ -235,20 +230,15 @@ impl IntegrationKeys {
         let actor = self.actor(&request).await?;
         let req = request.into_inner();
         let grace = validate_roll(&req)?;
-        match self.roll_key(&actor, &req, grace).await {
-            // Audited in the transaction that rolled the key.
-            Ok(rolled) => Ok(rolled),
-            Err(e) => {
-                audit::outcome(
-                    &self.state.db,
-                    &actor,
-                    Action::IntegrationKeyRoll,
-                    &req.key_id,
-                    Err(e),
-                )
-                .await
-            }
-        }
+        let result = self.roll_key(&actor, &req, grace).await;
+        audit::failure(
+            &self.state.db,
+            &actor,
+            Action::IntegrationKeyRoll,
+            &req.key_id,
+            result,
+        )
+        .await
     }
 
     async fn roll_key(

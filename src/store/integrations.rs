@@ -55,11 +55,7 @@ pub async fn find_ref_by_name<C: ConnectionTrait>(
     db: &C,
     name: &str,
 ) -> Result<Option<IntegrationRef>, DbErr> {
-    let Some(row) = integration::Entity::find()
-        .filter(integration::Column::Name.eq(name))
-        .one(db)
-        .await?
-    else {
+    let Some(row) = row_by_name(db, name).await? else {
         return Ok(None);
     };
     Ok(Some(IntegrationRef {
@@ -83,14 +79,20 @@ pub async fn find_by_name<C: ConnectionTrait>(
     db: &C,
     name: &str,
 ) -> Result<Option<Integration>, DbErr> {
-    let Some(row) = integration::Entity::find()
-        .filter(integration::Column::Name.eq(name))
-        .one(db)
-        .await?
-    else {
+    let Some(row) = row_by_name(db, name).await? else {
         return Ok(None);
     };
     Ok(with_grants(db, vec![row]).await?.pop())
+}
+
+async fn row_by_name<C: ConnectionTrait>(
+    db: &C,
+    name: &str,
+) -> Result<Option<integration::Model>, DbErr> {
+    integration::Entity::find()
+        .filter(integration::Column::Name.eq(name))
+        .one(db)
+        .await
 }
 
 /// Up to `limit` integrations by name, starting after `after`.

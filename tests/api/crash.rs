@@ -20,10 +20,8 @@ use sea_orm::{Database, EntityTrait};
 use tonic::transport::Channel;
 
 use crate::{
-    cli::latchkey,
     helpers::{eventually, with_sid},
     secrets::ServeProcess,
-    test_db::TestDb,
 };
 
 /// Creates to see acknowledged before the kill.
@@ -32,17 +30,9 @@ const WRITERS: usize = 8;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_during_creates_loses_no_acknowledged_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let test_db = TestDb::create(dir.path()).await;
+    let (dir, test_db, server, addr, partner_key) = crate::operations::start(&[]).await;
     let catalog = dir.path().join("catalog.toml");
-    std::fs::write(&catalog, crate::helpers::TEST_CATALOG).unwrap();
     let catalog = catalog.to_str().unwrap().to_owned();
-    let created = latchkey(&test_db.url, &["partner-keys", "create", "--name", "ops"]);
-    assert!(created.status.success());
-    let partner_key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
-
-    let mut server = ServeProcess::start(&test_db.url, &catalog);
-    let addr = server.wait_for_addr().await;
     let client = IntegrationKeysServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();

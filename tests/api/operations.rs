@@ -35,7 +35,10 @@ fn scrape(port: u16) -> Option<String> {
     Some(body)
 }
 
-async fn start(extra: &[&str]) -> (tempfile::TempDir, TestDb, ServeProcess, String, String) {
+/// A `latchkey serve` process on a fresh database with the test catalog
+/// (`<dir>/catalog.toml`) and a partner key made by the CLI: the directory,
+/// database, process, address and partner key.
+pub async fn start(extra: &[&str]) -> (tempfile::TempDir, TestDb, ServeProcess, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let test_db = TestDb::create(dir.path()).await;
     let catalog = dir.path().join("catalog.toml");
