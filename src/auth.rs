@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 use crate::{
     client_config::{Scope, is_valid_client_id, split_basic_user, user_problem},
     error::Error,
+    keys::throttle::Admission,
     keys::{ApiKey, KeyKind},
     state::AppState,
     store::{
@@ -39,28 +40,43 @@ pub fn presented_partner_key(headers: &HeaderMap) -> Option<String> {
 /// Authenticates the caller as a partner. A key proven once is cached, so
 /// later calls cost an HMAC and one indexed lookup (which also notices a
 /// revocation made by another process) instead of argon2. Failures spend the
-/// same budgets as integration keys (per key id and per peer); once a budget
-/// is spent, attempts are refused without argon2 until it refills, except
-/// for a key already proven here, which an attack on its id cannot lock out.
+/// same kind of budgets as integration keys (per key id and per caller),
+/// reserved before argon2; once a budget is spent, attempts are refused
+/// without argon2 until it refills, except for a key already proven here,
+/// which an attack on its id cannot lock out.
 async fn authenticate_partner(
     state: &AppState,
     presented: String,
     peer: Option<IpAddr>,
 ) -> Result<Partner, Error> {
     let key = ApiKey::parse(KeyKind::Partner, presented).map_err(|_| Error::Unauthenticated)?;
-    let throttle = &state.partner_key_throttle;
+    let budgets = &state.partner_key_throttle;
     let Some(row) = store::partner_keys::find_active(&state.db, key.key_id()).await? else {
         state.partner_keys.evict(key.key_id());
-        throttle.record_failure(key.key_id(), peer);
+        // An unknown or revoked id is a failure: the token stays spent.
+        drop(budgets.reserve(key.key_id(), peer));
         return Err(Error::Unauthenticated);
     };
+    let _proving;
     if state.partner_keys.get(&key).is_none() {
-        if throttle.is_limited(key.key_id(), peer) {
-            tracing::warn!(key_id = %row.key_id, "partner key attempts throttled");
-            return Err(Error::Unauthenticated);
-        }
-        if !state.hasher.verify(&key, &row.key_hash).await? {
-            throttle.record_failure(key.key_id(), peer);
+        _proving = state
+            .partner_keys
+            .lock_proof(key.key_id(), key.expose_secret())
+            .await;
+    }
+    if state.partner_keys.get(&key).is_none() {
+        let reservation = match budgets.reserve(key.key_id(), peer) {
+            Admission::Granted(reservation) => reservation,
+            Admission::Limited { .. } => {
+                tracing::warn!(key_id = %row.key_id, "partner key attempts throttled");
+                return Err(Error::Unauthenticated);
+            }
+        };
+        if !state
+            .hasher
+            .check(key.expose_secret(), &row.key_hash, reservation)
+            .await?
+        {
             return Err(Error::Unauthenticated);
         }
         state.partner_keys.insert(&key, ());
@@ -104,13 +120,18 @@ pub struct ClientUser {
     pub scope: Scope,
 }
 
-/// The outcome of checking a client user's API key.
+/// The outcome of checking a client user's API key. `UnknownUser` and
+/// `Invalid` cost the same (argon2 against a dummy hash) and spend the same
+/// budget; callers that answer outside latchkey must answer them alike.
 pub enum UserCheck {
     Valid(UserRow),
-    /// The client has no user of that name.
-    UnknownUser,
+    /// The client (or the user in it) does not exist; `rate_limited` when
+    /// its budget was spent, exactly as a known user's would be.
+    UnknownUser {
+        rate_limited: Option<std::time::Duration>,
+    },
     Invalid,
-    RateLimited,
+    RateLimited(std::time::Duration),
 }
 
 /// How many other clients' users of the same name a bare Basic name is
@@ -147,13 +168,15 @@ pub async fn authenticate_for_client(
     } else {
         None
     };
-    let check = match &client {
-        Some(client) => check_client_user(state, client, user, &api_key, peer).await?,
-        None => UserCheck::UnknownUser,
+    // No client can have an invalid id: nothing to hide there.
+    let check = if is_valid_client_id(home) {
+        check_client_user(state, client.as_ref(), home, user, &api_key, peer).await?
+    } else {
+        UserCheck::UnknownUser { rate_limited: None }
     };
     let (client, row) = match (client, check) {
         (Some(client), UserCheck::Valid(row)) => (client, row),
-        (_, UserCheck::UnknownUser) if own_client.is_none() => {
+        (_, UserCheck::UnknownUser { .. }) if own_client.is_none() => {
             // A bare name that is not a user of this client: if it is a
             // valid user of another client, the caller is known but not
             // allowed here.
@@ -191,7 +214,9 @@ async fn is_user_of_another_client(
     for client in
         store::clients::clients_with_user(&state.db, user, MAX_OTHER_CLIENTS_TRIED).await?
     {
-        if let UserCheck::Valid(_) = check_client_user(state, &client, user, api_key, peer).await? {
+        if let UserCheck::Valid(_) =
+            check_client_user(state, Some(&client), &client.client_id, user, api_key, peer).await?
+        {
             return Ok(true);
         }
     }
@@ -199,45 +224,87 @@ async fn is_user_of_another_client(
 }
 
 /// Checks a client user's API key: a cache hit costs an HMAC and the user's
-/// row; otherwise one argon2 verify, throttled like integration keys.
+/// row; otherwise one argon2 verify, with a failure token reserved first
+/// from the budgets of `<client_id>:<user>` and of the caller. A user (or
+/// client) that does not exist is checked against a dummy hash under the
+/// same budgets, so it cannot be told from a wrong key by answer or time.
 pub async fn check_client_user(
     state: &AppState,
-    client: &ClientRow,
+    client: Option<&ClientRow>,
+    client_id: &str,
     user: &str,
     api_key: &str,
-    peer: Option<IpAddr>,
+    caller: Option<IpAddr>,
 ) -> Result<UserCheck, Error> {
-    let id = format!("{}:{user}", client.id);
-    let Some(row) = store::clients::find_user(&state.db, client.id, user).await? else {
-        state.client_user_throttle.record_failure(&id, peer);
-        return Ok(UserCheck::UnknownUser);
+    let row = match client {
+        Some(client) => store::clients::find_user(&state.db, client.id, user).await?,
+        None => None,
     };
     // The cached hash must still be the stored one: the key may have been
     // replaced by another process since it was proven here.
-    if state
-        .client_users
-        .get_secret(&id, api_key)
-        .is_some_and(|cached| bool::from(cached.as_bytes().ct_eq(row.key_hash.as_bytes())))
-    {
-        return Ok(UserCheck::Valid(row));
-    }
-    if state.client_user_throttle.is_limited(&id, peer) {
-        return Ok(UserCheck::RateLimited);
-    }
-    if state.hasher.verify_secret(api_key, &row.key_hash).await? {
+    let cached = |client: &ClientRow, row: &UserRow| {
         state
             .client_users
-            .insert_secret(&id, api_key, row.key_hash.clone());
-        Ok(UserCheck::Valid(row))
-    } else {
-        state.client_user_throttle.record_failure(&id, peer);
-        Ok(UserCheck::Invalid)
-    }
+            .get_secret(&user_cache_id(client.id, user), api_key)
+            .is_some_and(|cached| bool::from(cached.as_bytes().ct_eq(row.key_hash.as_bytes())))
+    };
+    let _proving = match (client, &row) {
+        (Some(client), Some(row)) => {
+            if cached(client, row) {
+                return Ok(UserCheck::Valid(row.clone()));
+            }
+            let proving = state
+                .client_users
+                .lock_proof(&user_cache_id(client.id, user), api_key)
+                .await;
+            if cached(client, row) {
+                return Ok(UserCheck::Valid(row.clone()));
+            }
+            Some(proving)
+        }
+        _ => None,
+    };
+    let reservation = match state
+        .client_user_throttle
+        .reserve(&format!("{client_id}:{user}"), caller)
+    {
+        Admission::Granted(reservation) => reservation,
+        Admission::Limited { retry_after } => {
+            return Ok(match row {
+                Some(_) => UserCheck::RateLimited(retry_after),
+                None => UserCheck::UnknownUser {
+                    rate_limited: Some(retry_after),
+                },
+            });
+        }
+    };
+    let stored = match &row {
+        Some(row) => row.key_hash.as_str(),
+        None => state.dummy_user_hash().await?,
+    };
+    let proven = state.hasher.check(api_key, stored, reservation).await?;
+    Ok(match (client, row) {
+        (Some(client), Some(row)) if proven => {
+            state.client_users.insert_secret(
+                &user_cache_id(client.id, user),
+                api_key,
+                row.key_hash.clone(),
+            );
+            UserCheck::Valid(row)
+        }
+        (_, Some(_)) => UserCheck::Invalid,
+        (_, None) => UserCheck::UnknownUser { rate_limited: None },
+    })
+}
+
+/// The verified-key cache's name for a client user.
+fn user_cache_id(client_pk: i64, user: &str) -> String {
+    format!("{client_pk}:{user}")
 }
 
 /// Forgets a client user's proven key (after it changed or was deleted).
 pub fn forget_client_user(state: &AppState, client_pk: i64, user: &str) {
-    state.client_users.evict(&format!("{client_pk}:{user}"));
+    state.client_users.evict(&user_cache_id(client_pk, user));
 }
 
 /// `(name, api_key)` from `authorization: Basic base64(name:api_key)`.

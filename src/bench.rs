@@ -441,7 +441,11 @@ async fn verify_with(
     endpoint: String,
 ) -> Result<Decision, String> {
     let response = client
-        .verify_integration_key(VerifyIntegrationKeyRequest { api_key, endpoint })
+        .verify_integration_key(VerifyIntegrationKeyRequest {
+            api_key,
+            endpoint,
+            ..Default::default()
+        })
         .await
         .map_err(|s| format!("verify: {}: {}", s.code(), s.message()))?;
     Ok(response.into_inner().decision())

@@ -13,10 +13,11 @@ use zeroize::Zeroizing;
 use crate::{
     audit::{self, Action, Actor},
     bench::{self, BenchOptions},
+    callers::TrustedPeers,
     catalog::{self, Catalog},
     client::{Client, TlsOptions},
     client_config,
-    config::{DEFAULT_DATABASE_URL, DEFAULT_LISTEN, Settings, TlsSettings},
+    config::{ConnectionLimits, DEFAULT_DATABASE_URL, DEFAULT_LISTEN, Settings, TlsSettings},
     crypto::{self, MasterKey, MasterKeyOrigin},
     keys::{
         ApiKey, HashParams, Hasher, KeyKind,
@@ -108,6 +109,7 @@ impl GlobalArgs {
             iterations: self.argon2_iterations,
             parallelism: self.argon2_parallelism,
             concurrency,
+            ..HashParams::default()
         }
     }
 }
@@ -174,6 +176,32 @@ pub struct ServeArgs {
     /// Milliseconds a RATE_LIMITED answer is held back (slows floods).
     #[arg(long, env = "LATCHKEY_RATE_LIMITED_DELAY_MS", default_value_t = 250)]
     pub rate_limited_delay_ms: u64,
+    /// Peers whose VerifyIntegrationKey `caller_address` names the end
+    /// caller: comma-separated CIDRs or addresses (default: none).
+    #[arg(long, env = "LATCHKEY_TRUSTED_PEERS", default_value = "")]
+    pub trusted_peers: String,
+    /// Callers that may wait for argon2, per lane; past it they get
+    /// RESOURCE_EXHAUSTED at once.
+    #[arg(long, env = "LATCHKEY_ARGON2_QUEUE", default_value_t = 256)]
+    pub argon2_queue: usize,
+    /// Percent of the argon2 threads that attempts for recently failing key
+    /// ids or callers may use (at least one thread stays for the rest).
+    #[arg(long, env = "LATCHKEY_ARGON2_SUSPECT_SHARE", default_value_t = 50,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub argon2_suspect_share: u8,
+    /// Concurrent HTTP/2 streams per connection.
+    #[arg(long, env = "LATCHKEY_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub max_concurrent_streams: u32,
+    /// Calls in flight in the whole server; more are shed with
+    /// RESOURCE_EXHAUSTED (health probes never are).
+    #[arg(long, env = "LATCHKEY_MAX_IN_FLIGHT", default_value_t = 4096)]
+    pub max_in_flight: usize,
+    /// Seconds between HTTP/2 keepalive pings (and TCP keepalive probes).
+    #[arg(long, env = "LATCHKEY_KEEPALIVE_INTERVAL", default_value_t = 30)]
+    pub keepalive_interval: u64,
+    /// Seconds a ping may go unanswered before the connection is closed.
+    #[arg(long, env = "LATCHKEY_KEEPALIVE_TIMEOUT", default_value_t = 10)]
+    pub keepalive_timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -433,7 +461,19 @@ fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Setti
     }
     settings.listen = args.listen;
     settings.catalog = args.catalog.clone();
-    settings.hash = global.hash_params(args.hash_concurrency);
+    settings.hash = HashParams {
+        queue: args.argon2_queue,
+        suspect_share_percent: args.argon2_suspect_share,
+        ..global.hash_params(args.hash_concurrency)
+    };
+    settings.trusted_peers = TrustedPeers::parse(&args.trusted_peers)
+        .map_err(|e| anyhow::anyhow!("--trusted-peers: {e}"))?;
+    settings.limits = ConnectionLimits {
+        max_concurrent_streams: args.max_concurrent_streams.max(1),
+        max_in_flight: args.max_in_flight.max(1),
+        keepalive_interval: Duration::from_secs(args.keepalive_interval.max(1)),
+        keepalive_timeout: Duration::from_secs(args.keepalive_timeout.max(1)),
+    };
     settings.database.max_connections = args.db_max_connections;
     settings.database.acquire_timeout = Duration::from_secs(args.db_acquire_timeout);
     settings.database.statement_timeout = Duration::from_secs(args.db_statement_timeout.max(1));

@@ -4,7 +4,8 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{
-    crypto::MasterKey, keys::HashParams, store::DbOptions, verification::VerifierSettings,
+    callers::TrustedPeers, crypto::MasterKey, keys::HashParams, store::DbOptions,
+    verification::VerifierSettings,
 };
 
 /// The embedded default: a SQLite file in the working directory, created on
@@ -65,6 +66,35 @@ pub struct Settings {
     /// Per-client LearningBuilder host template, e.g.
     /// `{client_id}.lb.example.com`.
     pub client_lb_domain: Option<String>,
+    /// Peers whose `caller_address` names the end caller.
+    pub trusted_peers: TrustedPeers,
+    /// HTTP/2 and connection limits.
+    pub limits: ConnectionLimits,
+}
+
+/// How much one connection, and the server as a whole, may ask at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Calls in flight in the whole server; past it, calls are shed at once
+    /// with RESOURCE_EXHAUSTED (grpc.health.v1 probes are never shed).
+    pub max_in_flight: usize,
+    /// HTTP/2 keepalive ping interval on idle connections.
+    pub keepalive_interval: Duration,
+    /// A connection whose peer does not answer a ping within this is closed.
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 256,
+            max_in_flight: 4096,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Settings {
@@ -87,6 +117,8 @@ impl Settings {
             readiness_interval: Duration::from_secs(2),
             tls: None,
             client_lb_domain: None,
+            trusted_peers: TrustedPeers::default(),
+            limits: ConnectionLimits::default(),
         }
     }
 }

@@ -40,6 +40,10 @@ pub enum Error {
     /// Rolling an expired key would issue a key that is born expired.
     #[error("Key '{0}' has expired and cannot be rolled")]
     KeyExpired(String),
+    /// No room to do the work now (the argon2 queue or the server's in-flight
+    /// limit is full); worth retrying after the given time.
+    #[error("Server busy: too many calls in flight; retry shortly")]
+    Overloaded(std::time::Duration),
     /// The database could not be reached; worth retrying.
     #[error("Service unavailable: the database cannot be reached")]
     Unavailable(#[source] sea_orm::DbErr),
@@ -97,10 +101,24 @@ pub fn database_unreachable(err: &sea_orm::DbErr) -> bool {
     }
 }
 
+/// How soon an overloaded caller is told to retry.
+pub const OVERLOADED_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl From<crate::keys::hasher::HashError> for Error {
     fn from(err: crate::keys::hasher::HashError) -> Self {
-        Error::Internal(err.to_string())
+        match err {
+            crate::keys::hasher::HashError::Busy => Error::Overloaded(OVERLOADED_RETRY_AFTER),
+            err => Error::Internal(err.to_string()),
+        }
     }
+}
+
+/// `RESOURCE_EXHAUSTED` with `google.rpc.RetryInfo`: what every "too much,
+/// try later" answer looks like (overload, and guards' rate limits).
+pub fn resource_exhausted(message: impl Into<String>, retry_after: std::time::Duration) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_retry_info(Some(retry_after));
+    Status::with_error_details(Code::ResourceExhausted, message, details)
 }
 
 impl From<crate::crypto::CryptoError> for Error {
@@ -136,6 +154,7 @@ impl From<Error> for Status {
             Error::NotCustomIntegration | Error::KeyExpired(_) => {
                 Status::failed_precondition(message)
             }
+            Error::Overloaded(retry_after) => resource_exhausted(message, retry_after),
             Error::Unavailable(source) => {
                 tracing::warn!(error = %source, "database unavailable");
                 Status::unavailable(message)

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod auth;
 pub mod bench;
+pub mod callers;
 pub mod catalog;
 pub mod cli;
 pub mod client;
@@ -17,6 +18,7 @@ pub mod crypto;
 pub mod error;
 pub mod grants;
 pub mod keys;
+pub mod limits;
 pub mod proto;
 pub mod server;
 pub mod service;

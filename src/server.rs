@@ -182,7 +182,14 @@ pub async fn serve(
     ));
     let drain_health = health.clone();
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-    let mut builder = tonic::transport::Server::builder();
+    let limits = settings.limits;
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        // Keepalive probes also reap connections whose peer vanished
+        // without a FIN (a dead NAT entry, a powered-off host).
+        .tcp_keepalive(Some(limits.keepalive_interval));
     if let Some(tls) = &settings.tls {
         builder = builder
             .tls_config(tls_config(tls))
@@ -190,6 +197,7 @@ pub async fn serve(
     }
     let serving = builder
         .layer(crate::telemetry::CallLayer)
+        .layer(crate::limits::InFlightLimitLayer::new(limits.max_in_flight))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

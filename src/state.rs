@@ -5,10 +5,11 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 use crate::{
+    callers::TrustedPeers,
     config::Settings,
     crypto::MasterKey,
     error::Error,
-    keys::{Hasher, VerifiedKeys, throttle::FailureThrottle},
+    keys::{ApiKey, Hasher, KeyKind, VerifiedKeys, throttle::FailureBudgets},
     store::QueryStats,
     verification::Verifier,
 };
@@ -26,9 +27,16 @@ pub struct AppState {
     /// value is the hash they were proven against, so a key changed on any
     /// replica is re-proven.
     pub client_users: VerifiedKeys<String>,
-    pub client_user_throttle: FailureThrottle,
-    /// Failed partner-key attempts, per key id and per peer.
-    pub partner_key_throttle: FailureThrottle,
+    /// Failed client-user attempts, per `<client id>:<user>` (whether or
+    /// not they exist) and per caller.
+    pub client_user_throttle: FailureBudgets,
+    /// Failed partner-key attempts, per key id and per caller.
+    pub partner_key_throttle: FailureBudgets,
+    /// Peers whose `caller_address` is believed.
+    pub trusted_peers: TrustedPeers,
+    /// A hash of no one's key, checked for users that do not exist so that
+    /// they cost what a wrong key costs (made on first use).
+    dummy_user_hash: tokio::sync::OnceCell<String>,
     pub master_key: Arc<MasterKey>,
     pub client_lb_domain: Option<String>,
 }
@@ -55,10 +63,23 @@ impl AppState {
                 settings.verifier.cache_capacity,
                 settings.verifier.cache_idle,
             )?,
-            client_user_throttle: FailureThrottle::new(settings.verifier.throttle),
-            partner_key_throttle: FailureThrottle::new(settings.verifier.throttle),
+            client_user_throttle: FailureBudgets::new(settings.verifier.throttle),
+            partner_key_throttle: FailureBudgets::new(settings.verifier.throttle),
+            trusted_peers: settings.trusted_peers.clone(),
+            dummy_user_hash: tokio::sync::OnceCell::new(),
             master_key,
             client_lb_domain: settings.client_lb_domain.clone(),
         })
+    }
+
+    /// The hash unknown users are checked against; see `dummy_user_hash`.
+    pub async fn dummy_user_hash(&self) -> Result<&str, Error> {
+        self.dummy_user_hash
+            .get_or_try_init(|| async {
+                let nobody = ApiKey::generate(KeyKind::Partner)?;
+                Ok::<_, Error>(self.hasher.hash(&nobody).await?)
+            })
+            .await
+            .map(String::as_str)
     }
 }

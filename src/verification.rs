@@ -1,8 +1,9 @@
 //! The verification hot path: "may this key call this endpoint?".
 //!
 //! parse + checksum (no I/O) -> cache hit (an HMAC and a map lookup) or, on
-//! a miss, failure budget -> indexed lookup -> one argon2 verify -> cache ->
-//! state and grant checks against the current grants snapshot.
+//! a miss, failure budget reserved -> indexed lookup -> one argon2 verify ->
+//! cache -> state and grant checks against the current grants snapshot.
+//! Concurrent first verifies of one exact key wait for a single proof.
 
 use std::{
     net::IpAddr,
@@ -17,7 +18,7 @@ use crate::{
     grants::GrantBook,
     keys::{
         ApiKey, Hasher, KeyKind, VerifiedKeys,
-        throttle::{FailureThrottle, ThrottleSettings},
+        throttle::{Admission, FailureBudgets, ThrottleSettings},
     },
     store,
     time::now_micros,
@@ -67,6 +68,8 @@ pub struct Verdict {
     pub decision: Decision,
     /// Set only once the secret has been proven.
     pub key: Option<ProvenKey>,
+    /// With `RateLimited`: when a budget has a token again.
+    pub retry_after: Option<Duration>,
 }
 
 impl Verdict {
@@ -74,6 +77,25 @@ impl Verdict {
         Self {
             decision,
             key: None,
+            retry_after: None,
+        }
+    }
+}
+
+/// Why a secret was not proven.
+enum Refusal {
+    Invalid,
+    RateLimited(Duration),
+}
+
+impl From<Refusal> for Verdict {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid => Verdict::unproven(Decision::Invalid),
+            Refusal::RateLimited(retry_after) => Verdict {
+                retry_after: Some(retry_after),
+                ..Verdict::unproven(Decision::RateLimited)
+            },
         }
     }
 }
@@ -134,7 +156,7 @@ pub struct Verifier {
     stale_before: std::sync::RwLock<Instant>,
     hasher: Hasher,
     cache: VerifiedKeys<CachedKey>,
-    throttle: FailureThrottle,
+    budgets: FailureBudgets,
     pub grants: Arc<GrantBook>,
     pub usage: Arc<UsageRecorder>,
 }
@@ -151,21 +173,23 @@ impl Verifier {
             stale_before: std::sync::RwLock::new(Instant::now()),
             hasher,
             cache: VerifiedKeys::new(settings.cache_capacity, settings.cache_idle)?,
-            throttle: FailureThrottle::new(settings.throttle),
+            budgets: FailureBudgets::new(settings.throttle),
             grants: Arc::new(GrantBook::default()),
             usage: Arc::new(UsageRecorder::default()),
         })
     }
 
-    /// Decides whether `presented` may call `endpoint`. Errors only when the
-    /// database or argon2 fails; every verdict about the key is a `Verdict`.
+    /// Decides whether `presented` may call `endpoint` for `caller` (the end
+    /// caller, see `callers`). Errors only when the database or argon2 fails
+    /// or argon2 has no room (`Error::Overloaded`); every verdict about the
+    /// key is a `Verdict`.
     pub async fn verify(
         &self,
         presented: String,
         endpoint: &str,
-        peer: Option<IpAddr>,
+        caller: Option<IpAddr>,
     ) -> Result<Verdict, Error> {
-        let verdict = self.decide(presented, endpoint, peer).await?;
+        let verdict = self.decide(presented, endpoint, caller).await?;
         metrics::counter!("latchkey_verify_decisions_total", "decision" => verdict.decision.as_str())
             .increment(1);
         Ok(verdict)
@@ -175,7 +199,7 @@ impl Verifier {
         &self,
         presented: String,
         endpoint: &str,
-        peer: Option<IpAddr>,
+        caller: Option<IpAddr>,
     ) -> Result<Verdict, Error> {
         let Ok(key) = ApiKey::parse(KeyKind::Integration, presented) else {
             return Ok(Verdict::unproven(Decision::Malformed));
@@ -194,9 +218,9 @@ impl Verifier {
                 Some(cached) => cached,
                 None => return Ok(Verdict::unproven(Decision::Invalid)),
             },
-            None => match self.prove(&key, peer).await? {
+            None => match self.prove_once(&key, caller).await? {
                 Ok(cached) => cached,
-                Err(decision) => return Ok(Verdict::unproven(decision)),
+                Err(refusal) => return Ok(refusal.into()),
             },
         };
 
@@ -224,32 +248,62 @@ impl Verifier {
                 integration: integration.name.clone(),
                 expire_time: cached.expire_time,
             }),
+            retry_after: None,
         })
     }
 
+    /// `prove`, once for all concurrent callers presenting this exact key:
+    /// the first proves, the others wait and then find it cached (or, if it
+    /// was not proven, try for themselves).
+    async fn prove_once(
+        &self,
+        key: &ApiKey,
+        caller: Option<IpAddr>,
+    ) -> Result<Result<CachedKey, Refusal>, Error> {
+        let _proving = self
+            .cache
+            .lock_proof(key.key_id(), key.expose_secret())
+            .await;
+        if let Some(cached) = self.cache.get(key).filter(|c| self.is_fresh(c)) {
+            return Ok(Ok(cached));
+        }
+        self.prove(key, caller).await
+    }
+
     /// The slow path: proves the secret with argon2 and caches the key, or
-    /// says why not. Failures are charged to the key id and the peer.
+    /// says why not. A failure token is reserved before anything else and
+    /// kept unless the secret proves right (or was never judged).
     async fn prove(
         &self,
         key: &ApiKey,
-        peer: Option<IpAddr>,
-    ) -> Result<Result<CachedKey, Decision>, Error> {
-        if self.throttle.is_limited(key.key_id(), peer) {
-            return Ok(Err(Decision::RateLimited));
-        }
+        caller: Option<IpAddr>,
+    ) -> Result<Result<CachedKey, Refusal>, Error> {
+        let reservation = match self.budgets.reserve(key.key_id(), caller) {
+            Admission::Granted(reservation) => reservation,
+            Admission::Limited { retry_after } => {
+                return Ok(Err(Refusal::RateLimited(retry_after)));
+            }
+        };
         // Taken before the read: a delete or update that evicts this key
         // while we verify makes `insert_unless_evicted` skip caching a stale
         // row.
         let generation = self.cache.generation();
-        let row = store::integration_keys::find_by_id(&self.db, key.key_id()).await?;
-        let proven = match &row {
-            Some(row) => self.hasher.verify(key, &row.key_hash).await?,
-            None => false,
+        let row = match store::integration_keys::find_by_id(&self.db, key.key_id()).await {
+            Ok(Some(row)) => row,
+            // An unknown key id is a failure like a wrong secret.
+            Ok(None) => return Ok(Err(Refusal::Invalid)),
+            Err(e) => {
+                reservation.not_checked();
+                return Err(e.into());
+            }
         };
-        let Some(row) = row.filter(|_| proven) else {
-            self.throttle.record_failure(key.key_id(), peer);
-            return Ok(Err(Decision::Invalid));
-        };
+        if !self
+            .hasher
+            .check(key.expose_secret(), &row.key_hash, reservation)
+            .await?
+        {
+            return Ok(Err(Refusal::Invalid));
+        }
         let cached = CachedKey::from_row(&row);
         self.cache
             .insert_unless_evicted(key, cached.clone(), generation);

@@ -322,6 +322,7 @@ impl Client {
             .verify_integration_key(pb::VerifyIntegrationKeyRequest {
                 api_key: api_key.into(),
                 endpoint: endpoint.into(),
+                ..Default::default()
             })
             .await?
             .into_inner())

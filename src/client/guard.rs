@@ -20,11 +20,16 @@
 //! called method's full name (`pkg.Service/Method`). Allowed decisions are
 //! cached locally for a short time; denials are not. Calls without a valid
 //! key get `UNAUTHENTICATED`, calls to a method the key's integration is not
-//! granted get `PERMISSION_DENIED`, and calls made while latchkey cannot be
-//! reached get `UNAVAILABLE`.
+//! granted get `PERMISSION_DENIED`, keys latchkey rate-limits (and calls it
+//! sheds for load) get `RESOURCE_EXHAUSTED` with `google.rpc.RetryInfo`, and
+//! calls made while latchkey cannot be reached get `UNAVAILABLE`. The
+//! guard tells latchkey the address its own caller connected from
+//! (`caller_address`), so latchkey's failure budgets are kept per end
+//! caller once this resource server is in latchkey's `--trusted-peers`.
 
 use std::{
     future::Future,
+    net::IpAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -40,16 +45,33 @@ use tonic::{
     server::NamedService,
     transport::Channel,
 };
+use tonic_types::StatusExt;
 use tower::{Layer, Service};
 use zeroize::Zeroizing;
 
 use crate::{
+    error::resource_exhausted,
     proto::v1::{
         Decision, VerifyIntegrationKeyRequest,
         integration_keys_service_client::IntegrationKeysServiceClient,
     },
     time::{from_timestamp, now_micros},
 };
+
+/// The address this server's own caller connected from (plaintext or TLS).
+fn peer_address<B>(request: &http::Request<B>) -> Option<IpAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|tls| tls.get_ref().remote_addr())
+        })
+        .map(|addr| addr.ip().to_canonical())
+}
 
 /// Who called: put in the request's extensions when the key is allowed, so
 /// handlers can read it with `request.extensions().get::<VerifiedCaller>()`.
@@ -170,7 +192,8 @@ where
         Box::pin(async move {
             let endpoint = request.uri().path().trim_start_matches('/').to_owned();
             let key = shared.presented_key(request.headers());
-            match shared.check(key, endpoint).await {
+            let caller = peer_address(&request);
+            match shared.check(key, endpoint, caller).await {
                 Ok(caller) => {
                     request.extensions_mut().insert(caller);
                     inner.call(request).await
@@ -213,6 +236,7 @@ impl Shared {
         &self,
         key: Option<Zeroizing<String>>,
         endpoint: String,
+        caller: Option<IpAddr>,
     ) -> Result<VerifiedCaller, Status> {
         let key = key.ok_or_else(|| Status::unauthenticated("Invalid credentials"))?;
         let cache_key = self.cache_key(&key, &endpoint);
@@ -226,10 +250,19 @@ impl Shared {
             .verify_integration_key(Request::new(VerifyIntegrationKeyRequest {
                 api_key: key.to_string(),
                 endpoint,
+                caller_address: caller.map(|ip| ip.to_string()).unwrap_or_default(),
             }))
             .await
             .map_err(|status| {
                 tracing::warn!(code = ?status.code(), "latchkey verification failed");
+                if status.code() == tonic::Code::ResourceExhausted {
+                    // latchkey is shedding load: so does this server.
+                    let retry_after = status
+                        .get_details_retry_info()
+                        .and_then(|info| info.retry_delay)
+                        .unwrap_or(Duration::from_secs(1));
+                    return resource_exhausted("Key verification is overloaded", retry_after);
+                }
                 Status::unavailable("Key verification is unavailable")
             })?
             .into_inner();
@@ -252,6 +285,16 @@ impl Shared {
             Decision::EndpointNotGranted => Err(Status::permission_denied(
                 "This key may not call this endpoint",
             )),
+            Decision::RateLimited => {
+                let retry_after = verdict
+                    .retry_after
+                    .and_then(|d| Duration::try_from(d).ok())
+                    .unwrap_or(Duration::from_secs(1));
+                Err(resource_exhausted(
+                    "Too many failed attempts; retry later",
+                    retry_after,
+                ))
+            }
             _ => Err(Status::unauthenticated("Invalid credentials")),
         }
     }

@@ -30,6 +30,9 @@ pub struct VerifiedKeys<V> {
     entries: moka::sync::Cache<String, Arc<(Digest, V)>>,
     /// Bumped by every eviction; see `insert_unless_evicted`.
     evictions: AtomicU64,
+    /// One lock per exact secret being proven; see `lock_proof`. Bounded:
+    /// an entry dropped while in use only costs a second proof.
+    proving: moka::sync::Cache<Digest, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
@@ -45,7 +48,29 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
                 .time_to_idle(idle)
                 .build(),
             evictions: AtomicU64::new(0),
+            proving: moka::sync::Cache::builder()
+                .max_capacity(capacity.min(100_000))
+                .time_to_idle(Duration::from_secs(60))
+                .build(),
         })
+    }
+
+    /// Waits until no other caller is proving this exact `secret` for `id`,
+    /// and holds that place until the guard is dropped. Concurrent first
+    /// uses of one credential thus cost one argon2 and one failure token:
+    /// the first proves and caches, the others then find it cached. (A
+    /// caller cancelled while holding it just lets the next one prove.)
+    pub async fn lock_proof(&self, id: &str, secret: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.mac_key.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(id.as_bytes());
+        mac.update(b"\0");
+        mac.update(secret.as_bytes());
+        let digest: Digest = mac.finalize().into_bytes().into();
+        self.proving
+            .get_with(digest, Default::default)
+            .lock_owned()
+            .await
     }
 
     /// The value remembered for `key`, if this exact key was verified.

@@ -5,15 +5,25 @@
 //! threads, one per allowed concurrent hash, each reusing its own memory
 //! block: no 19 MiB allocation per call, and a resident size that stays at
 //! `concurrency x m_cost` whatever the load (allocating per call on the
-//! blocking pool left hundreds of MiB parked in malloc arenas). An async
-//! semaphore in front queues callers, so a flood of creates or bad secrets
-//! waits here instead of stalling other calls or growing memory.
+//! blocking pool left hundreds of MiB parked in malloc arenas).
+//!
+//! Two lanes share the threads. The honest lane (creates, and credentials
+//! whose key id and caller have a clean record) may use every thread; the
+//! suspect lane (attempts for key ids or callers that recently failed) only
+//! `suspect_threads` of them, so a flood of wrong secrets cannot take the
+//! capacity honest work needs. Each lane has a bounded queue: a caller that
+//! finds it full is refused at once ([`HashError::Busy`], answered
+//! RESOURCE_EXHAUSTED), never left waiting, so memory stays bounded under
+//! any flood. A caller that goes away while queued leaves the queue; one
+//! that goes away after its job reached a thread has the job skipped if it
+//! has not started, or finished and discarded if it has. Either way the
+//! thread's permit is held until the thread is done with the job.
 
 use std::{
     panic::AssertUnwindSafe,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -22,17 +32,18 @@ use argon2::{
     password_hash::phc::{Output, ParamsString, PasswordHash, Salt},
 };
 use subtle::ConstantTimeEq;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use zeroize::Zeroizing;
 
-use super::ApiKey;
+use super::{ApiKey, throttle::Reservation};
 
 /// Salt bytes per hash (the PHC recommendation).
 const SALT_LEN: usize = 16;
 /// Hash output bytes.
 const OUTPUT_LEN: usize = 32;
 
-/// argon2id cost parameters. The defaults are OWASP's minimum for argon2id.
+/// argon2id cost parameters and the hashing capacity. The cost defaults are
+/// OWASP's minimum for argon2id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HashParams {
     /// Memory per hash, KiB.
@@ -43,6 +54,13 @@ pub struct HashParams {
     pub parallelism: u32,
     /// Hashes allowed to run at once; 0 means one per available core.
     pub concurrency: usize,
+    /// Callers allowed to wait for a hashing thread, per lane; past it they
+    /// are refused at once.
+    pub queue: usize,
+    /// Share of the hashing threads the suspect lane may use, in percent
+    /// (at least one thread, and with two or more threads at least one is
+    /// kept for the honest lane).
+    pub suspect_share_percent: u8,
 }
 
 impl Default for HashParams {
@@ -52,6 +70,26 @@ impl Default for HashParams {
             iterations: Params::DEFAULT_T_COST,
             parallelism: Params::DEFAULT_P_COST,
             concurrency: 0,
+            queue: 256,
+            suspect_share_percent: 50,
+        }
+    }
+}
+
+/// Which share of argon2 an attempt may use; see the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Creates, and credentials with a clean record: every thread.
+    Honest,
+    /// Attempts for key ids or callers that recently failed: a share.
+    Suspect,
+}
+
+impl Lane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Honest => "honest",
+            Lane::Suspect => "suspect",
         }
     }
 }
@@ -70,19 +108,112 @@ pub enum HashError {
     Threads(std::io::Error),
     #[error("hashing worker stopped")]
     Closed,
+    /// The lane's queue is full: try again shortly.
+    #[error("argon2 queue full")]
+    Busy,
 }
 
 type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
+/// Counters of what the hasher did, for metrics and tests.
+#[derive(Default)]
+pub struct HashStats {
+    /// argon2 computations run, per lane.
+    honest_runs: AtomicU64,
+    suspect_runs: AtomicU64,
+    /// Callers refused because their lane's queue was full.
+    rejected: AtomicU64,
+    /// Jobs skipped because their caller had gone before a thread took them.
+    skipped: AtomicU64,
+    /// Callers waiting for a thread, per lane.
+    honest_waiting: AtomicUsize,
+    suspect_waiting: AtomicUsize,
+    /// Jobs holding a thread's permit (queued on or running on a thread).
+    holding: AtomicUsize,
+}
+
+/// A snapshot of [`HashStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HashCounts {
+    pub honest_runs: u64,
+    pub suspect_runs: u64,
+    pub rejected: u64,
+    pub skipped: u64,
+    pub waiting: usize,
+    pub holding: usize,
+}
+
+impl HashStats {
+    fn runs(&self, lane: Lane) -> &AtomicU64 {
+        match lane {
+            Lane::Honest => &self.honest_runs,
+            Lane::Suspect => &self.suspect_runs,
+        }
+    }
+
+    fn waiting(&self, lane: Lane) -> &AtomicUsize {
+        match lane {
+            Lane::Honest => &self.honest_waiting,
+            Lane::Suspect => &self.suspect_waiting,
+        }
+    }
+}
+
+/// One more caller waiting in a lane, for as long as it lives (a caller
+/// cancelled while it waits is counted out when its future is dropped).
+struct Waiting<'a> {
+    stats: &'a HashStats,
+    lane: Lane,
+}
+
+impl<'a> Waiting<'a> {
+    fn enter(stats: &'a HashStats, lane: Lane, limit: usize) -> Result<Self, HashError> {
+        let counter = stats.waiting(lane);
+        if counter.fetch_add(1, Ordering::SeqCst) >= limit {
+            counter.fetch_sub(1, Ordering::SeqCst);
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("latchkey_argon2_rejected_total", "lane" => lane.as_str())
+                .increment(1);
+            return Err(HashError::Busy);
+        }
+        metrics::gauge!("latchkey_argon2_queue_depth", "lane" => lane.as_str()).increment(1.0);
+        Ok(Self { stats, lane })
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.stats.waiting(self.lane).fetch_sub(1, Ordering::SeqCst);
+        metrics::gauge!("latchkey_argon2_queue_depth", "lane" => self.lane.as_str()).decrement(1.0);
+    }
+}
+
+/// The permits a job holds while a thread has it.
+struct Held {
+    _all: OwnedSemaphorePermit,
+    _suspect: Option<OwnedSemaphorePermit>,
+    stats: Arc<HashStats>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.stats.holding.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Hashes and verifies keys with argon2id on dedicated threads, at most
-/// `concurrency` at a time.
+/// `concurrency` at a time; see the module docs for lanes and queues.
 #[derive(Clone)]
 pub struct Hasher {
     params: Params,
-    permits: Arc<Semaphore>,
+    /// One permit per thread: held from the moment a job is handed to the
+    /// threads until a thread has finished (or skipped) it.
+    threads: Arc<Semaphore>,
+    /// The suspect lane's share of `threads`.
+    suspect_threads: Arc<Semaphore>,
+    queue: usize,
     jobs: crossbeam_channel::Sender<Job>,
-    /// argon2 computations started, hashes and verifications alike.
-    runs: Arc<AtomicU64>,
+    stats: Arc<HashStats>,
 }
 
 impl Hasher {
@@ -114,9 +245,14 @@ impl Hasher {
         }
         Ok(Self {
             params: argon_params,
-            permits: Arc::new(Semaphore::new(concurrency)),
+            threads: Arc::new(Semaphore::new(concurrency)),
+            suspect_threads: Arc::new(Semaphore::new(suspect_threads(
+                concurrency,
+                params.suspect_share_percent,
+            ))),
+            queue: params.queue.max(1),
             jobs,
-            runs: Arc::new(AtomicU64::new(0)),
+            stats: Arc::new(HashStats::default()),
         })
     }
 
@@ -126,16 +262,17 @@ impl Hasher {
     }
 
     /// Whether `key` matches the PHC string `stored`; see `verify_secret`.
-    pub async fn verify(&self, key: &ApiKey, stored: &str) -> Result<bool, HashError> {
-        self.verify_secret(key.expose_secret(), stored).await
+    pub async fn verify(&self, key: &ApiKey, stored: &str, lane: Lane) -> Result<bool, HashError> {
+        self.verify_secret(key.expose_secret(), stored, lane).await
     }
 
     /// The argon2id PHC string of any secret (e.g. a client user's API key).
+    /// Hashing is for callers already authenticated: the honest lane.
     pub async fn hash_secret(&self, secret: &str) -> Result<String, HashError> {
         let params = self.params.clone();
         let mut salt = [0u8; SALT_LEN];
         getrandom::fill(&mut salt).map_err(HashError::Random)?;
-        self.run(secret, move |secret, memory| {
+        self.run(secret, Lane::Honest, move |secret, memory| {
             let mut out = [0u8; OUTPUT_LEN];
             compute(
                 Algorithm::Argon2id,
@@ -162,9 +299,14 @@ impl Hasher {
     /// Whether `secret` matches the PHC string `stored`, whose own
     /// parameters apply (keys hashed under older settings keep verifying).
     /// The digests are compared in constant time.
-    pub async fn verify_secret(&self, secret: &str, stored: &str) -> Result<bool, HashError> {
+    pub async fn verify_secret(
+        &self,
+        secret: &str,
+        stored: &str,
+        lane: Lane,
+    ) -> Result<bool, HashError> {
         let stored = stored.to_owned();
-        self.run(secret, move |secret, memory| {
+        self.run(secret, lane, move |secret, memory| {
             let bad = |e: &dyn std::fmt::Display| HashError::StoredHash(e.to_string());
             let phc = PasswordHash::new(&stored).map_err(|e| bad(&e))?;
             let algorithm = Algorithm::try_from(phc.algorithm.as_str()).map_err(|e| bad(&e))?;
@@ -191,28 +333,97 @@ impl Hasher {
         .await
     }
 
-    /// argon2 computations started so far.
-    pub fn runs(&self) -> u64 {
-        self.runs.load(Ordering::Relaxed)
+    /// Checks `secret` against `stored` on the lane of `reservation`, and
+    /// settles it: given back when the secret is right or was never judged
+    /// (an error, a full queue), kept when wrong or when the caller goes
+    /// away meanwhile.
+    pub async fn check(
+        &self,
+        secret: &str,
+        stored: &str,
+        reservation: Reservation<'_>,
+    ) -> Result<bool, HashError> {
+        match self.verify_secret(secret, stored, reservation.lane()).await {
+            Ok(true) => {
+                reservation.succeeded();
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => {
+                reservation.not_checked();
+                Err(e)
+            }
+        }
     }
 
-    /// Runs `work` on a hashing thread once a slot is free.
-    async fn run<T, F>(&self, secret: &str, work: F) -> Result<T, HashError>
+    /// argon2 computations run so far, both lanes.
+    pub fn runs(&self) -> u64 {
+        let counts = self.counts();
+        counts.honest_runs + counts.suspect_runs
+    }
+
+    /// What the hasher has done and holds now.
+    pub fn counts(&self) -> HashCounts {
+        let s = &self.stats;
+        HashCounts {
+            honest_runs: s.honest_runs.load(Ordering::SeqCst),
+            suspect_runs: s.suspect_runs.load(Ordering::SeqCst),
+            rejected: s.rejected.load(Ordering::SeqCst),
+            skipped: s.skipped.load(Ordering::SeqCst),
+            waiting: s.honest_waiting.load(Ordering::SeqCst)
+                + s.suspect_waiting.load(Ordering::SeqCst),
+            holding: s.holding.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Runs `work` on a hashing thread once the lane gets one.
+    async fn run<T, F>(&self, secret: &str, lane: Lane, work: F) -> Result<T, HashError>
     where
         T: Send + 'static,
         F: FnOnce(&str, &mut Vec<Block>) -> Result<T, HashError> + Send + 'static,
     {
-        // Queue depth and wait: how far argon2 is behind its callers.
         let queued = std::time::Instant::now();
-        metrics::gauge!("latchkey_argon2_queue_depth").increment(1.0);
-        let permit = self.permits.acquire().await;
-        metrics::gauge!("latchkey_argon2_queue_depth").decrement(1.0);
-        metrics::histogram!("latchkey_argon2_wait_seconds").record(queued.elapsed().as_secs_f64());
-        let _permit = permit.map_err(|_| HashError::Closed)?;
+        let waiting = Waiting::enter(&self.stats, lane, self.queue)?;
+        // The suspect lane first takes one of its share, then a thread:
+        // at most its share of suspects is ever ahead of honest callers.
+        let suspect = match lane {
+            Lane::Honest => None,
+            Lane::Suspect => Some(
+                self.suspect_threads
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| HashError::Closed)?,
+            ),
+        };
+        let all = self
+            .threads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| HashError::Closed)?;
+        drop(waiting);
+        metrics::histogram!("latchkey_argon2_wait_seconds", "lane" => lane.as_str())
+            .record(queued.elapsed().as_secs_f64());
+        self.stats.holding.fetch_add(1, Ordering::SeqCst);
+        let held = Held {
+            _all: all,
+            _suspect: suspect,
+            stats: self.stats.clone(),
+        };
         let secret = Zeroizing::new(secret.to_owned());
         let (done, result) = oneshot::channel();
-        self.runs.fetch_add(1, Ordering::Relaxed);
+        let stats = self.stats.clone();
         let job: Job = Box::new(move |memory| {
+            let _held = held;
+            if done.is_closed() {
+                // The caller is gone (cancelled or timed out): its budget
+                // token is already spent, and nobody wants the answer.
+                stats.skipped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            stats.runs(lane).fetch_add(1, Ordering::SeqCst);
+            metrics::counter!("latchkey_argon2_runs_total", "lane" => lane.as_str()).increment(1);
             // A panic must not take the worker thread down with it.
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| work(&secret, memory)))
                 .unwrap_or_else(|_| Err(HashError::Argon2("argon2 panicked".into())));
@@ -221,6 +432,13 @@ impl Hasher {
         self.jobs.send(job).map_err(|_| HashError::Closed)?;
         result.await.map_err(|_| HashError::Closed)?
     }
+}
+
+/// How many threads the suspect lane may use out of `threads`.
+fn suspect_threads(threads: usize, share_percent: u8) -> usize {
+    let share = threads * usize::from(share_percent.min(100)) / 100;
+    let keep_one_honest = if threads > 1 { threads - 1 } else { 1 };
+    share.clamp(1, keep_one_honest)
 }
 
 /// argon2 into `out`, in `memory` (grown to the parameters' size if needed
@@ -254,6 +472,7 @@ mod tests {
             iterations: 1,
             parallelism: 1,
             concurrency: 2,
+            ..HashParams::default()
         })
         .unwrap()
     }
@@ -266,8 +485,8 @@ mod tests {
         let hash = hasher.hash(&key).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
         assert!(!hash.contains(key.expose_secret()));
-        assert!(hasher.verify(&key, &hash).await.unwrap());
-        assert!(!hasher.verify(&other, &hash).await.unwrap());
+        assert!(hasher.verify(&key, &hash, Lane::Honest).await.unwrap());
+        assert!(!hasher.verify(&other, &hash, Lane::Honest).await.unwrap());
     }
 
     #[tokio::test]
@@ -289,10 +508,15 @@ mod tests {
             .hash_password(key.expose_secret().as_bytes())
             .unwrap()
             .to_string();
-        assert!(hasher.verify(&key, &theirs).await.unwrap());
+        assert!(hasher.verify(&key, &theirs, Lane::Honest).await.unwrap());
         let other = ApiKey::generate(KeyKind::Integration).unwrap();
-        assert!(!hasher.verify(&other, &theirs).await.unwrap());
-        assert!(hasher.verify(&key, "not a hash").await.is_err());
+        assert!(!hasher.verify(&other, &theirs, Lane::Honest).await.unwrap());
+        assert!(
+            hasher
+                .verify(&key, "not a hash", Lane::Suspect)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -304,5 +528,70 @@ mod tests {
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{hash}"
         );
+    }
+
+    #[test]
+    fn the_suspect_lane_never_takes_every_thread() {
+        assert_eq!(suspect_threads(1, 50), 1);
+        assert_eq!(suspect_threads(2, 50), 1);
+        assert_eq!(suspect_threads(2, 100), 1);
+        assert_eq!(suspect_threads(8, 50), 4);
+        assert_eq!(suspect_threads(8, 0), 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_lane_refuses_at_once_and_cancelled_callers_leave_no_trace() {
+        let hasher = Hasher::new(HashParams {
+            memory_kib: 4096,
+            iterations: 4,
+            parallelism: 1,
+            concurrency: 1,
+            queue: 2,
+            suspect_share_percent: 50,
+        })
+        .unwrap();
+        let key = ApiKey::generate(KeyKind::Integration).unwrap();
+        let hash = hasher.hash(&key).await.unwrap();
+        // 40 suspects at once: one runs, two wait, the rest are refused.
+        let calls: Vec<_> = (0..40)
+            .map(|_| {
+                let hasher = hasher.clone();
+                let hash = hash.clone();
+                let key = ApiKey::generate(KeyKind::Integration).unwrap();
+                tokio::spawn(async move { hasher.verify(&key, &hash, Lane::Suspect).await })
+            })
+            .collect();
+        let mut busy = 0;
+        for call in calls {
+            match call.await.unwrap() {
+                Err(HashError::Busy) => busy += 1,
+                Ok(valid) => assert!(!valid),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(busy >= 30, "{busy} refused");
+        // Callers dropped while waiting or running leave nothing counted.
+        let dropped: Vec<_> = (0..3)
+            .map(|_| {
+                let hasher = hasher.clone();
+                let hash = hash.clone();
+                let key = ApiKey::generate(KeyKind::Integration).unwrap();
+                tokio::spawn(async move { hasher.verify(&key, &hash, Lane::Honest).await })
+            })
+            .collect();
+        for call in &dropped {
+            call.abort();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let counts = hasher.counts();
+            if counts.waiting == 0 && counts.holding == 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{counts:?}");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(hasher.verify(&key, &hash, Lane::Honest).await.unwrap());
     }
 }

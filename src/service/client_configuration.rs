@@ -257,20 +257,32 @@ impl ClientConfiguration {
         let req = request.into_inner();
         validate_verify_user(&req)?;
         let invalid = pb::VerifyUserCredentialsResponse::default();
-        let Some(client) = store::clients::find(&self.state.db, &req.client_id).await? else {
-            return Ok(invalid);
-        };
-        match auth::check_client_user(&self.state, &client, &req.user, &req.api_key, peer).await? {
+        // An unknown client is checked like an unknown user: no faster.
+        let client = store::clients::find(&self.state.db, &req.client_id).await?;
+        match auth::check_client_user(
+            &self.state,
+            client.as_ref(),
+            &req.client_id,
+            &req.user,
+            &req.api_key,
+            peer,
+        )
+        .await?
+        {
             UserCheck::Valid(row) => Ok(pb::VerifyUserCredentialsResponse {
                 valid: true,
                 scope: scope_to_proto(&row.scope).into(),
-                rate_limited: false,
+                ..invalid
             }),
-            UserCheck::Invalid | UserCheck::UnknownUser => Ok(invalid),
-            UserCheck::RateLimited => {
+            UserCheck::Invalid | UserCheck::UnknownUser { rate_limited: None } => Ok(invalid),
+            UserCheck::RateLimited(retry_after)
+            | UserCheck::UnknownUser {
+                rate_limited: Some(retry_after),
+            } => {
                 tokio::time::sleep(self.state.rate_limited_delay).await;
                 Ok(pb::VerifyUserCredentialsResponse {
                     rate_limited: true,
+                    retry_after: super::integration_keys::to_duration(retry_after),
                     ..invalid
                 })
             }

@@ -8,6 +8,7 @@ use super::{page_token, validate, validate::Violations};
 use crate::{
     audit::{self, Action, Actor},
     auth::{self, Caller},
+    callers,
     error::Error,
     keys::{ApiKey, KeyKind},
     proto::v1::{self as pb, integration_keys_service_server::IntegrationKeysService},
@@ -170,10 +171,19 @@ impl IntegrationKeys {
         request: Request<pb::VerifyIntegrationKeyRequest>,
     ) -> Result<pb::VerifyIntegrationKeyResponse, Error> {
         let peer = request.remote_addr().map(|addr| addr.ip());
-        let pb::VerifyIntegrationKeyRequest { api_key, endpoint } = request.into_inner();
+        let pb::VerifyIntegrationKeyRequest {
+            api_key,
+            endpoint,
+            caller_address,
+        } = request.into_inner();
         let endpoint = validate_endpoint(&endpoint)?;
+        let caller = callers::end_caller(peer, &caller_address, &self.state.trusted_peers)?;
 
-        let verdict = self.state.verifier.verify(api_key, endpoint, peer).await?;
+        let verdict = self
+            .state
+            .verifier
+            .verify(api_key, endpoint, caller)
+            .await?;
         if verdict.decision == Decision::RateLimited {
             tokio::time::sleep(self.state.rate_limited_delay).await;
         }
@@ -558,7 +568,13 @@ fn verdict_to_proto(verdict: Verdict) -> pb::VerifyIntegrationKeyResponse {
             .unwrap_or_default(),
         key_id: key.as_ref().map(|k| k.key_id.clone()).unwrap_or_default(),
         expire_time: key.and_then(|k| k.expire_time).map(to_timestamp),
+        retry_after: verdict.retry_after.and_then(to_duration),
     }
+}
+
+/// A proto Duration (none for one too long to express).
+pub(super) fn to_duration(d: std::time::Duration) -> Option<prost_types::Duration> {
+    prost_types::Duration::try_from(d).ok()
 }
 
 fn integration_to_proto(integration: Integration) -> pb::Integration {

@@ -745,6 +745,7 @@ impl Fixture {
                     VerifyIntegrationKeyRequest {
                         api_key: self.integration_key.clone(),
                         endpoint: ENDPOINT.into(),
+                        ..Default::default()
                     },
                 ))
                 .await

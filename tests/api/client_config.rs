@@ -22,13 +22,13 @@ use crate::helpers::{
     TestApp, assert_status, bad_request_fields, basic, spawn_app, spawn_app_with, with_sid,
 };
 
-const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
+pub(crate) const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
 const VIEWER_KEY: &str = "viewer-key-0123456789abcdef";
 const LB_SECRET: &str = "lb-secret-value-9f8e7d6c";
 const LB_OWNER: &str = "lb-owner-name-4b3a";
 const GLOBEX_ONLY_KEY: &str = "gadmin-key-0123456789abcdef";
 
-async fn config_client(app: &TestApp) -> ClientConfigurationServiceClient<Channel> {
+pub(crate) async fn config_client(app: &TestApp) -> ClientConfigurationServiceClient<Channel> {
     ClientConfigurationServiceClient::new(app.channel().await)
 }
 
@@ -61,7 +61,7 @@ fn configure_request(client_id: &str) -> ConfigureRequest {
     }
 }
 
-async fn configure(app: &TestApp, client_id: &str) -> ClientConfiguration {
+pub(crate) async fn configure(app: &TestApp, client_id: &str) -> ClientConfiguration {
     config_client(app)
         .await
         .configure(app.as_partner(configure_request(client_id)))

@@ -96,6 +96,7 @@ async fn sigkill_during_creates_loses_no_acknowledged_key() {
             .verify_integration_key(VerifyIntegrationKeyRequest {
                 api_key: api_key.clone(),
                 endpoint: "course.v1.CourseService/GetOutline".into(),
+                ..Default::default()
             })
             .await
             .unwrap()

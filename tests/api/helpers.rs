@@ -51,6 +51,7 @@ pub fn test_hash_params() -> HashParams {
         iterations: 1,
         parallelism: 1,
         concurrency: 0,
+        ..HashParams::default()
     }
 }
 
@@ -356,6 +357,7 @@ impl TestApp {
             .verify_integration_key(latchkey::proto::v1::VerifyIntegrationKeyRequest {
                 api_key: api_key.into(),
                 endpoint: endpoint.into(),
+                ..Default::default()
             })
             .await
             .expect("verify answers OK")

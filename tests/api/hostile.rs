@@ -251,6 +251,7 @@ fn rpcs() -> Vec<Rpc> {
                 pb::VerifyIntegrationKeyRequest {
                     api_key: f("api_key", &fx.api_key),
                     endpoint: f("endpoint", OUTLINE),
+                    ..Default::default()
                 }
                 .encode_to_vec()
             },
@@ -1595,6 +1596,7 @@ async fn unknown_and_wrong_kind_keys(b: &mut Barrage<'_>) {
         pb::VerifyIntegrationKeyRequest {
             api_key: api_key.into(),
             endpoint: OUTLINE.into(),
+            ..Default::default()
         }
         .encode_to_vec()
     };

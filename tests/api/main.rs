@@ -1,6 +1,7 @@
 //! Integration tests: a real server on 127.0.0.1:0, real tonic clients, a
 //! real database. One test binary, a module per area, to keep link times down.
 
+mod abuse;
 mod audit;
 mod auth;
 mod authz;

@@ -76,6 +76,7 @@ async fn prometheus_metrics_count_calls_decisions_cache_argon2_and_db() {
             .verify_integration_key(VerifyIntegrationKeyRequest {
                 api_key: api_key.clone(),
                 endpoint: "course.v1.CourseService/GetOutline".into(),
+                ..Default::default()
             })
             .await
             .unwrap();

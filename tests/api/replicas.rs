@@ -24,6 +24,7 @@ async fn decision(client: &IntegrationKeysServiceClient<Channel>, api_key: &str)
         .verify_integration_key(VerifyIntegrationKeyRequest {
             api_key: api_key.into(),
             endpoint: OUTLINE.into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -53,6 +53,17 @@ impl Health for Resource {
 /// Starts the resource server guarded by latchkey at `latchkey`, and returns
 /// a client channel to it.
 async fn resource_server(latchkey: Channel) -> Channel {
+    let addr = guarded_resource_server(latchkey).await;
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Starts the resource server guarded by latchkey at `latchkey` (with the
+/// guard's defaults), and returns its address.
+pub(crate) async fn guarded_resource_server(latchkey: Channel) -> std::net::SocketAddr {
     let guard = RequireIntegrationKeyLayer::new(latchkey);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -61,26 +72,11 @@ async fn resource_server(latchkey: Channel) -> Channel {
             .add_service(guard.layer(HealthServer::new(Resource)))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
+    addr
 }
 
-fn call(key: Option<&str>) -> Request<HealthCheckRequest> {
-    let mut request = Request::new(HealthCheckRequest::default());
-    if let Some(key) = key {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {key}").parse().unwrap());
-    }
-    request
-}
-
-#[tokio::test]
-async fn the_guard_admits_granted_keys_and_rejects_the_rest() {
-    let app = spawn_app().await;
+/// Grants learner-activity the resource server's method.
+pub(crate) async fn grant_health_check(app: &crate::helpers::TestApp) {
     let catalog = crate::helpers::TEST_CATALOG.replace(
         "\"permissions.v1.*\"",
         "\"permissions.v1.*\", \"grpc.health.v1.Health/Check\"",
@@ -95,6 +91,22 @@ async fn the_guard_admits_granted_keys_and_rejects_the_rest() {
         .refresh(&app.db, true)
         .await
         .unwrap();
+}
+
+pub(crate) fn call(key: Option<&str>) -> Request<HealthCheckRequest> {
+    let mut request = Request::new(HealthCheckRequest::default());
+    if let Some(key) = key {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    }
+    request
+}
+
+#[tokio::test]
+async fn the_guard_admits_granted_keys_and_rejects_the_rest() {
+    let app = spawn_app().await;
+    grant_health_check(&app).await;
 
     let (granted_id, granted) = app.create_key("learner-activity", None).await;
     let (_, not_granted) = app.create_key("sandbox", None).await;

@@ -52,6 +52,11 @@ impl ServeProcess {
         Self { child, log }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Polls the log for the "serving" line and returns the bound address.
     pub async fn wait_for_addr(&mut self) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);

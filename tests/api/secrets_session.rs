@@ -185,6 +185,7 @@ async fn a_session_of_every_flow_leaves_no_secret_behind() {
     let verify = |api_key: &str, endpoint: &str| pb::VerifyIntegrationKeyRequest {
         api_key: api_key.into(),
         endpoint: endpoint.into(),
+        ..Default::default()
     };
     let wrong_secret = {
         let guess = ApiKey::generate(KeyKind::Integration).unwrap();

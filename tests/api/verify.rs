@@ -181,6 +181,7 @@ async fn endpoint_must_be_present_and_bounded() {
             .verify_integration_key(VerifyIntegrationKeyRequest {
                 api_key: api_key.clone(),
                 endpoint,
+                ..Default::default()
             })
             .await;
         assert_eq!(bad_request_fields(result), ["endpoint"]);
@@ -398,10 +399,20 @@ async fn failures_are_throttled_per_peer_across_key_ids() {
             Decision::Invalid
         );
     }
+    // The peer's budget is spent. It may be a resource server relaying
+    // honest callers too, so a key id with a clean record is still checked
+    // (once: that attempt dirties it, in the suspect lane); a key id that
+    // has failed is refused.
     let fresh = ApiKey::generate(KeyKind::Integration).unwrap();
     assert_eq!(
         app.verify(fresh.expose_secret(), OUTLINE).await.decision(),
-        Decision::RateLimited
+        Decision::Invalid
+    );
+    let again = app.verify(fresh.expose_secret(), OUTLINE).await;
+    assert_eq!(again.decision(), Decision::RateLimited);
+    assert!(
+        again.retry_after.is_some(),
+        "RATE_LIMITED says when to retry"
     );
     assert_eq!(
         app.verify(&api_key, OUTLINE).await.decision(),

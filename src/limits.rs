@@ -1,0 +1,93 @@
+//! The server-wide in-flight limit: past `max_in_flight` calls at once, a
+//! call is answered RESOURCE_EXHAUSTED at once (with RetryInfo) instead of
+//! queueing. Shedding early keeps latency bounded for the calls that are
+//! admitted and memory bounded for any crowd. grpc.health.v1 probes are
+//! never shed: an overloaded replica is busy, not dead, and a probe that
+//! failed for load would get it restarted at the worst moment.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use tokio::sync::Semaphore;
+use tonic::codegen::http;
+
+use crate::error::{OVERLOADED_RETRY_AFTER, resource_exhausted};
+
+/// Builds [`InFlightLimit`] services that share one budget of calls.
+#[derive(Clone)]
+pub struct InFlightLimitLayer {
+    permits: Arc<Semaphore>,
+}
+
+impl InFlightLimitLayer {
+    pub fn new(max_in_flight: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for InFlightLimitLayer {
+    type Service = InFlightLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InFlightLimit {
+            inner,
+            permits: self.permits.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct InFlightLimit<S> {
+    inner: S,
+    permits: Arc<Semaphore>,
+}
+
+/// Calls that are never shed.
+fn is_probe(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/")
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for InFlightLimit<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    RB: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let permit = if is_probe(request.uri().path()) {
+            None
+        } else {
+            match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    metrics::counter!("latchkey_calls_shed_total").increment(1);
+                    let status = resource_exhausted(
+                        "Server busy: too many calls in flight; retry shortly",
+                        OVERLOADED_RETRY_AFTER,
+                    );
+                    return Box::pin(async move { Ok(status.into_http()) });
+                }
+            }
+        };
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await;
+            drop(permit);
+            response
+        })
+    }
+}

@@ -1,0 +1,754 @@
+//! Abuse resistance for a crowd: failure budgets spent before argon2,
+//! bounded argon2 queues, the end caller, uniform answers for unknown users,
+//! and connection limits. Every attack here is hundreds of calls truly in
+//! flight at once (spawned tasks released together), never a loop.
+
+use std::{
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use latchkey::{
+    callers::TrustedPeers,
+    keys::{
+        ApiKey, HashParams, KeyKind,
+        format::{KEY_ID_LEN, checksum},
+        throttle::{Budget, ThrottleSettings},
+    },
+    proto::v1::{
+        CreateIntegrationKeyRequest, Decision, VerifyIntegrationKeyRequest,
+        VerifyIntegrationKeyResponse, VerifyUserCredentialsRequest,
+        integration_keys_service_client::IntegrationKeysServiceClient,
+    },
+};
+use tokio::sync::Barrier;
+use tonic::{Code, Status, transport::Channel};
+use tonic_types::StatusExt;
+
+use crate::helpers::{TestApp, eventually, spawn_app_with};
+
+const OUTLINE: &str = "course.v1.CourseService/GetOutline";
+
+/// argon2 slow enough (several ms) that a crowd is really in flight while
+/// the first checks run.
+fn slow_hash(concurrency: usize) -> HashParams {
+    HashParams {
+        memory_kib: 4096,
+        iterations: 3,
+        parallelism: 1,
+        concurrency,
+        ..HashParams::default()
+    }
+}
+
+fn budgets(per_key: u32, per_caller: u32) -> ThrottleSettings {
+    ThrottleSettings {
+        per_key: Budget {
+            burst: per_key,
+            per_second: 0.001,
+        },
+        per_peer: Budget {
+            burst: per_caller,
+            per_second: 0.001,
+        },
+    }
+}
+
+/// The key id of `api_key` with a fresh random secret (valid checksum), as
+/// an attacker who knows a key id presents it.
+fn guess(api_key: &str) -> String {
+    let random = ApiKey::generate(KeyKind::Integration).unwrap();
+    let body = format!(
+        "{}{}",
+        &api_key[..KEY_ID_LEN],
+        &random.expose_secret()[KEY_ID_LEN..KEY_ID_LEN + 1 + 43]
+    );
+    format!("{body}{}", checksum(body.as_bytes()))
+}
+
+fn verify_request(api_key: &str, caller_address: &str) -> VerifyIntegrationKeyRequest {
+    VerifyIntegrationKeyRequest {
+        api_key: api_key.into(),
+        endpoint: OUTLINE.into(),
+        caller_address: caller_address.into(),
+    }
+}
+
+/// A few connections for a crowd to spread over.
+async fn channels(app: &TestApp, n: usize) -> Vec<Channel> {
+    let mut channels = Vec::with_capacity(n);
+    for _ in 0..n {
+        channels.push(app.channel().await);
+    }
+    channels
+}
+
+/// Sends every request at once (each on its own task, all released by one
+/// barrier) and returns the answers in order.
+async fn crowd(
+    channels: &[Channel],
+    requests: Vec<VerifyIntegrationKeyRequest>,
+) -> Vec<Result<VerifyIntegrationKeyResponse, Status>> {
+    let barrier = Arc::new(Barrier::new(requests.len()));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, request)| {
+            let mut client =
+                IntegrationKeysServiceClient::new(channels[i % channels.len()].clone());
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                client
+                    .verify_integration_key(request)
+                    .await
+                    .map(|r| r.into_inner())
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        answers.push(task.await.expect("task"));
+    }
+    answers
+}
+
+fn decisions(answers: &[Result<VerifyIntegrationKeyResponse, Status>]) -> (usize, usize) {
+    let mut invalid = 0;
+    let mut limited = 0;
+    for answer in answers {
+        let answer = answer.as_ref().expect("verify answers OK");
+        match answer.decision() {
+            Decision::Invalid => invalid += 1,
+            Decision::RateLimited => {
+                assert!(answer.retry_after.is_some(), "RATE_LIMITED has retry_after");
+                limited += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    (invalid, limited)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hundred_concurrent_wrong_secrets_for_one_key_id_cost_the_burst() {
+    let app = spawn_app_with(|s| {
+        s.hash = slow_hash(2);
+        s.verifier.throttle = budgets(5, 1_000_000);
+    })
+    .await;
+    let (_, api_key) = app.create_key("learner-activity", None).await;
+    let channels = channels(&app, 8).await;
+    let before = app.state.hasher.counts();
+    let requests = (0..300)
+        .map(|_| verify_request(&guess(&api_key), ""))
+        .collect();
+    let answers = crowd(&channels, requests).await;
+    let (invalid, limited) = decisions(&answers);
+    let after = app.state.hasher.counts();
+    let runs =
+        (after.honest_runs + after.suspect_runs) - (before.honest_runs + before.suspect_runs);
+    eprintln!("300 wrong secrets: {invalid} INVALID, {limited} RATE_LIMITED, {runs} argon2 runs");
+    assert!(runs <= 5, "{runs} argon2 runs for a burst of 5");
+    assert_eq!(invalid, 5, "the burst is checked");
+    assert_eq!(limited, 295);
+    // Only the first attempt had a clean record; the rest were suspects.
+    assert!(after.honest_runs - before.honest_runs <= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_check_still_spends_its_token_and_leaves_nothing_queued() {
+    let app = spawn_app_with(|s| {
+        // One slow thread: one check runs, the others queue behind it.
+        s.hash = HashParams {
+            memory_kib: 16_384,
+            iterations: 8,
+            ..slow_hash(1)
+        };
+        s.verifier.throttle = budgets(5, 1_000_000);
+    })
+    .await;
+    let (_, api_key) = app.create_key("learner-activity", None).await;
+    let channel = app.channel().await;
+    let before = app.state.hasher.counts();
+    let calls: Vec<_> = (0..5)
+        .map(|_| {
+            let mut client = IntegrationKeysServiceClient::new(channel.clone());
+            let request = verify_request(&guess(&api_key), "");
+            tokio::spawn(async move { client.verify_integration_key(request).await })
+        })
+        .collect();
+    // Cancel once every call is inside the hasher (queued or on a thread).
+    eventually(
+        Duration::from_secs(30),
+        "5 checks in the hasher",
+        || async {
+            let now = app.state.hasher.counts();
+            (now.waiting + now.holding == 5).then_some(())
+        },
+    )
+    .await;
+    for call in &calls {
+        call.abort();
+    }
+    eventually(Duration::from_secs(60), "the hasher to drain", || async {
+        let now = app.state.hasher.counts();
+        (now.waiting == 0 && now.holding == 0).then_some(())
+    })
+    .await;
+    let after = app.state.hasher.counts();
+    let runs =
+        (after.honest_runs + after.suspect_runs) - (before.honest_runs + before.suspect_runs);
+    eprintln!(
+        "cancelled: {runs} argon2 run(s), {} skipped",
+        after.skipped - before.skipped
+    );
+    assert!(runs <= 5);
+    // The five cancelled calls spent the key id's five tokens: the right
+    // key, never proven here, is now refused without argon2.
+    let answer = app.verify(&api_key, OUTLINE).await;
+    assert_eq!(answer.decision(), Decision::RateLimited);
+    assert!(answer.retry_after.is_some());
+    assert_eq!(
+        app.state.hasher.runs(),
+        after.honest_runs + after.suspect_runs
+    );
+}
+
+/// Sixty wrong secrets over twelve real key ids, at once, as `caller` sends
+/// them.
+async fn relay_attack(app: &TestApp, channels: &[Channel], caller: &str) {
+    let mut keys = Vec::new();
+    for _ in 0..12 {
+        keys.push(app.create_key("learner-activity", None).await.1);
+    }
+    let requests = (0..60)
+        .map(|i| verify_request(&guess(&keys[i % 12]), caller))
+        .collect();
+    let answers = crowd(channels, requests).await;
+    let (invalid, limited) = decisions(&answers);
+    eprintln!("relayed attack as {caller:?}: {invalid} INVALID, {limited} RATE_LIMITED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relayed_attacker_does_not_lock_out_honest_keys_without_caller_address() {
+    // Default budgets: 5 per key id, 50 per caller. The relay is not
+    // trusted and sends no caller_address: it is the caller.
+    let app = spawn_app_with(|_| {}).await;
+    let channels = channels(&app, 4).await;
+    relay_attack(&app, &channels, "").await;
+    let (_, honest) = app.create_key("learner-activity", None).await;
+    assert_eq!(
+        app.verify(&honest, OUTLINE).await.decision(),
+        Decision::Allowed,
+        "an honest, never-seen key through the same relay"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_trusted_relay_names_the_end_caller_and_budgets_follow_it() {
+    let app = spawn_app_with(|s| {
+        s.trusted_peers = TrustedPeers::parse("127.0.0.0/8").unwrap();
+    })
+    .await;
+    let channels = channels(&app, 4).await;
+    // The attacker behind the relay spends its own budget...
+    relay_attack(&app, &channels, "203.0.113.5").await;
+    let (_, honest) = app.create_key("learner-activity", None).await;
+    let honest_runs = app.state.hasher.counts().honest_runs;
+    let mut client = app.keys_client().await;
+    let answer = client
+        .verify_integration_key(verify_request(&honest, "198.51.100.7"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.decision(), Decision::Allowed);
+    assert_eq!(
+        app.state.hasher.counts().honest_runs,
+        honest_runs + 1,
+        "another end caller's fresh key is checked in the honest lane"
+    );
+    // ...and the attacker is refused on a key id it already failed, while
+    // another caller is not.
+    let (_, target) = app.create_key("learner-activity", None).await;
+    let other = "198.51.100.8";
+    let first = client
+        .verify_integration_key(verify_request(&guess(&target), other))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.decision(), Decision::Invalid);
+    let attacker_again = client
+        .verify_integration_key(verify_request(&guess(&target), "203.0.113.5"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(attacker_again.decision(), Decision::RateLimited);
+    let other_again = client
+        .verify_integration_key(verify_request(&guess(&target), other))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(other_again.decision(), Decision::Invalid);
+    // A trusted relay's caller_address must be an address.
+    let bad = client
+        .verify_integration_key(verify_request(&honest, "not-an-address"))
+        .await;
+    assert_eq!(crate::helpers::bad_request_fields(bad), ["caller_address"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ipv6_end_callers_share_a_budget_per_64() {
+    let app = spawn_app_with(|s| {
+        s.trusted_peers = TrustedPeers::parse("127.0.0.1").unwrap();
+        s.verifier.throttle = budgets(1_000, 3);
+    })
+    .await;
+    let (_, api_key) = app.create_key("learner-activity", None).await;
+    let mut client = app.keys_client().await;
+    for host in 1..=3 {
+        let answer = client
+            .verify_integration_key(verify_request(
+                &guess(&api_key),
+                &format!("2001:db8::{host}"),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.decision(), Decision::Invalid);
+    }
+    // Another address in the same /64: the budget is spent (the key id has
+    // failed, so no clean-record exception).
+    let same_64 = client
+        .verify_integration_key(verify_request(&guess(&api_key), "2001:db8::ffff:1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(same_64.decision(), Decision::RateLimited);
+    let next_64 = client
+        .verify_integration_key(verify_request(&guess(&api_key), "2001:db8:0:1::1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next_64.decision(), Decision::Invalid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_untrusted_peer_cannot_escape_its_budget_with_caller_address() {
+    let app = spawn_app_with(|s| s.verifier.throttle = budgets(1_000, 5)).await;
+    let (_, api_key) = app.create_key("learner-activity", None).await;
+    let mut client = app.keys_client().await;
+    for _ in 0..5 {
+        let answer = client
+            .verify_integration_key(verify_request(&guess(&api_key), ""))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.decision(), Decision::Invalid);
+    }
+    // 100 spoofed end callers at once: all are this peer, whose budget is
+    // spent, on a key id that has failed: refused without argon2.
+    let runs = app.state.hasher.runs();
+    let channels = channels(&app, 4).await;
+    let requests = (0..100)
+        .map(|i| verify_request(&guess(&api_key), &format!("198.51.100.{i}")))
+        .collect();
+    let (invalid, limited) = decisions(&crowd(&channels, requests).await);
+    assert_eq!((invalid, limited), (0, 100));
+    assert_eq!(app.state.hasher.runs(), runs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rust_guard_names_its_caller_and_answers_rate_limits_with_retry_info() {
+    // latchkey trusts the resource server (127.0.0.1); the resource server's
+    // own callers come from 127.0.0.2 (attacker) and 127.0.0.3 (honest).
+    let app = spawn_app_with(|s| {
+        s.trusted_peers = TrustedPeers::parse("127.0.0.1").unwrap();
+        s.verifier.throttle = budgets(1_000, 10);
+    })
+    .await;
+    crate::sdk::grant_health_check(&app).await;
+    let resource = crate::sdk::guarded_resource_server(app.channel().await).await;
+    let from = |local: &str| {
+        tonic::transport::Endpoint::from_shared(format!("http://{resource}"))
+            .unwrap()
+            .local_address(Some(local.parse::<IpAddr>().unwrap()))
+    };
+    let attacker = from("127.0.0.2").connect().await.unwrap();
+    let honest = from("127.0.0.3").connect().await.unwrap();
+    let mut keys = Vec::new();
+    for _ in 0..4 {
+        keys.push(app.create_key("learner-activity", None).await.1);
+    }
+    // 40 wrong secrets at once through the guard, for 4 key ids.
+    let barrier = Arc::new(Barrier::new(40));
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let mut client = tonic_health::pb::health_client::HealthClient::new(attacker.clone());
+            let key = guess(&keys[i % 4]);
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                client.check(crate::sdk::call(Some(&key))).await
+            })
+        })
+        .collect();
+    let (mut unauthenticated, mut exhausted) = (0, 0);
+    for task in tasks {
+        let status = task.await.unwrap().expect_err("wrong secrets are refused");
+        match status.code() {
+            Code::Unauthenticated => unauthenticated += 1,
+            Code::ResourceExhausted => {
+                let retry = status.get_details_retry_info().expect("RetryInfo");
+                assert!(retry.retry_delay.is_some());
+                exhausted += 1;
+            }
+            other => panic!("unexpected {other:?}: {status:?}"),
+        }
+    }
+    eprintln!(
+        "through the guard: {unauthenticated} UNAUTHENTICATED, {exhausted} RESOURCE_EXHAUSTED"
+    );
+    assert!(exhausted > 0, "the attacker's budget (10) ran out");
+    assert!(unauthenticated <= 10 + 4, "{unauthenticated}");
+    // The honest caller behind the same resource server is not locked out.
+    let (_, fresh) = app.create_key("learner-activity", None).await;
+    let mut client = tonic_health::pb::health_client::HealthClient::new(honest);
+    client
+        .check(crate::sdk::call(Some(&fresh)))
+        .await
+        .expect("an honest caller's fresh key is allowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_users_are_answered_and_timed_as_known_users_with_a_wrong_key() {
+    let app = spawn_app_with(|s| {
+        // Production-strength argon2, so that skipping it would show.
+        s.hash = HashParams {
+            concurrency: 2,
+            ..HashParams::default()
+        };
+        s.verifier.throttle = budgets(5, 1_000_000);
+    })
+    .await;
+    crate::client_config::configure(&app, "acme").await;
+    let mut client = crate::client_config::config_client(&app).await;
+    let cases = [("acme", "admin"), ("acme", "ghost"), ("nowhere", "admin")];
+    let mut answers = vec![Vec::new(); cases.len()];
+    let mut times = vec![Duration::ZERO; cases.len()];
+    // Interleaved, so machine load falls on every case alike.
+    for round in 0..8 {
+        for (i, (client_id, user)) in cases.iter().enumerate() {
+            let started = Instant::now();
+            let answer = client
+                .verify_user_credentials(VerifyUserCredentialsRequest {
+                    client_id: (*client_id).into(),
+                    user: (*user).into(),
+                    api_key: "wrong-key-0123456789abcdef".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            if round < 5 {
+                times[i] += started.elapsed();
+            }
+            answers[i].push((
+                answer.valid,
+                answer.rate_limited,
+                answer.retry_after.is_some(),
+            ));
+        }
+    }
+    let expected: Vec<_> = (0..8).map(|r| (false, r >= 5, r >= 5)).collect();
+    for (i, case) in cases.iter().enumerate() {
+        assert_eq!(answers[i], expected, "{case:?}");
+    }
+    for (i, case) in cases.iter().enumerate().skip(1) {
+        let ratio = times[i].as_secs_f64() / times[0].as_secs_f64();
+        eprintln!("{case:?} / known user with a wrong key: time ratio {ratio:.2}");
+        assert!(
+            (0.33..3.0).contains(&ratio),
+            "{case:?} took {:?}, a known user {:?}",
+            times[i],
+            times[0]
+        );
+    }
+    // The right key still works for the known user once budgets refill; a
+    // different user name was never rate-limited by those failures.
+    let valid = client
+        .verify_user_credentials(VerifyUserCredentialsRequest {
+            client_id: "acme".into(),
+            user: "viewer".into(),
+            api_key: "viewer-key-0123456789abcdef".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(valid.valid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_argon2_queue_answers_resource_exhausted_at_once() {
+    let app = spawn_app_with(|s| {
+        s.hash = HashParams {
+            queue: 4,
+            ..slow_hash(1)
+        };
+    })
+    .await;
+    let channels = channels(&app, 4).await;
+    let barrier = Arc::new(Barrier::new(200));
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let mut client = IntegrationKeysServiceClient::new(channels[i % 4].clone());
+            let request = app.as_partner(CreateIntegrationKeyRequest {
+                integration: "learner-activity".into(),
+                ..Default::default()
+            });
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                client.create_integration_key(request).await
+            })
+        })
+        .collect();
+    let (mut created, mut shed) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(status.get_details_retry_info().is_some(), "{status:?}");
+                shed += 1;
+            }
+            Err(status) => panic!("unexpected {status:?}"),
+        }
+    }
+    eprintln!("200 creates at once, queue 4: {created} created, {shed} shed");
+    assert!(shed > 0 && created > 0, "{created} created, {shed} shed");
+    assert!(app.state.hasher.counts().rejected >= shed as u64);
+    // Nothing stays queued, and the server serves on.
+    eventually(Duration::from_secs(30), "the hasher to drain", || async {
+        let now = app.state.hasher.counts();
+        (now.waiting == 0 && now.holding == 0).then_some(())
+    })
+    .await;
+    let (_, key) = app.create_key("learner-activity", None).await;
+    assert_eq!(
+        app.verify(&key, OUTLINE).await.decision(),
+        Decision::Allowed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn honest_first_verifies_keep_argon2_while_many_callers_flood() {
+    let app = spawn_app_with(|s| {
+        s.trusted_peers = TrustedPeers::parse("127.0.0.1").unwrap();
+        s.hash = HashParams {
+            queue: 16,
+            ..slow_hash(2)
+        };
+        s.verifier.throttle = budgets(3, 1_000);
+    })
+    .await;
+    let mut targets = Vec::new();
+    for _ in 0..10 {
+        targets.push(app.create_key("learner-activity", None).await.1);
+    }
+    let mut honest = Vec::new();
+    for _ in 0..5 {
+        honest.push(app.create_key("learner-activity", None).await.1);
+    }
+    // Prime: every target key id has failed once, so the flood is suspect.
+    let channels = channels(&app, 4).await;
+    let priming = targets
+        .iter()
+        .map(|k| verify_request(&guess(k), ""))
+        .collect();
+    crowd(&channels, priming).await;
+    // 400 wrong secrets from 400 end callers in flight at once, while five
+    // honest callers verify their fresh keys.
+    let flood: Vec<_> = (0..400)
+        .map(|i| {
+            verify_request(
+                &guess(&targets[i % 10]),
+                &format!("203.0.{}.{}", i / 250, i % 250),
+            )
+        })
+        .collect();
+    let flood = tokio::spawn({
+        let channels = channels.clone();
+        async move { crowd(&channels, flood).await }
+    });
+    let mut client = app.keys_client().await;
+    for (i, key) in honest.iter().enumerate() {
+        let answer = client
+            .verify_integration_key(verify_request(key, &format!("198.51.100.{i}")))
+            .await
+            .expect("an honest verify is never shed by the flood")
+            .into_inner();
+        assert_eq!(answer.decision(), Decision::Allowed);
+    }
+    for answer in flood.await.unwrap() {
+        match answer {
+            Ok(a) => assert!(matches!(
+                a.decision(),
+                Decision::Invalid | Decision::RateLimited
+            )),
+            Err(status) => assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_in_flight_limit_sheds_calls_but_never_probes() {
+    let app = spawn_app_with(|s| {
+        s.limits.max_in_flight = 8;
+        s.hash = slow_hash(1);
+    })
+    .await;
+    let channels = channels(&app, 4).await;
+    let barrier = Arc::new(Barrier::new(100));
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let mut client = IntegrationKeysServiceClient::new(channels[i % 4].clone());
+            let request = app.as_partner(CreateIntegrationKeyRequest {
+                integration: "learner-activity".into(),
+                ..Default::default()
+            });
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                client.create_integration_key(request).await
+            })
+        })
+        .collect();
+    // Probes while the crowd is in flight.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channels[0].clone());
+    for _ in 0..20 {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .expect("probes are never shed")
+            .into_inner()
+            .status();
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving
+        );
+    }
+    let mut shed = 0;
+    for task in tasks {
+        if let Err(status) = task.await.unwrap() {
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            assert!(status.message().starts_with("Server busy"), "{status:?}");
+            assert!(status.get_details_retry_info().is_some());
+            shed += 1;
+        }
+    }
+    eprintln!("100 creates at once, 8 in flight allowed: {shed} shed");
+    assert!(shed > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousands_of_idle_connections_do_not_stop_service() {
+    let app = spawn_app_with(|_| {}).await;
+    let mut idle = Vec::new();
+    // Bare TCP connections that never say a word...
+    for _ in 0..2000 {
+        idle.push(tokio::net::TcpStream::connect(app.addr).await.unwrap());
+    }
+    // ...and HTTP/2 connections that handshake and then go quiet.
+    let mut quiet = Vec::new();
+    for _ in 0..200 {
+        quiet.push(app.channel().await);
+    }
+    let (_, key) = app.create_key("learner-activity", None).await;
+    assert_eq!(
+        app.verify(&key, OUTLINE).await.decision(),
+        Decision::Allowed
+    );
+    drop(idle);
+    drop(quiet);
+}
+
+/// Peak resident memory of process `pid`, KiB (Linux).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_leaves_the_server_rss_bounded() {
+    // A real server process with production argon2 (19 MiB per hash).
+    let (_dir, _db, server, addr, partner_key) = crate::operations::start(&[
+        "--argon2-memory-kib",
+        "19456",
+        "--argon2-iterations",
+        "2",
+        "--rate-limited-delay-ms",
+        "1",
+    ])
+    .await;
+    let mut channels = Vec::new();
+    for _ in 0..8 {
+        channels.push(
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    let mut keys = Vec::new();
+    for _ in 0..20 {
+        let created = IntegrationKeysServiceClient::new(channels[0].clone())
+            .create_integration_key(crate::helpers::with_sid(
+                CreateIntegrationKeyRequest {
+                    integration: "learner-activity".into(),
+                    ..Default::default()
+                },
+                &partner_key,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        keys.push(created.api_key);
+    }
+    let baseline = peak_rss_kib(server.pid());
+    // Three waves of 1,000 calls in flight: wrong secrets for real key ids
+    // and unknown keys.
+    for _ in 0..3 {
+        let requests = (0..1000)
+            .map(|i| {
+                if i % 2 == 0 {
+                    verify_request(&guess(&keys[i % 20]), "")
+                } else {
+                    let unknown = ApiKey::generate(KeyKind::Integration).unwrap();
+                    verify_request(unknown.expose_secret(), "")
+                }
+            })
+            .collect();
+        for answer in crowd(&channels, requests).await {
+            match answer {
+                Ok(a) => assert!(matches!(
+                    a.decision(),
+                    Decision::Invalid | Decision::RateLimited
+                )),
+                Err(status) => assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}"),
+            }
+        }
+    }
+    let peak = peak_rss_kib(server.pid());
+    eprintln!(
+        "server RSS peak: {:.1} MiB before the flood, {:.1} MiB after 3 x 1000 calls in flight",
+        baseline as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
+}
