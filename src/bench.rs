@@ -3,8 +3,15 @@
 //! p50/p99 latency per scenario, as a table or JSON.
 //!
 //! Without `--addr` it starts its own `latchkey serve` (this same binary, as
-//! a child process on a temporary SQLite database, default argon2 settings),
-//! so one command measures everything, including the server's memory.
+//! a child process on a temporary SQLite database, default argon2 settings,
+//! trusting the bench's own address to name end callers), so one command
+//! measures everything, including the server's memory and, from its
+//! metrics, the argon2 computations each scenario cost.
+//!
+//! `verify-flood` is open-loop: wrong secrets for a few key ids at a fixed
+//! offered rate, from many end callers (`caller_address`), whatever the
+//! answers take. It runs twice, once beside honest first verifies and once
+//! beside creates, so each can be compared with its unloaded run.
 
 use std::{
     future::Future,
@@ -40,6 +47,10 @@ pub struct BenchOptions {
     pub endpoint: String,
     pub concurrency: usize,
     pub duration: Duration,
+    /// Offered wrong secrets per second in `verify-flood`.
+    pub flood_rate: u32,
+    /// Prometheus metrics of the server at `addr` (a started server: its own).
+    pub metrics_addr: Option<String>,
 }
 
 /// One scenario's figures.
@@ -51,6 +62,11 @@ pub struct ScenarioResult {
     pub p50_us: u64,
     pub p99_us: u64,
     pub errors: u64,
+    /// argon2 computations the server ran while the scenario ran (from its
+    /// metrics; shared by scenarios that run together).
+    pub argon2_runs: Option<u64>,
+    /// The server's resident memory at the end of the scenario.
+    pub server_rss_mib: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,6 +78,10 @@ pub struct Report {
     /// Peak resident memory of the server while under attack (only when the
     /// bench started the server).
     pub server_rss_peak_under_attack_mib: Option<f64>,
+    /// The server's peak resident memory over the whole run (VmHWM).
+    pub server_rss_peak_mib: Option<f64>,
+    /// The offered rate of verify-flood, calls/s.
+    pub flood_rate: u32,
     pub ratios: Ratios,
 }
 
@@ -73,6 +93,10 @@ pub struct Ratios {
     /// How much faster an unknown key id is rejected than a wrong secret
     /// (measured, never a target).
     pub unknown_over_wrong_secret: f64,
+    /// Honest first verifies during verify-flood / without it.
+    pub verify_miss_under_flood_over_verify_miss: f64,
+    /// Creates during verify-flood / without it.
+    pub create_under_flood_over_create: f64,
 }
 
 const BENCH_INTEGRATION: &str = "bench";
@@ -108,6 +132,13 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
             )
         }
     };
+    let mut probe = Probe {
+        metrics: server
+            .as_ref()
+            .map(|s: &OwnServer| s.metrics_addr.clone())
+            .or_else(|| options.metrics_addr.clone()),
+        pid: server.as_ref().and_then(|s| s.child.id()),
+    };
     let channels = connect(&addr).await?;
     let target = Target {
         channels,
@@ -121,20 +152,21 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
 
     eprintln!("bench: health");
     scenarios.push(
-        scenario("health", n, d, {
-            let target = target.clone();
-            move |worker| {
-                let mut client = HealthClient::new(target.channel(worker));
-                async move {
-                    client
-                        .check(HealthCheckRequest::default())
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string())
+        probe
+            .measure(scenario("health", n, d, {
+                let target = target.clone();
+                move |worker| {
+                    let mut client = HealthClient::new(target.channel(worker));
+                    async move {
+                        client
+                            .check(HealthCheckRequest::default())
+                            .await
+                            .map(drop)
+                            .map_err(|e| e.to_string())
+                    }
                 }
-            }
-        })
-        .await,
+            }))
+            .await,
     );
 
     eprintln!("bench: preparing {WARM_KEYS} warm keys");
@@ -153,26 +185,42 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let warm = Arc::new(warm);
 
     eprintln!("bench: verify-cached");
-    scenarios.push(scenario("verify-cached", n, d, verify_cached(&target, &warm)).await);
+    scenarios.push(
+        probe
+            .measure(scenario(
+                "verify-cached",
+                n,
+                d,
+                verify_cached(&target, &warm),
+            ))
+            .await,
+    );
 
     eprintln!("bench: create");
     let fresh = Arc::new(Mutex::new(Vec::new()));
     scenarios.push(
-        scenario("create", n, d, {
-            let target = target.clone();
-            let fresh = fresh.clone();
-            move |_| {
+        probe
+            .measure(scenario("create", n, d, {
                 let target = target.clone();
                 let fresh = fresh.clone();
-                async move {
-                    let key = target.create().await.map_err(|e| e.to_string())?;
-                    fresh.lock().unwrap_or_else(|e| e.into_inner()).push(key);
-                    Ok(())
+                move |_| {
+                    let target = target.clone();
+                    let fresh = fresh.clone();
+                    async move {
+                        let key = target.create().await.map_err(|e| e.to_string())?;
+                        fresh.lock().unwrap_or_else(|e| e.into_inner()).push(key);
+                        Ok(())
+                    }
                 }
-            }
-        })
-        .await,
+            }))
+            .await,
     );
+    // Half the fresh keys are kept for the honest verifies under flood.
+    let fresh_for_flood = {
+        let mut all = fresh.lock().unwrap_or_else(|e| e.into_inner());
+        let half = all.len() / 2;
+        Arc::new(Mutex::new(all.split_off(half)))
+    };
 
     eprintln!("bench: argon2 (in process)");
     let hasher = Hasher::new(HashParams::default())?;
@@ -189,26 +237,54 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
 
     eprintln!("bench: verify-miss");
     scenarios.push(
-        scenario("verify-miss", n, d, {
-            let target = target.clone();
-            move |_| {
-                let target = target.clone();
-                let next = fresh.lock().unwrap_or_else(|e| e.into_inner()).pop();
-                async move {
-                    // Each fresh key is verified once: every call pays argon2.
-                    let key = next.ok_or(EXHAUSTED)?;
-                    match target.verify(key).await.map_err(|e| e.to_string())? {
-                        Decision::Allowed => Ok(()),
-                        other => Err(format!("{other:?}")),
-                    }
-                }
-            }
-        })
-        .await,
+        probe
+            .measure(scenario("verify-miss", n, d, verify_fresh(&target, &fresh)))
+            .await,
     );
 
     eprintln!("bench: verify-bad");
-    scenarios.push(scenario("verify-bad", n, d, verify_bad(&target, &warm)).await);
+    scenarios.push(
+        probe
+            .measure(scenario("verify-bad", n, d, verify_bad(&target, &warm)))
+            .await,
+    );
+
+    // The open-loop flood, for a few key ids of its own, beside honest
+    // first verifies and then beside creates.
+    let mut flood_keys = Vec::with_capacity(FLOOD_KEYS);
+    for _ in 0..FLOOD_KEYS {
+        flood_keys.push(target.create().await?);
+    }
+    let flood_keys = Arc::new(flood_keys);
+    for (name, honest) in [
+        ("verify-miss-under-flood", true),
+        ("create-under-flood", false),
+    ] {
+        eprintln!(
+            "bench: verify-flood at {}/s with {name}",
+            options.flood_rate
+        );
+        let before = probe.argon2_runs().await;
+        let flood = flood(&target, &flood_keys, options.flood_rate, d);
+        let (flood, beside) = if honest {
+            tokio::join!(
+                flood,
+                scenario(name, n, d, verify_fresh(&target, &fresh_for_flood))
+            )
+        } else {
+            tokio::join!(flood, scenario(name, n, d, creating(&target)))
+        };
+        let runs = probe
+            .argon2_runs()
+            .await
+            .zip(before)
+            .map(|(a, b)| a.saturating_sub(b));
+        for mut result in [flood, beside] {
+            result.argon2_runs = runs;
+            result.server_rss_mib = probe.rss();
+            scenarios.push(result);
+        }
+    }
 
     eprintln!("bench: verify-cached-under-attack");
     let pid = server.as_ref().and_then(|s| s.child.id());
@@ -227,13 +303,18 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
         }
     });
     let (legit, flood) = tokio::join!(
-        scenario(
+        probe.measure(scenario(
             "verify-cached-under-attack",
             n,
             d,
             verify_cached(&target, &warm)
-        ),
-        scenario("verify-bad-flood", n, d, verify_bad(&target, &warm)),
+        )),
+        probe.measure(scenario(
+            "verify-bad-flood",
+            n,
+            d,
+            verify_bad(&target, &warm)
+        )),
     );
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     let server_rss_peak_under_attack_mib = sampler.await.ok().flatten();
@@ -245,6 +326,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     // would hide the difference (both would be RATE_LIMITED), so when the
     // bench runs its own server, this pair runs against a second one with
     // failure budgets too large to bind.
+    let server_rss_peak_mib = probe.pid.and_then(|pid| proc_status_mib(pid, "VmHWM:"));
     let (unthrottled, rejection_target) = match server {
         Some(server) => {
             server.stop().await;
@@ -256,6 +338,10 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
                 "1000000000",
             ])
             .await?;
+            probe = Probe {
+                metrics: Some(unthrottled.metrics_addr.clone()),
+                pid: unthrottled.child.id(),
+            };
             let target = Target {
                 channels: connect(&unthrottled.addr).await?,
                 partner_key: Arc::new(unthrottled.partner_key.clone()),
@@ -280,7 +366,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
         let call = verifying(&rejection_target, &real_keys, key_for, |d| {
             d == Decision::Invalid
         });
-        scenarios.push(scenario(name, n, d, call).await);
+        scenarios.push(probe.measure(scenario(name, n, d, call)).await);
     }
     if let Some(server) = unthrottled {
         server.stop().await;
@@ -304,6 +390,8 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
         create_over_argon2: ratio("create", "argon2"),
         under_attack_over_verify_cached: ratio("verify-cached-under-attack", "verify-cached"),
         unknown_over_wrong_secret: ratio("verify-unknown", "verify-wrong-secret"),
+        verify_miss_under_flood_over_verify_miss: ratio("verify-miss-under-flood", "verify-miss"),
+        create_under_flood_over_create: ratio("create-under-flood", "create"),
     };
     Ok(Report {
         scenarios,
@@ -311,6 +399,8 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
         duration_secs: d.as_secs_f64(),
         cores: std::thread::available_parallelism().map_or(1, usize::from),
         server_rss_peak_under_attack_mib,
+        server_rss_peak_mib,
+        flood_rate: options.flood_rate,
         ratios,
     })
 }
@@ -318,33 +408,50 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
 /// The human-readable report.
 pub fn render_table(report: &Report) -> String {
     let mut out = format!(
-        "{:<28} {:>11} {:>10} {:>10} {:>8}\n",
-        "scenario", "calls/s", "p50 us", "p99 us", "errors"
+        "{:<28} {:>11} {:>10} {:>10} {:>8} {:>8} {:>9}\n",
+        "scenario", "calls/s", "p50 us", "p99 us", "errors", "argon2", "RSS MiB"
     );
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     for s in &report.scenarios {
         out.push_str(&format!(
-            "{:<28} {:>11.1} {:>10} {:>10} {:>8}\n",
-            s.name, s.calls_per_sec, s.p50_us, s.p99_us, s.errors
+            "{:<28} {:>11.1} {:>10} {:>10} {:>8} {:>8} {:>9}\n",
+            s.name,
+            s.calls_per_sec,
+            s.p50_us,
+            s.p99_us,
+            s.errors,
+            or_dash(s.argon2_runs.map(|r| r.to_string())),
+            or_dash(s.server_rss_mib.map(|r| format!("{r:.1}"))),
         ));
     }
     let r = &report.ratios;
     out.push_str(&format!(
-        "\nconcurrency {} for {:.0}s per scenario on {} cores\n\
+        "\nconcurrency {} for {:.0}s per scenario on {} cores; verify-flood offered {}/s\n\
          verify-cached / health:                  {:.2} (target >= 0.80)\n\
          create / argon2:                         {:.2} (target >= 0.85)\n\
          verify-cached under attack / unattacked: {:.2} (target >= 0.70)\n\
+         verify-miss under flood / unloaded:      {:.2} (target >= 0.40)\n\
+         create under flood / unloaded:           {:.2} (target >= 0.40)\n\
          verify-unknown / verify-wrong-secret:    {:.1} (measured, no target)\n",
         report.concurrency,
         report.duration_secs,
         report.cores,
+        report.flood_rate,
         r.verify_cached_over_health,
         r.create_over_argon2,
         r.under_attack_over_verify_cached,
+        r.verify_miss_under_flood_over_verify_miss,
+        r.create_under_flood_over_create,
         r.unknown_over_wrong_secret,
     ));
     if let Some(rss) = report.server_rss_peak_under_attack_mib {
         out.push_str(&format!(
             "server RSS peak under attack:            {rss:.1} MiB (target < 200)\n"
+        ));
+    }
+    if let Some(rss) = report.server_rss_peak_mib {
+        out.push_str(&format!(
+            "server RSS peak (VmHWM), whole run:      {rss:.1} MiB\n"
         ));
     }
     out
@@ -388,6 +495,96 @@ impl Target {
             .await
             .map_err(anyhow::Error::msg)
     }
+}
+
+/// Key ids the open-loop flood aims at.
+const FLOOD_KEYS: usize = 4;
+
+/// Creates keys, dropping them.
+fn creating(target: &Target) -> impl Fn(usize) -> Call + Clone + Send + Sync + 'static {
+    let target = target.clone();
+    move |_| {
+        let target = target.clone();
+        Box::pin(async move { target.create().await.map(drop).map_err(|e| e.to_string()) })
+    }
+}
+
+/// Verifies each key of `fresh` once (every call pays argon2), as its
+/// honest holder would, from an end caller of its own.
+fn verify_fresh(
+    target: &Target,
+    fresh: &Arc<Mutex<Vec<String>>>,
+) -> impl Fn(usize) -> Call + Clone + Send + Sync + 'static {
+    let target = target.clone();
+    let fresh = fresh.clone();
+    move |worker| {
+        let client = IntegrationKeysServiceClient::new(target.channel(worker));
+        let endpoint = target.endpoint.to_string();
+        let next = fresh.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        Box::pin(async move {
+            let key = next.ok_or(EXHAUSTED)?;
+            let caller = format!("198.51.100.{}", worker % 250);
+            match verify_from(client, key, endpoint, caller).await? {
+                Decision::Allowed => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+    }
+}
+
+/// The open-loop flood: `rate` wrong secrets per second for `keys`' ids,
+/// each from one of many attacking end callers, sent on schedule whatever
+/// the answers take. Every answer the server may give an attacker (INVALID,
+/// RATE_LIMITED, RESOURCE_EXHAUSTED) counts as a call; anything else is an
+/// error.
+async fn flood(
+    target: &Target,
+    keys: &Arc<Vec<String>>,
+    rate: u32,
+    duration: Duration,
+) -> ScenarioResult {
+    const TICK: Duration = Duration::from_millis(10);
+    let per_tick = (f64::from(rate) * TICK.as_secs_f64()).max(1.0) as usize;
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut calls = tokio::task::JoinSet::new();
+    let mut sent = 0usize;
+    while start.elapsed() < duration {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            let client = IntegrationKeysServiceClient::new(target.channel(sent));
+            let key = wrong_secret(&keys[sent % keys.len()]);
+            let caller = format!("203.0.{}.{}", (sent / 250) % 250, sent % 250);
+            let endpoint = target.endpoint.to_string();
+            sent += 1;
+            calls.spawn(async move {
+                let t = Instant::now();
+                let outcome = match verify_from(client, key, endpoint, caller).await {
+                    Ok(Decision::Invalid | Decision::RateLimited) => Ok(()),
+                    Ok(other) => Err(format!("{other:?}")),
+                    Err(e) if e.contains("ResourceExhausted") => Ok(()),
+                    Err(e) => Err(e),
+                };
+                (outcome, t.elapsed())
+            });
+        }
+    }
+    let mut latencies = Vec::with_capacity(sent);
+    let mut errors = 0u64;
+    while let Some(joined) = calls.join_next().await {
+        match joined {
+            Ok((Ok(()), latency)) => latencies.push(micros(latency)),
+            Ok((Err(e), _)) => {
+                if errors == 0 {
+                    eprintln!("bench: verify-flood: first error: {e}");
+                }
+                errors += 1;
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    summarize("verify-flood", latencies, errors, start.elapsed())
 }
 
 /// A scenario's call: one RPC, `Err` describing anything unexpected.
@@ -436,18 +633,29 @@ fn verifying(
 
 /// One VerifyIntegrationKey call.
 async fn verify_with(
+    client: IntegrationKeysServiceClient<Channel>,
+    api_key: String,
+    endpoint: String,
+) -> Result<Decision, String> {
+    verify_from(client, api_key, endpoint, String::new()).await
+}
+
+/// One VerifyIntegrationKey call on behalf of the end caller `caller`
+/// (honoured by a server that trusts the bench).
+async fn verify_from(
     mut client: IntegrationKeysServiceClient<Channel>,
     api_key: String,
     endpoint: String,
+    caller_address: String,
 ) -> Result<Decision, String> {
     let response = client
         .verify_integration_key(VerifyIntegrationKeyRequest {
             api_key,
             endpoint,
-            ..Default::default()
+            caller_address,
         })
         .await
-        .map_err(|s| format!("verify: {}: {}", s.code(), s.message()))?;
+        .map_err(|s| format!("verify: {:?}: {}", s.code(), s.message()))?;
     Ok(response.into_inner().decision())
 }
 
@@ -516,8 +724,13 @@ where
             }
         }
     }
+    summarize(name, latencies, errors, end.duration_since(start))
+}
+
+/// A scenario's figures from its successful calls' latencies.
+fn summarize(name: &str, mut latencies: Vec<u64>, errors: u64, took: Duration) -> ScenarioResult {
     latencies.sort_unstable();
-    let elapsed = end.duration_since(start).as_secs_f64().max(1e-9);
+    let elapsed = took.as_secs_f64().max(1e-9);
     let pick = |q: f64| {
         latencies
             .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
@@ -531,6 +744,8 @@ where
         p50_us: pick(0.50),
         p99_us: pick(0.99),
         errors,
+        argon2_runs: None,
+        server_rss_mib: None,
     }
 }
 
@@ -553,16 +768,68 @@ async fn connect(addr: &str) -> anyhow::Result<Vec<Channel>> {
 
 /// Resident memory of process `pid`, MiB (Linux).
 fn rss_mib(pid: u32) -> Option<f64> {
+    proc_status_mib(pid, "VmRSS:")
+}
+
+/// A memory figure (`VmRSS:`, `VmHWM:`) of process `pid`, MiB (Linux).
+fn proc_status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// What the bench can see of the server beside its answers.
+struct Probe {
+    /// Its Prometheus metrics, HOST:PORT.
+    metrics: Option<String>,
+    pid: Option<u32>,
+}
+
+impl Probe {
+    /// Runs `scenario` and adds the server's argon2 computations during it
+    /// and its resident memory after it.
+    async fn measure(&self, scenario: impl Future<Output = ScenarioResult>) -> ScenarioResult {
+        let before = self.argon2_runs().await;
+        let mut result = scenario.await;
+        result.argon2_runs = self
+            .argon2_runs()
+            .await
+            .zip(before)
+            .map(|(after, before)| after.saturating_sub(before));
+        result.server_rss_mib = self.rss();
+        result
+    }
+
+    fn rss(&self) -> Option<f64> {
+        self.pid.and_then(rss_mib)
+    }
+
+    /// `latchkey_argon2_runs_total`, summed over lanes.
+    async fn argon2_runs(&self) -> Option<u64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.metrics.as_ref()?;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+            .await
+            .ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.ok()?;
+        let total = text
+            .lines()
+            .filter(|l| l.starts_with("latchkey_argon2_runs_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+        Some(total as u64)
+    }
 }
 
 /// A `latchkey serve` child process on a temporary database.
 struct OwnServer {
     child: tokio::process::Child,
     addr: String,
+    metrics_addr: String,
     partner_key: String,
     _dir: tempfile::TempDir,
 }
@@ -583,10 +850,17 @@ impl OwnServer {
             ),
         )?;
         let partner_key = create_partner_key(&database_url).await?;
+        let metrics_addr = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+            probe.local_addr()?.to_string()
+        };
         let mut child = tokio::process::Command::new(std::env::current_exe()?)
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
             .arg("--catalog")
             .arg(&catalog)
+            .args(["--metrics-listen", &metrics_addr])
+            // The bench names the end callers it plays.
+            .args(["--trusted-peers", "127.0.0.1"])
             .args(extra_args)
             .env("LATCHKEY_DATABASE_URL", &database_url)
             .env("RUST_LOG", "info")
@@ -612,6 +886,7 @@ impl OwnServer {
         Ok(Self {
             child,
             addr,
+            metrics_addr,
             partner_key,
             _dir: dir,
         })

@@ -276,6 +276,13 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Offered rate of the open-loop verify-flood, wrong secrets per second.
+    #[arg(long, default_value_t = 2000)]
+    pub flood_rate: u32,
+    /// The Prometheus metrics of the server at --addr (HOST:PORT), to count
+    /// its argon2 computations per scenario.
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -382,6 +389,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 endpoint: args.endpoint,
                 concurrency: args.concurrency,
                 duration: Duration::from_secs(args.duration.max(1)),
+                flood_rate: args.flood_rate.max(1),
+                metrics_addr: args.metrics_addr,
             })
             .await?;
             if args.json {
