@@ -256,9 +256,9 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
         flood_keys.push(target.create().await?);
     }
     let flood_keys = Arc::new(flood_keys);
-    for (name, honest) in [
-        ("verify-miss-under-flood", true),
-        ("create-under-flood", false),
+    for (name, flood_name, honest) in [
+        ("verify-miss-under-flood", "verify-flood-vs-miss", true),
+        ("create-under-flood", "verify-flood-vs-create", false),
     ] {
         eprintln!(
             "bench: verify-flood at {}/s with {name}",
@@ -279,6 +279,10 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
             .await
             .zip(before)
             .map(|(a, b)| a.saturating_sub(b));
+        let flood = ScenarioResult {
+            name: flood_name.to_owned(),
+            ..flood
+        };
         for mut result in [flood, beside] {
             result.argon2_runs = runs;
             result.server_rss_mib = probe.rss();

@@ -45,6 +45,10 @@ fuzz_target!(|data: &[u8]| {
         4 => check::<pb::VerifyIntegrationKeyRequest, _>(body, |r| {
             let endpoint = ik::validate_endpoint(&r.endpoint)?;
             assert!(!endpoint.is_empty() && endpoint.len() <= 255);
+            // As judged for a trusted peer (anyone else's is ignored).
+            if !r.caller_address.is_empty() {
+                latchkey::callers::parse_caller_address(&r.caller_address)?;
+            }
             Ok(())
         }),
         5 => check::<pb::UpdateIntegrationKeyRequest, _>(body, |r| {
