@@ -114,6 +114,38 @@ async fn crowd(
     answers
 }
 
+/// `n` creates sent at once (as `crowd` does) with `partner_key`.
+async fn create_crowd(
+    partner_key: &str,
+    channels: &[Channel],
+    n: usize,
+) -> Vec<Result<tonic::Response<latchkey::proto::v1::CreateIntegrationKeyResponse>, Status>> {
+    let barrier = Arc::new(Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let mut client =
+                IntegrationKeysServiceClient::new(channels[i % channels.len()].clone());
+            let request = crate::helpers::with_sid(
+                CreateIntegrationKeyRequest {
+                    integration: "learner-activity".into(),
+                    ..Default::default()
+                },
+                partner_key,
+            );
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                client.create_integration_key(request).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(n);
+    for task in tasks {
+        answers.push(task.await.expect("task"));
+    }
+    answers
+}
+
 fn decisions(answers: &[Result<VerifyIntegrationKeyResponse, Status>]) -> (usize, usize) {
     let mut invalid = 0;
     let mut limited = 0;
@@ -498,24 +530,9 @@ async fn a_full_argon2_queue_answers_resource_exhausted_at_once() {
     })
     .await;
     let channels = channels(&app, 4).await;
-    let barrier = Arc::new(Barrier::new(200));
-    let tasks: Vec<_> = (0..200)
-        .map(|i| {
-            let mut client = IntegrationKeysServiceClient::new(channels[i % 4].clone());
-            let request = app.as_partner(CreateIntegrationKeyRequest {
-                integration: "learner-activity".into(),
-                ..Default::default()
-            });
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                client.create_integration_key(request).await
-            })
-        })
-        .collect();
     let (mut created, mut shed) = (0, 0);
-    for task in tasks {
-        match task.await.unwrap() {
+    for answer in create_crowd(&app.partner_key, &channels, 200).await {
+        match answer {
             Ok(_) => created += 1,
             Err(status) if status.code() == Code::ResourceExhausted => {
                 assert!(status.get_details_retry_info().is_some(), "{status:?}");
@@ -608,21 +625,10 @@ async fn the_in_flight_limit_sheds_calls_but_never_probes() {
     })
     .await;
     let channels = channels(&app, 4).await;
-    let barrier = Arc::new(Barrier::new(100));
-    let tasks: Vec<_> = (0..100)
-        .map(|i| {
-            let mut client = IntegrationKeysServiceClient::new(channels[i % 4].clone());
-            let request = app.as_partner(CreateIntegrationKeyRequest {
-                integration: "learner-activity".into(),
-                ..Default::default()
-            });
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                client.create_integration_key(request).await
-            })
-        })
-        .collect();
+    let crowd = tokio::spawn({
+        let (channels, partner_key) = (channels.clone(), app.partner_key.clone());
+        async move { create_crowd(&partner_key, &channels, 100).await }
+    });
     // Probes while the crowd is in flight.
     let mut health = tonic_health::pb::health_client::HealthClient::new(channels[0].clone());
     for _ in 0..20 {
@@ -638,8 +644,8 @@ async fn the_in_flight_limit_sheds_calls_but_never_probes() {
         );
     }
     let mut shed = 0;
-    for task in tasks {
-        if let Err(status) = task.await.unwrap() {
+    for answer in crowd.await.unwrap() {
+        if let Err(status) = answer {
             assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
             assert!(status.message().starts_with("Server busy"), "{status:?}");
             assert!(status.get_details_retry_info().is_some());
