@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&latchkey/v1/client_configuration.proto\x12\x0blatchkey.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n\nUserApiKey\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12!\n\x05scope\x18\x03 \x01(\x0e\x32\x12.latchkey.v1.Scope\"q\n\x11\x43lientCredentials\x12.\n\ruser_api_keys\x18\x01 \x03(\x0b\x32\x17.latchkey.v1.UserApiKey\x12\x18\n\x10lb_api_key_owner\x18\x02 \x01(\t\x12\x12\n\nlb_api_key\x18\x03 \x01(\t\"6\n\x07Setting\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06secret\x18\x03 \x01(\x08\"\xa3\x01\n\x0eUserCredential\x12\x0c\n\x04user\x18\x01 \x01(\t\x12!\n\x05scope\x18\x02 \x01(\x0e\x32\x12.latchkey.v1.Scope\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xde\x01\n\x13\x43lientConfiguration\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12*\n\x05users\x18\x02 \x03(\x0b\x32\x1b.latchkey.v1.UserCredential\x12&\n\x08settings\x18\x03 \x03(\x0b\x32\x14.latchkey.v1.Setting\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe4\x01\n\x10\x43onfigureRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12:\n\x12\x63lient_credentials\x18\x02 \x01(\x0b\x32\x1e.latchkey.v1.ClientCredentials\x12J\n\x0f\x63lient_settings\x18\x03 \x03(\x0b\x32\x31.latchkey.v1.ConfigureRequest.ClientSettingsEntry\x1a\x35\n\x13\x43lientSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x11\x43onfigureResponse\x12\x37\n\rconfiguration\x18\x01 \x01(\x0b\x32 .latchkey.v1.ClientConfiguration\"U\n\x18\x43onfigureSettingsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12&\n\x08settings\x18\x02 \x03(\x0b\x32\x14.latchkey.v1.Setting\"T\n\x19\x43onfigureSettingsResponse\x12\x37\n\rconfiguration\x18\x01 \x01(\x0b\x32 .latchkey.v1.ClientConfiguration\"p\n\x19SetUserCredentialsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x03 \x01(\t\x12!\n\x05scope\x18\x04 \x01(\x0e\x32\x12.latchkey.v1.Scope\"R\n\x1aSetUserCredentialsResponse\x12\x34\n\x0fuser_credential\x18\x01 \x01(\x0b\x32\x1b.latchkey.v1.UserCredential\"?\n\x1c\x44\x65leteUserCredentialsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\"\x1f\n\x1d\x44\x65leteUserCredentialsResponse\"2\n\x1dGetClientConfigurationRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"Y\n\x1eGetClientConfigurationResponse\x12\x37\n\rconfiguration\x18\x01 \x01(\x0b\x32 .latchkey.v1.ClientConfiguration\"P\n\x1cVerifyUserCredentialsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x03 \x01(\t\"g\n\x1dVerifyUserCredentialsResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12!\n\x05scope\x18\x02 \x01(\x0e\x32\x12.latchkey.v1.Scope\x12\x14\n\x0crate_limited\x18\x03 \x01(\x08*B\n\x05Scope\x12\x15\n\x11SCOPE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSCOPE_SYSTEM\x10\x01\x12\x10\n\x0cSCOPE_CLIENT\x10\x02\x32\x86\x05\n\x1a\x43lientConfigurationService\x12J\n\tConfigure\x12\x1d.latchkey.v1.ConfigureRequest\x1a\x1e.latchkey.v1.ConfigureResponse\x12\x62\n\x11\x43onfigureSettings\x12%.latchkey.v1.ConfigureSettingsRequest\x1a&.latchkey.v1.ConfigureSettingsResponse\x12\x65\n\x12SetUserCredentials\x12&.latchkey.v1.SetUserCredentialsRequest\x1a\'.latchkey.v1.SetUserCredentialsResponse\x12n\n\x15\x44\x65leteUserCredentials\x12).latchkey.v1.DeleteUserCredentialsRequest\x1a*.latchkey.v1.DeleteUserCredentialsResponse\x12q\n\x16GetClientConfiguration\x12*.latchkey.v1.GetClientConfigurationRequest\x1a+.latchkey.v1.GetClientConfigurationResponse\x12n\n\x15VerifyUserCredentials\x12).latchkey.v1.VerifyUserCredentialsRequest\x1a*.latchkey.v1.VerifyUserCredentialsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&latchkey/v1/client_configuration.proto\x12\x0blatchkey.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n\nUserApiKey\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12!\n\x05scope\x18\x03 \x01(\x0e\x32\x12.latchkey.v1.Scope\"q\n\x11\x43lientCredentials\x12.\n\ruser_api_keys\x18\x01 \x03(\x0b\x32\x17.latchkey.v1.UserApiKey\x12\x18\n\x10lb_api_key_owner\x18\x02 \x01(\t\x12\x12\n\nlb_api_key\x18\x03 \x01(\t\"6\n\x07Setting\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06secret\x18\x03 \x01(\x08\"\xa3\x01\n\x0eUserCredential\x12\x0c\n\x04user\x18\x01 \x01(\t\x12!\n\x05scope\x18\x02 \x01(\x0e\x32\x12.latchkey.v1.Scope\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xde\x01\n\x13\x43lientConfiguration\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12*\n\x05users\x18\x02 \x03(\x0b\x32\x1b.latchkey.v1.UserCredential\x12&\n\x08settings\x18\x03 \x03(\x0b\x32\x14.latchkey.v1.Setting\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe4\x01\n\x10\x43onfigureRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12:\n\x12\x63lient_credentials\x18\x02 \x01(\x0b\x32\x1e.latchkey.v1.ClientCredentials\x12J\n\x0f\x63lient_settings\x18\x03 \x03(\x0b\x32\x31.latchkey.v1.ConfigureRequest.ClientSettingsEntry\x1a\x35\n\x13\x43lientSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x11\x43onfigureResponse\x12\x37\n\rconfiguration\x18\x01 \x01(\x0b\x32 .latchkey.v1.ClientConfiguration\"U\n\x18\x43onfigureSettingsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12&\n\x08settings\x18\x02 \x03(\x0b\x32\x14.latchkey.v1.Setting\"T\n\x19\x43onfigureSettingsResponse\x12\x37\n\rconfiguration\x18\x01 \x01(\x0b\x32 .latchkey.v1.ClientConfiguration\"p\n\x19SetUserCredentialsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x03 \x01(\t\x12!\n\x05scope\x18\x04 \x01(\x0e\x32\x12.latchkey.v1.Scope\"R\n\x1aSetUserCredentialsResponse\x12\x34\n\x0fuser_credential\x18\x01 \x01(\x0b\x32\x1b.latchkey.v1.UserCredential\"?\n\x1c\x44\x65leteUserCredentialsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\"\x1f\n\x1d\x44\x65leteUserCredentialsResponse\"2\n\x1dGetClientConfigurationRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\"Y\n\x1eGetClientConfigurationResponse\x12\x37\n\rconfiguration\x18\x01 \x01(\x0b\x32 .latchkey.v1.ClientConfiguration\"P\n\x1cVerifyUserCredentialsRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x03 \x01(\t\"\x97\x01\n\x1dVerifyUserCredentialsResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12!\n\x05scope\x18\x02 \x01(\x0e\x32\x12.latchkey.v1.Scope\x12\x14\n\x0crate_limited\x18\x03 \x01(\x08\x12.\n\x0bretry_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration*B\n\x05Scope\x12\x15\n\x11SCOPE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSCOPE_SYSTEM\x10\x01\x12\x10\n\x0cSCOPE_CLIENT\x10\x02\x32\x86\x05\n\x1a\x43lientConfigurationService\x12J\n\tConfigure\x12\x1d.latchkey.v1.ConfigureRequest\x1a\x1e.latchkey.v1.ConfigureResponse\x12\x62\n\x11\x43onfigureSettings\x12%.latchkey.v1.ConfigureSettingsRequest\x1a&.latchkey.v1.ConfigureSettingsResponse\x12\x65\n\x12SetUserCredentials\x12&.latchkey.v1.SetUserCredentialsRequest\x1a\'.latchkey.v1.SetUserCredentialsResponse\x12n\n\x15\x44\x65leteUserCredentials\x12).latchkey.v1.DeleteUserCredentialsRequest\x1a*.latchkey.v1.DeleteUserCredentialsResponse\x12q\n\x16GetClientConfiguration\x12*.latchkey.v1.GetClientConfigurationRequest\x1a+.latchkey.v1.GetClientConfigurationResponse\x12n\n\x15VerifyUserCredentials\x12).latchkey.v1.VerifyUserCredentialsRequest\x1a*.latchkey.v1.VerifyUserCredentialsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,44 +35,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONFIGUREREQUEST_CLIENTSETTINGSENTRY']._loaded_options = None
   _globals['_CONFIGUREREQUEST_CLIENTSETTINGSENTRY']._serialized_options = b'8\001'
-  _globals['_SCOPE']._serialized_start=1838
-  _globals['_SCOPE']._serialized_end=1904
-  _globals['_USERAPIKEY']._serialized_start=88
-  _globals['_USERAPIKEY']._serialized_end=166
-  _globals['_CLIENTCREDENTIALS']._serialized_start=168
-  _globals['_CLIENTCREDENTIALS']._serialized_end=281
-  _globals['_SETTING']._serialized_start=283
-  _globals['_SETTING']._serialized_end=337
-  _globals['_USERCREDENTIAL']._serialized_start=340
-  _globals['_USERCREDENTIAL']._serialized_end=503
-  _globals['_CLIENTCONFIGURATION']._serialized_start=506
-  _globals['_CLIENTCONFIGURATION']._serialized_end=728
-  _globals['_CONFIGUREREQUEST']._serialized_start=731
-  _globals['_CONFIGUREREQUEST']._serialized_end=959
-  _globals['_CONFIGUREREQUEST_CLIENTSETTINGSENTRY']._serialized_start=906
-  _globals['_CONFIGUREREQUEST_CLIENTSETTINGSENTRY']._serialized_end=959
-  _globals['_CONFIGURERESPONSE']._serialized_start=961
-  _globals['_CONFIGURERESPONSE']._serialized_end=1037
-  _globals['_CONFIGURESETTINGSREQUEST']._serialized_start=1039
-  _globals['_CONFIGURESETTINGSREQUEST']._serialized_end=1124
-  _globals['_CONFIGURESETTINGSRESPONSE']._serialized_start=1126
-  _globals['_CONFIGURESETTINGSRESPONSE']._serialized_end=1210
-  _globals['_SETUSERCREDENTIALSREQUEST']._serialized_start=1212
-  _globals['_SETUSERCREDENTIALSREQUEST']._serialized_end=1324
-  _globals['_SETUSERCREDENTIALSRESPONSE']._serialized_start=1326
-  _globals['_SETUSERCREDENTIALSRESPONSE']._serialized_end=1408
-  _globals['_DELETEUSERCREDENTIALSREQUEST']._serialized_start=1410
-  _globals['_DELETEUSERCREDENTIALSREQUEST']._serialized_end=1473
-  _globals['_DELETEUSERCREDENTIALSRESPONSE']._serialized_start=1475
-  _globals['_DELETEUSERCREDENTIALSRESPONSE']._serialized_end=1506
-  _globals['_GETCLIENTCONFIGURATIONREQUEST']._serialized_start=1508
-  _globals['_GETCLIENTCONFIGURATIONREQUEST']._serialized_end=1558
-  _globals['_GETCLIENTCONFIGURATIONRESPONSE']._serialized_start=1560
-  _globals['_GETCLIENTCONFIGURATIONRESPONSE']._serialized_end=1649
-  _globals['_VERIFYUSERCREDENTIALSREQUEST']._serialized_start=1651
-  _globals['_VERIFYUSERCREDENTIALSREQUEST']._serialized_end=1731
-  _globals['_VERIFYUSERCREDENTIALSRESPONSE']._serialized_start=1733
-  _globals['_VERIFYUSERCREDENTIALSRESPONSE']._serialized_end=1836
-  _globals['_CLIENTCONFIGURATIONSERVICE']._serialized_start=1907
-  _globals['_CLIENTCONFIGURATIONSERVICE']._serialized_end=2553
+  _globals['_SCOPE']._serialized_start=1919
+  _globals['_SCOPE']._serialized_end=1985
+  _globals['_USERAPIKEY']._serialized_start=120
+  _globals['_USERAPIKEY']._serialized_end=198
+  _globals['_CLIENTCREDENTIALS']._serialized_start=200
+  _globals['_CLIENTCREDENTIALS']._serialized_end=313
+  _globals['_SETTING']._serialized_start=315
+  _globals['_SETTING']._serialized_end=369
+  _globals['_USERCREDENTIAL']._serialized_start=372
+  _globals['_USERCREDENTIAL']._serialized_end=535
+  _globals['_CLIENTCONFIGURATION']._serialized_start=538
+  _globals['_CLIENTCONFIGURATION']._serialized_end=760
+  _globals['_CONFIGUREREQUEST']._serialized_start=763
+  _globals['_CONFIGUREREQUEST']._serialized_end=991
+  _globals['_CONFIGUREREQUEST_CLIENTSETTINGSENTRY']._serialized_start=938
+  _globals['_CONFIGUREREQUEST_CLIENTSETTINGSENTRY']._serialized_end=991
+  _globals['_CONFIGURERESPONSE']._serialized_start=993
+  _globals['_CONFIGURERESPONSE']._serialized_end=1069
+  _globals['_CONFIGURESETTINGSREQUEST']._serialized_start=1071
+  _globals['_CONFIGURESETTINGSREQUEST']._serialized_end=1156
+  _globals['_CONFIGURESETTINGSRESPONSE']._serialized_start=1158
+  _globals['_CONFIGURESETTINGSRESPONSE']._serialized_end=1242
+  _globals['_SETUSERCREDENTIALSREQUEST']._serialized_start=1244
+  _globals['_SETUSERCREDENTIALSREQUEST']._serialized_end=1356
+  _globals['_SETUSERCREDENTIALSRESPONSE']._serialized_start=1358
+  _globals['_SETUSERCREDENTIALSRESPONSE']._serialized_end=1440
+  _globals['_DELETEUSERCREDENTIALSREQUEST']._serialized_start=1442
+  _globals['_DELETEUSERCREDENTIALSREQUEST']._serialized_end=1505
+  _globals['_DELETEUSERCREDENTIALSRESPONSE']._serialized_start=1507
+  _globals['_DELETEUSERCREDENTIALSRESPONSE']._serialized_end=1538
+  _globals['_GETCLIENTCONFIGURATIONREQUEST']._serialized_start=1540
+  _globals['_GETCLIENTCONFIGURATIONREQUEST']._serialized_end=1590
+  _globals['_GETCLIENTCONFIGURATIONRESPONSE']._serialized_start=1592
+  _globals['_GETCLIENTCONFIGURATIONRESPONSE']._serialized_end=1681
+  _globals['_VERIFYUSERCREDENTIALSREQUEST']._serialized_start=1683
+  _globals['_VERIFYUSERCREDENTIALSREQUEST']._serialized_end=1763
+  _globals['_VERIFYUSERCREDENTIALSRESPONSE']._serialized_start=1766
+  _globals['_VERIFYUSERCREDENTIALSRESPONSE']._serialized_end=1917
+  _globals['_CLIENTCONFIGURATIONSERVICE']._serialized_start=1988
+  _globals['_CLIENTCONFIGURATIONSERVICE']._serialized_end=2634
 # @@protoc_insertion_point(module_scope)

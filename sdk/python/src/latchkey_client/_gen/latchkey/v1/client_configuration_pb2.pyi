@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -165,11 +166,13 @@ class VerifyUserCredentialsRequest(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., user: _Optional[str] = ..., api_key: _Optional[str] = ...) -> None: ...
 
 class VerifyUserCredentialsResponse(_message.Message):
-    __slots__ = ("valid", "scope", "rate_limited")
+    __slots__ = ("valid", "scope", "rate_limited", "retry_after")
     VALID_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMITED_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
     valid: bool
     scope: Scope
     rate_limited: bool
-    def __init__(self, valid: _Optional[bool] = ..., scope: _Optional[_Union[Scope, str]] = ..., rate_limited: _Optional[bool] = ...) -> None: ...
+    retry_after: _duration_pb2.Duration
+    def __init__(self, valid: _Optional[bool] = ..., scope: _Optional[_Union[Scope, str]] = ..., rate_limited: _Optional[bool] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

@@ -146,24 +146,28 @@ class DeleteIntegrationKeyResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class VerifyIntegrationKeyRequest(_message.Message):
-    __slots__ = ("api_key", "endpoint")
+    __slots__ = ("api_key", "endpoint", "caller_address")
     API_KEY_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    CALLER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     api_key: str
     endpoint: str
-    def __init__(self, api_key: _Optional[str] = ..., endpoint: _Optional[str] = ...) -> None: ...
+    caller_address: str
+    def __init__(self, api_key: _Optional[str] = ..., endpoint: _Optional[str] = ..., caller_address: _Optional[str] = ...) -> None: ...
 
 class VerifyIntegrationKeyResponse(_message.Message):
-    __slots__ = ("decision", "integration", "key_id", "expire_time")
+    __slots__ = ("decision", "integration", "key_id", "expire_time", "retry_after")
     DECISION_FIELD_NUMBER: _ClassVar[int]
     INTEGRATION_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
     decision: Decision
     integration: str
     key_id: str
     expire_time: _timestamp_pb2.Timestamp
-    def __init__(self, decision: _Optional[_Union[Decision, str]] = ..., integration: _Optional[str] = ..., key_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    retry_after: _duration_pb2.Duration
+    def __init__(self, decision: _Optional[_Union[Decision, str]] = ..., integration: _Optional[str] = ..., key_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class UpdateIntegrationKeyRequest(_message.Message):
     __slots__ = ("key", "update_mask")
