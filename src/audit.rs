@@ -138,7 +138,8 @@ pub async fn outcome<C: ConnectionTrait, T>(
             | Error::UserNotFound(_)
             | Error::ClientAlreadyConfigured(_)
             | Error::NotCustomIntegration
-            | Error::KeyExpired(_),
+            | Error::KeyExpired(_)
+            | Error::KeyDisabled(_),
         ) => false,
         Err(_) => return result,
     };

@@ -199,6 +199,11 @@ pub struct ServeArgs {
     /// Seconds between HTTP/2 keepalive pings (and TCP keepalive probes).
     #[arg(long, env = "LATCHKEY_KEEPALIVE_INTERVAL", default_value_t = 30)]
     pub keepalive_interval: u64,
+    /// PostgreSQL: seconds the replica-notification listener may stay silent
+    /// (heartbeats every third of it) before it is reconnected and every
+    /// cached key state is re-read.
+    #[arg(long, env = "LATCHKEY_NOTIFY_HEARTBEAT", default_value_t = 15)]
+    pub notify_heartbeat: u64,
     /// Seconds a ping may go unanswered before the connection is closed.
     #[arg(long, env = "LATCHKEY_KEEPALIVE_TIMEOUT", default_value_t = 10)]
     pub keepalive_timeout: u64,
@@ -477,6 +482,7 @@ fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Setti
     };
     settings.trusted_peers = TrustedPeers::parse(&args.trusted_peers)
         .map_err(|e| anyhow::anyhow!("--trusted-peers: {e}"))?;
+    settings.notify_heartbeat = Duration::from_secs(args.notify_heartbeat.max(1));
     settings.limits = ConnectionLimits {
         max_concurrent_streams: args.max_concurrent_streams.max(1),
         max_in_flight: args.max_in_flight.max(1),

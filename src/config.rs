@@ -68,6 +68,9 @@ pub struct Settings {
     pub client_lb_domain: Option<String>,
     /// Peers whose `caller_address` names the end caller.
     pub trusted_peers: TrustedPeers,
+    /// PostgreSQL: the longest the replica-notification listener may stay
+    /// silent before it is treated as broken (heartbeats every third of it).
+    pub notify_heartbeat: Duration,
     /// HTTP/2 and connection limits.
     pub limits: ConnectionLimits,
 }
@@ -118,6 +121,7 @@ impl Settings {
             tls: None,
             client_lb_domain: None,
             trusted_peers: TrustedPeers::default(),
+            notify_heartbeat: Duration::from_secs(15),
             limits: ConnectionLimits::default(),
         }
     }

@@ -37,6 +37,9 @@ pub enum Error {
     ClientAlreadyConfigured(String),
     #[error("User '{0}' not found")]
     UserNotFound(String),
+    /// Rolling a disabled key would mint a working successor.
+    #[error("Key '{0}' is disabled")]
+    KeyDisabled(String),
     /// Rolling an expired key would issue a key that is born expired.
     #[error("Key '{0}' has expired and cannot be rolled")]
     KeyExpired(String),
@@ -151,7 +154,7 @@ impl From<Error> for Status {
             | Error::ClientNotFound(_)
             | Error::UserNotFound(_) => Status::not_found(message),
             Error::ClientAlreadyConfigured(_) => Status::already_exists(message),
-            Error::NotCustomIntegration | Error::KeyExpired(_) => {
+            Error::NotCustomIntegration | Error::KeyExpired(_) | Error::KeyDisabled(_) => {
                 Status::failed_precondition(message)
             }
             Error::Overloaded(retry_after) => resource_exhausted(message, retry_after),

@@ -155,18 +155,25 @@ pub async fn serve(
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "latchkey serving");
+    if state.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        // Until the listener is in place, changes made elsewhere go unheard.
+        state.verifier.set_notifications_flowing(false);
+    }
     let key_changes = tokio::spawn({
         let state = state.clone();
         let stop = stop_background.subscribe();
         let url = settings.database.url.clone();
+        let heartbeat = settings.notify_heartbeat;
         async move {
             if state.db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
                 return;
             }
             store::notify::listen_key_changes(
                 &url,
+                &state.db,
+                heartbeat,
                 |key_id| state.verifier.forget(key_id),
-                || state.verifier.mark_all_stale(),
+                |flowing| state.verifier.set_notifications_flowing(flowing),
                 stop,
             )
             .await;

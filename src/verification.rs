@@ -107,17 +107,18 @@ struct CachedKey {
     integration_id: i64,
     expire_time: Option<i64>,
     disabled: bool,
-    /// When the state above was read from the database.
+    /// When the read of the state above began: a change announced (or a
+    /// gap in announcements noticed) after this may not be in it.
     checked_at: Instant,
 }
 
 impl CachedKey {
-    fn from_row(row: &store::integration_keys::IntegrationKeyRow) -> Self {
+    fn from_row(row: &store::integration_keys::IntegrationKeyRow, read_at: Instant) -> Self {
         Self {
             integration_id: row.integration_id,
             expire_time: row.expire_time,
             disabled: row.disabled,
-            checked_at: Instant::now(),
+            checked_at: read_at,
         }
     }
 }
@@ -154,8 +155,12 @@ pub struct Verifier {
     /// Cached states read before this are stale (set when cross-replica
     /// notifications may have been missed).
     stale_before: std::sync::RwLock<Instant>,
+    /// False while cross-replica notifications are known not to arrive (a
+    /// broken or silent listener): then no cached state is trusted, and
+    /// every verify re-reads its key (no argon2).
+    notifications_flowing: std::sync::atomic::AtomicBool,
     hasher: Hasher,
-    cache: VerifiedKeys<CachedKey>,
+    cache: Arc<VerifiedKeys<CachedKey>>,
     budgets: FailureBudgets,
     pub grants: Arc<GrantBook>,
     pub usage: Arc<UsageRecorder>,
@@ -171,8 +176,12 @@ impl Verifier {
             db,
             state_ttl: settings.cache_ttl,
             stale_before: std::sync::RwLock::new(Instant::now()),
+            notifications_flowing: std::sync::atomic::AtomicBool::new(true),
             hasher,
-            cache: VerifiedKeys::new(settings.cache_capacity, settings.cache_idle)?,
+            cache: Arc::new(VerifiedKeys::new(
+                settings.cache_capacity,
+                settings.cache_idle,
+            )?),
             budgets: FailureBudgets::new(settings.throttle),
             grants: Arc::new(GrantBook::default()),
             usage: Arc::new(UsageRecorder::default()),
@@ -288,6 +297,7 @@ impl Verifier {
         // while we verify makes `insert_unless_evicted` skip caching a stale
         // row.
         let generation = self.cache.generation();
+        let read_at = Instant::now();
         let row = match store::integration_keys::find_by_id(&self.db, key.key_id()).await {
             Ok(Some(row)) => row,
             // An unknown key id is a failure like a wrong secret.
@@ -304,7 +314,7 @@ impl Verifier {
         {
             return Ok(Err(Refusal::Invalid));
         }
-        let cached = CachedKey::from_row(&row);
+        let cached = CachedKey::from_row(&row, read_at);
         self.cache
             .insert_unless_evicted(key, cached.clone(), generation);
         Ok(Ok(cached))
@@ -314,19 +324,48 @@ impl Verifier {
     /// (and eviction) when the key no longer exists.
     async fn reread(&self, key: &ApiKey) -> Result<Option<CachedKey>, Error> {
         let generation = self.cache.generation();
+        let read_at = Instant::now();
         let Some(row) = store::integration_keys::find_by_id(&self.db, key.key_id()).await? else {
             self.cache.evict(key.key_id());
             return Ok(None);
         };
-        let cached = CachedKey::from_row(&row);
+        let cached = CachedKey::from_row(&row, read_at);
         self.cache
             .insert_unless_evicted(key, cached.clone(), generation);
         Ok(Some(cached))
     }
 
     fn is_fresh(&self, cached: &CachedKey) -> bool {
+        if !self
+            .notifications_flowing
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return false;
+        }
         let stale_before = *self.stale_before.read().unwrap_or_else(|e| e.into_inner());
         cached.checked_at.elapsed() < self.state_ttl && cached.checked_at >= stale_before
+    }
+
+    /// Whether cross-replica notifications are arriving.
+    pub fn notifications_flowing(&self) -> bool {
+        self.notifications_flowing
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How long a cached key state is trusted without notifications.
+    pub fn state_ttl(&self) -> Duration {
+        self.state_ttl
+    }
+
+    /// Sets whether cross-replica notifications are arriving (see
+    /// `notifications_flowing`). Either change also makes every cached
+    /// state stale: going down, changes may already have been missed;
+    /// coming back, states read meanwhile may predate the new listener.
+    pub fn set_notifications_flowing(&self, flowing: bool) {
+        self.mark_all_stale();
+        self.notifications_flowing
+            .store(flowing, std::sync::atomic::Ordering::SeqCst);
+        self.mark_all_stale();
     }
 
     /// Forgets a key on this replica (a change made elsewhere was announced).
@@ -334,13 +373,28 @@ impl Verifier {
         self.cache.evict(key_id);
     }
 
-    /// Forgets a key that this replica changed, here and (on PostgreSQL) on
-    /// every other replica.
-    pub async fn forget_everywhere(&self, key_id: &str) {
-        self.cache.evict(key_id);
-        if let Err(e) = store::notify::publish_key_change(&self.db, key_id).await {
-            tracing::warn!(error = %e, key_id, "cannot notify other replicas; they catch up within the verify cache TTL");
-        }
+    /// Commits `txn`, which changed `key_id`, with the replica notification
+    /// inside it (PostgreSQL delivers a NOTIFY at commit, and only then), and
+    /// forgets the key here. Once the commit starts it runs in a task of its
+    /// own, so a caller that goes away (a deadline, a reset stream) cannot
+    /// leave the change committed but still cached on this replica.
+    pub async fn commit_key_change(
+        &self,
+        txn: sea_orm::DatabaseTransaction,
+        key_id: &str,
+    ) -> Result<(), Error> {
+        store::notify::publish_key_change(&txn, key_id).await?;
+        let cache = self.cache.clone();
+        let key_id = key_id.to_owned();
+        tokio::spawn(async move {
+            let committed = txn.commit().await;
+            // Whatever the outcome: forgetting costs at most a re-read.
+            cache.evict(&key_id);
+            committed
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("key change task: {e}")))??;
+        Ok(())
     }
 
     /// Treats every cached state as stale: the next verify of each key

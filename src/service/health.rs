@@ -128,11 +128,46 @@ impl ConfigurationHealth {
                 },
             });
         }
+        diagnostics.push(self.replica_notifications());
         Ok(pb::CheckServiceHealthResponse {
             status: overall(&diagnostics).into(),
             diagnostics: diagnostics.into_iter().map(diagnostic_to_proto).collect(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         })
+    }
+}
+
+impl ConfigurationHealth {
+    /// How soon a change made on another replica reaches this one's cache.
+    fn replica_notifications(&self) -> Diagnostic {
+        let verifier = &self.state.verifier;
+        let name = "replica_notifications";
+        if self.state.db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+            return Diagnostic {
+                name,
+                status: Check::Pass,
+                detail: format!(
+                    "not on this backend: changes made by other replicas are seen within the \
+                     verify cache TTL ({} s)",
+                    verifier.state_ttl().as_secs()
+                ),
+            };
+        }
+        if verifier.notifications_flowing() {
+            Diagnostic {
+                name,
+                status: Check::Pass,
+                detail: "listening, with heartbeats".into(),
+            }
+        } else {
+            Diagnostic {
+                name,
+                status: Check::Fail,
+                detail: "the listener is down or silent: cached key states are re-read on \
+                         every verify until it is back"
+                    .into(),
+            }
+        }
     }
 }
 

@@ -147,16 +147,20 @@ impl IntegrationKeys {
         validate_key_ref(&req.integration, &req.key_id)?;
         let result = async {
             let integration = self.integration(&req.integration).await?;
-            if !store::integration_keys::delete(&self.state.db, integration.id, &req.key_id).await?
-            {
+            let txn = store::begin_write(&self.state.db).await?;
+            if !store::integration_keys::delete(&txn, integration.id, &req.key_id).await? {
                 return Err(Error::KeyNotFound(req.key_id.clone()));
             }
-            self.state.verifier.forget_everywhere(&req.key_id).await;
+            audit::record(&txn, &actor, Action::IntegrationKeyDelete, &req.key_id, true).await?;
+            self.state
+                .verifier
+                .commit_key_change(txn, &req.key_id)
+                .await?;
             tracing::info!(key_id = %req.key_id, integration = %integration.name, "integration key deleted");
             Ok(pb::DeleteIntegrationKeyResponse {})
         }
         .await;
-        audit::outcome(
+        audit::failure(
             &self.state.db,
             &actor,
             Action::IntegrationKeyDelete,
@@ -200,8 +204,8 @@ impl IntegrationKeys {
         let changes = validate_update(&req, now)?;
         let key = req.key.unwrap_or_default();
         let paths = req.update_mask.map(|mask| mask.paths).unwrap_or_default();
-        let result = self.update_key(&key, changes, &paths, now).await;
-        audit::outcome(
+        let result = self.update_key(&actor, &key, changes, &paths, now).await;
+        audit::failure(
             &self.state.db,
             &actor,
             Action::IntegrationKeyUpdate,
@@ -213,6 +217,7 @@ impl IntegrationKeys {
 
     async fn update_key(
         &self,
+        actor: &Actor,
         key: &pb::IntegrationKey,
         changes: KeyChanges,
         paths: &[String],
@@ -220,10 +225,15 @@ impl IntegrationKeys {
     ) -> Result<pb::UpdateIntegrationKeyResponse, Error> {
         let integration = self.integration(&key.integration).await?;
         let db = &self.state.db;
-        if !store::integration_keys::update(db, integration.id, &key.key_id, changes).await? {
+        let txn = store::begin_write(db).await?;
+        if !store::integration_keys::update(&txn, integration.id, &key.key_id, changes).await? {
             return Err(Error::KeyNotFound(key.key_id.clone()));
         }
-        self.state.verifier.forget_everywhere(&key.key_id).await;
+        audit::record(&txn, actor, Action::IntegrationKeyUpdate, &key.key_id, true).await?;
+        self.state
+            .verifier
+            .commit_key_change(txn, &key.key_id)
+            .await?;
         let row = store::integration_keys::find(db, integration.id, &key.key_id)
             .await?
             .ok_or_else(|| Error::KeyNotFound(key.key_id.clone()))?;
@@ -259,30 +269,33 @@ impl IntegrationKeys {
     ) -> Result<pb::RollIntegrationKeyResponse, Error> {
         let integration = self.integration(&req.integration).await?;
         let db = &self.state.db;
+        // A first look, so a refused roll costs no argon2; the decision is
+        // taken again below, on the locked row.
         let old = store::integration_keys::find(db, integration.id, &req.key_id)
             .await?
             .ok_or_else(|| Error::KeyNotFound(req.key_id.clone()))?;
-        let now = now_micros();
-        if old.expire_time.is_some_and(|t| t <= now) {
-            return Err(Error::KeyExpired(old.key_id));
-        }
+        check_rollable(&old, now_micros())?;
         // Hash before the transaction: argon2 must not hold the write lock.
         let new_key = ApiKey::generate(KeyKind::Integration)?;
         let key_hash = self.state.hasher.hash(&new_key).await?;
+
+        let txn = store::begin_write(db).await?;
+        // The old key, as it is now, locked until the commit: it may have
+        // been deleted, disabled or shortened while the new one was hashed.
+        let old = store::integration_keys::find_for_update(&txn, integration.id, &req.key_id)
+            .await?
+            .ok_or_else(|| Error::KeyNotFound(req.key_id.clone()))?;
+        let now = now_micros();
+        check_rollable(&old, now)?;
         // Rolling never extends the old key's life.
         let old_expire = now
             .saturating_add(grace)
             .min(old.expire_time.unwrap_or(i64::MAX));
-
-        let txn = store::begin_write(db).await?;
         let shortened = KeyChanges {
             expire_time: Some(Some(old_expire)),
             ..KeyChanges::default()
         };
-        // The old key may have been deleted while the new one was hashed.
-        if !store::integration_keys::update(&txn, integration.id, &old.key_id, shortened).await? {
-            return Err(Error::KeyNotFound(old.key_id));
-        }
+        store::integration_keys::update(&txn, integration.id, &old.key_id, shortened).await?;
         let new_row = store::integration_keys::insert(
             &txn,
             NewIntegrationKey {
@@ -296,8 +309,10 @@ impl IntegrationKeys {
         )
         .await?;
         audit::record(&txn, actor, Action::IntegrationKeyRoll, &old.key_id, true).await?;
-        txn.commit().await?;
-        self.state.verifier.forget_everywhere(&old.key_id).await;
+        self.state
+            .verifier
+            .commit_key_change(txn, &old.key_id)
+            .await?;
 
         let previous = IntegrationKeyRow {
             expire_time: Some(old_expire),
@@ -547,6 +562,18 @@ fn key_to_proto(row: &IntegrationKeyRow, integration: &str, now: i64) -> pb::Int
         disabled: row.disabled,
         state: key_state(row, now).into(),
     }
+}
+
+/// Whether `key` may be rolled at `now`: not once it is disabled (the
+/// successor would work) or expired (it would be born expired).
+fn check_rollable(key: &IntegrationKeyRow, now: i64) -> Result<(), Error> {
+    if key.disabled {
+        return Err(Error::KeyDisabled(key.key_id.clone()));
+    }
+    if key.expire_time.is_some_and(|t| t <= now) {
+        return Err(Error::KeyExpired(key.key_id.clone()));
+    }
+    Ok(())
 }
 
 fn verdict_to_proto(verdict: Verdict) -> pb::VerifyIntegrationKeyResponse {

@@ -61,6 +61,20 @@ pub async fn find<C: ConnectionTrait>(
         .await
 }
 
+/// `find`, with the row locked until the transaction `txn` ends (FOR UPDATE
+/// on PostgreSQL and MySQL; SQLite's write transactions lock the database).
+pub async fn find_for_update<C: ConnectionTrait>(
+    txn: &C,
+    integration_id: i64,
+    key_id: &str,
+) -> Result<Option<IntegrationKeyRow>, DbErr> {
+    Entity::find_by_id(key_id.to_owned())
+        .filter(Column::IntegrationId.eq(integration_id))
+        .lock_exclusive()
+        .one(txn)
+        .await
+}
+
 /// Up to `limit` keys of the integration, ordered by (create_time, key_id),
 /// strictly after `after`. Keyset pagination: as fast on the last page as on
 /// the first.

@@ -107,7 +107,8 @@ pub async fn connect_observed(
     Ok(db)
 }
 
-/// Opens a pool. SQLite gets WAL, `synchronous=NORMAL`, a busy timeout and
+/// Opens a pool. SQLite gets WAL, `synchronous=FULL` (an acknowledged
+/// commit survives power loss, not only a crash), a busy timeout and
 /// foreign keys, so readers never block the writer and writers wait their
 /// turn instead of failing.
 pub async fn connect(options: &DbOptions) -> Result<DatabaseConnection, DbErr> {
@@ -142,7 +143,7 @@ pub async fn connect(options: &DbOptions) -> Result<DatabaseConnection, DbErr> {
         .map_sqlx_sqlite_opts(|o| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
             o.journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
         });

@@ -15,57 +15,126 @@ pub async fn publish_key_change<C: ConnectionTrait>(db: &C, key_id: &str) -> Res
     if db.get_database_backend() != DatabaseBackend::Postgres {
         return Ok(());
     }
-    db.execute_raw(Statement::from_sql_and_values(
-        DatabaseBackend::Postgres,
-        "SELECT pg_notify($1, $2)",
-        [KEY_CHANGES.into(), key_id.into()],
-    ))
-    .await?;
-    Ok(())
+    publish(db, key_id).await
 }
 
+/// Payloads of this prefix are heartbeats, not key ids (a key id never has
+/// a colon).
+const HEARTBEAT_PREFIX: &str = "heartbeat:";
+
 /// Listens for key changes until `stop` turns true, calling `changed` with
-/// each key id. After every (re)connection `resynced` is called: changes
-/// published while disconnected were missed.
+/// each key id, and `flowing(true)` once a listener is in place (changes
+/// published before it were missed: resync), `flowing(false)` as soon as it
+/// is known not to be (a broken connection, or silence).
+///
+/// Silence is detected with a heartbeat: every `heartbeat / 3` this replica
+/// publishes a heartbeat through `db` (not the listening connection) and
+/// expects to hear it back. A listening connection that stays open while
+/// nothing arrives on it (a dead NAT entry, a failed-over host) is thus
+/// noticed within `heartbeat`, dropped and replaced.
 pub async fn listen_key_changes(
     url: &str,
+    db: &sea_orm::DatabaseConnection,
+    heartbeat: Duration,
     changed: impl Fn(&str),
-    resynced: impl Fn(),
+    flowing: impl Fn(bool),
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let beat = format!("{HEARTBEAT_PREFIX}{:016x}", rand_token());
+    let mut first = true;
     loop {
-        let listener = async {
+        if !first {
+            // Do not spin against a database that refuses us.
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        first = false;
+        let connect = async {
             let mut listener = PgListener::connect(url).await?;
             listener.listen(KEY_CHANGES).await?;
             Ok::<_, sea_orm::sqlx::Error>(listener)
         };
         let mut listener = tokio::select! {
             _ = stop.changed() => return,
-            connected = listener => match connected {
-                Ok(listener) => listener,
-                Err(e) => {
+            connected = tokio::time::timeout(heartbeat, connect) => match connected {
+                Ok(Ok(listener)) => listener,
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "cannot listen for key changes; retrying");
-                    tokio::select! {
-                        _ = stop.changed() => return,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    listener_down("connect");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(?heartbeat, "listening for key changes timed out; retrying");
+                    listener_down("connect");
+                    continue;
+                }
+            }
+        };
+        tracing::info!("listening for key changes from other replicas");
+        metrics::gauge!("latchkey_key_change_listener_up").set(1.0);
+        flowing(true);
+        let mut last_heard = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(heartbeat / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let reason = loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tick.tick() => {
+                    if last_heard.elapsed() > heartbeat {
+                        tracing::warn!(?heartbeat, "key change listener is silent; reconnecting");
+                        break "silent";
+                    }
+                    if let Err(e) = publish(db, &beat).await {
+                        tracing::warn!(error = %e, "cannot send the key change heartbeat");
+                    }
+                }
+                received = listener.try_recv() => match received {
+                    Ok(Some(notification)) => {
+                        last_heard = tokio::time::Instant::now();
+                        let payload = notification.payload();
+                        if !payload.starts_with(HEARTBEAT_PREFIX) {
+                            changed(payload);
+                        }
+                    }
+                    Ok(None) => {
+                        tracing::warn!("key change listener disconnected; reconnecting");
+                        break "disconnected";
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "key change listener failed; reconnecting");
+                        break "failed";
                     }
                 }
             }
         };
-        resynced();
-        loop {
-            tokio::select! {
-                _ = stop.changed() => return,
-                received = listener.try_recv() => match received {
-                    Ok(Some(notification)) => changed(notification.payload()),
-                    // The connection dropped: reconnect and resync.
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "key change listener failed; reconnecting");
-                        break;
-                    }
-                }
-            }
-        }
+        flowing(false);
+        listener_down(reason);
     }
+}
+
+fn listener_down(reason: &'static str) {
+    metrics::gauge!("latchkey_key_change_listener_up").set(0.0);
+    metrics::counter!("latchkey_key_change_listener_failures_total", "reason" => reason)
+        .increment(1);
+}
+
+async fn publish<C: ConnectionTrait>(db: &C, payload: &str) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        [KEY_CHANGES.into(), payload.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// A random token naming this replica's heartbeats.
+fn rand_token() -> u64 {
+    let mut bytes = [0u8; 8];
+    // Without OS randomness, the heartbeats of two replicas may share a
+    // name; each still hears its own.
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
 }

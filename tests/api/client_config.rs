@@ -838,7 +838,10 @@ async fn service_health_reports_database_migrations_and_catalog() {
     assert_eq!(report.status(), HealthStatus::Healthy, "{report:?}");
     assert_eq!(report.version, env!("CARGO_PKG_VERSION"));
     let names: Vec<_> = report.diagnostics.iter().map(|d| d.name.as_str()).collect();
-    assert_eq!(names, ["database", "migrations", "catalog"]);
+    assert_eq!(
+        names,
+        ["database", "migrations", "catalog", "replica_notifications"]
+    );
     assert!(report.diagnostics[0].detail.contains("ms"));
     assert!(report.diagnostics[2].detail.starts_with("revision 1"));
 }

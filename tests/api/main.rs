@@ -8,6 +8,7 @@ mod authz;
 mod cli;
 mod client_config;
 mod crash;
+mod faults;
 mod health;
 mod helpers;
 mod hostile;

@@ -1,0 +1,351 @@
+//! Faults injected from outside, between a real replica and PostgreSQL: a
+//! TCP proxy that silences the replica's LISTEN connection without closing
+//! it, or holds back the database's answer to a COMMIT. Two real server
+//! processes on one database; one-hour cache TTLs, so only the mechanisms
+//! under test can explain a quick refusal.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use latchkey::proto::v1::{
+    CheckServiceHealthRequest, CreateIntegrationKeyRequest, Decision, DeleteIntegrationKeyRequest,
+    VerifyIntegrationKeyRequest, health_service_client::HealthServiceClient,
+    integration_keys_service_client::IntegrationKeysServiceClient,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+use tonic::transport::Channel;
+
+use crate::{
+    cli::latchkey,
+    helpers::{eventually, with_sid},
+    secrets::ServeProcess,
+    test_db::TestDb,
+};
+
+const OUTLINE: &str = "course.v1.CourseService/GetOutline";
+
+/// A TCP proxy to PostgreSQL that can misbehave on demand. It reads the
+/// client's bytes to tell a LISTEN connection (it sends `LISTEN`) from pool
+/// connections, and to see a `COMMIT` go by.
+#[derive(Clone)]
+struct FaultProxy {
+    addr: SocketAddr,
+    /// While true, listener connections forward nothing either way (and
+    /// stay open).
+    silence_listeners: Arc<AtomicBool>,
+    /// Milliseconds the database's answer to a COMMIT is held back (0: none).
+    commit_delay_ms: Arc<AtomicU64>,
+    /// COMMIT answers held back so far.
+    delayed_commits: Arc<AtomicU64>,
+}
+
+impl FaultProxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = FaultProxy {
+            addr: listener.local_addr().unwrap(),
+            silence_listeners: Arc::default(),
+            commit_delay_ms: Arc::default(),
+            delayed_commits: Arc::default(),
+        };
+        let shared = proxy.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                shared.clone().relay(client, server);
+            }
+        });
+        proxy
+    }
+
+    fn relay(self, client: TcpStream, server: TcpStream) {
+        let is_listener = Arc::new(AtomicBool::new(false));
+        let commit_pending = Arc::new(AtomicBool::new(false));
+        let (mut client_read, mut client_write) = client.into_split();
+        let (mut server_read, mut server_write) = server.into_split();
+        let upstream = {
+            let (proxy, is_listener, commit_pending) =
+                (self.clone(), is_listener.clone(), commit_pending.clone());
+            async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match client_read.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    let chunk = &buf[..n];
+                    if contains(chunk, b"LISTEN") {
+                        is_listener.store(true, Ordering::SeqCst);
+                    }
+                    if contains(chunk, b"COMMIT") {
+                        commit_pending.store(true, Ordering::SeqCst);
+                    }
+                    proxy.hold_if_silenced(&is_listener).await;
+                    if server_write.write_all(chunk).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        let downstream = {
+            let proxy = self.clone();
+            async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match server_read.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    proxy.hold_if_silenced(&is_listener).await;
+                    // The first answer after a COMMIT is the COMMIT's.
+                    let after_commit = commit_pending.swap(false, Ordering::SeqCst);
+                    let delay = proxy.commit_delay_ms.load(Ordering::SeqCst);
+                    if after_commit && delay > 0 {
+                        proxy.delayed_commits.fetch_add(1, Ordering::SeqCst);
+                        // The injected fault: the commit's answer is late.
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                    }
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        tokio::spawn(upstream);
+        tokio::spawn(downstream);
+    }
+
+    /// The injected fault: a silenced listener connection forwards nothing.
+    async fn hold_if_silenced(&self, is_listener: &AtomicBool) {
+        while is_listener.load(Ordering::SeqCst) && self.silence_listeners.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Two replicas on one PostgreSQL: `a` direct, `b` through `proxy`, or the
+/// other way round with `proxy_a`.
+struct Replicas {
+    _dir: tempfile::TempDir,
+    _db: TestDb,
+    a: ServeProcess,
+    b: ServeProcess,
+    on_a: IntegrationKeysServiceClient<Channel>,
+    on_b: IntegrationKeysServiceClient<Channel>,
+    channel_b: Channel,
+    partner_key: String,
+    proxy: FaultProxy,
+}
+
+/// `None` when the tests do not run on PostgreSQL (the only backend with
+/// replica notifications; .ci/run's PostgreSQL pass runs these).
+async fn replicas(proxy_a: bool, extra: &[&str]) -> Option<Replicas> {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::create(dir.path()).await;
+    if !db.url.starts_with("postgres") {
+        eprintln!("not applicable: needs PostgreSQL");
+        return None;
+    }
+    let catalog = dir.path().join("catalog.toml");
+    std::fs::write(&catalog, crate::helpers::TEST_CATALOG).unwrap();
+    let created = latchkey(&db.url, &["partner-keys", "create", "--name", "ops"]);
+    let partner_key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    // postgres://user@host:port/name -> the same through the proxy.
+    let (scheme_user, rest) = db.url.rsplit_once('@').unwrap();
+    let (host_port, name) = rest.split_once('/').unwrap();
+    let proxy = FaultProxy::start(host_port.parse().unwrap()).await;
+    let proxied = format!("{scheme_user}@{}/{name}", proxy.addr);
+    let mut args = vec!["--verify-cache-ttl", "3600"];
+    args.extend_from_slice(extra);
+    let (url_a, url_b) = if proxy_a {
+        (proxied.as_str(), db.url.as_str())
+    } else {
+        (db.url.as_str(), proxied.as_str())
+    };
+    let catalog = catalog.to_str().unwrap();
+    let mut a = ServeProcess::start_with(url_a, catalog, &args);
+    let mut b = ServeProcess::start_with(url_b, catalog, &args);
+    let (addr_a, addr_b) = (a.wait_for_addr().await, b.wait_for_addr().await);
+    let channel = |addr: String| async move {
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    };
+    let channel_b = channel(addr_b).await;
+    Some(Replicas {
+        _dir: dir,
+        _db: db,
+        a,
+        b,
+        on_a: IntegrationKeysServiceClient::new(channel(addr_a).await),
+        on_b: IntegrationKeysServiceClient::new(channel_b.clone()),
+        channel_b,
+        partner_key,
+        proxy,
+    })
+}
+
+impl Replicas {
+    async fn create(&self) -> (String, String) {
+        let created = self
+            .on_a
+            .clone()
+            .create_integration_key(with_sid(
+                CreateIntegrationKeyRequest {
+                    integration: "learner-activity".into(),
+                    ..Default::default()
+                },
+                &self.partner_key,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        (created.key.unwrap().key_id, created.api_key)
+    }
+
+    fn delete_request(&self, key_id: &str) -> tonic::Request<DeleteIntegrationKeyRequest> {
+        with_sid(
+            DeleteIntegrationKeyRequest {
+                integration: "learner-activity".into(),
+                key_id: key_id.into(),
+            },
+            &self.partner_key,
+        )
+    }
+
+    /// B's `replica_notifications` diagnostic: true for PASS.
+    async fn b_hears_notifications(&self) -> bool {
+        let report = HealthServiceClient::new(self.channel_b.clone())
+            .check_service_health(with_sid(CheckServiceHealthRequest {}, &self.partner_key))
+            .await
+            .unwrap()
+            .into_inner();
+        let diagnostic = report
+            .diagnostics
+            .iter()
+            .find(|d| d.name == "replica_notifications")
+            .expect("replica_notifications diagnostic");
+        diagnostic.status() == latchkey::proto::v1::DiagnosticStatus::Pass
+    }
+
+    async fn stop(self) {
+        for replica in [self.a, self.b] {
+            let (status, _) = replica.terminate().await;
+            assert!(status.success());
+        }
+    }
+}
+
+async fn decision(client: &IntegrationKeysServiceClient<Channel>, api_key: &str) -> Decision {
+    client
+        .clone()
+        .verify_integration_key(VerifyIntegrationKeyRequest {
+            api_key: api_key.into(),
+            endpoint: OUTLINE.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .decision()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_listener_is_noticed_within_the_heartbeat_and_deletes_are_refused() {
+    let Some(r) = replicas(false, &["--notify-heartbeat", "2"]).await else {
+        return;
+    };
+    eventually(Duration::from_secs(30), "B to listen", || async {
+        r.b_hears_notifications().await.then_some(())
+    })
+    .await;
+    let (deleted_id, deleted_key) = r.create().await;
+    let (_, kept_key) = r.create().await;
+    assert_eq!(decision(&r.on_b, &deleted_key).await, Decision::Allowed);
+    assert_eq!(decision(&r.on_b, &kept_key).await, Decision::Allowed);
+
+    // B's LISTEN connection goes silent; the socket stays open.
+    r.proxy.silence_listeners.store(true, Ordering::SeqCst);
+    r.on_a
+        .clone()
+        .delete_integration_key(r.delete_request(&deleted_id))
+        .await
+        .unwrap();
+    let deleted_at = Instant::now();
+    eventually(
+        Duration::from_secs(20),
+        "B to refuse the deleted key",
+        || async { (decision(&r.on_b, &deleted_key).await == Decision::Invalid).then_some(()) },
+    )
+    .await;
+    eprintln!(
+        "silent listener: the deleted key was refused on B {:.1} s after the delete (heartbeat 2 s)",
+        deleted_at.elapsed().as_secs_f64()
+    );
+    // B says so, and keeps serving from the database meanwhile.
+    assert!(!r.b_hears_notifications().await);
+    assert_eq!(decision(&r.on_b, &kept_key).await, Decision::Allowed);
+
+    // The listener comes back: B listens again.
+    r.proxy.silence_listeners.store(false, Ordering::SeqCst);
+    eventually(Duration::from_secs(30), "B to listen again", || async {
+        r.b_hears_notifications().await.then_some(())
+    })
+    .await;
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delete_whose_caller_leaves_after_the_commit_is_refused_on_both_replicas() {
+    // A reaches the database through the proxy.
+    let Some(r) = replicas(true, &[]).await else {
+        return;
+    };
+    let (key_id, api_key) = r.create().await;
+    assert_eq!(decision(&r.on_a, &api_key).await, Decision::Allowed);
+    assert_eq!(decision(&r.on_b, &api_key).await, Decision::Allowed);
+
+    // The database's answer to the COMMIT reaches A 3 s late; the caller's
+    // deadline is 1 s, so it is gone before A learns the delete committed.
+    r.proxy.commit_delay_ms.store(3000, Ordering::SeqCst);
+    let mut request = r.delete_request(&key_id);
+    request.set_timeout(Duration::from_secs(1));
+    let answer = r.on_a.clone().delete_integration_key(request).await;
+    let status = answer.expect_err("the caller gave up before the answer");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+        ),
+        "{status:?}"
+    );
+    assert!(r.proxy.delayed_commits.load(Ordering::SeqCst) >= 1);
+    r.proxy.commit_delay_ms.store(0, Ordering::SeqCst);
+
+    for (name, replica) in [("A", &r.on_a), ("B", &r.on_b)] {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{name} to refuse the deleted key"),
+            || async { (decision(replica, &api_key).await == Decision::Invalid).then_some(()) },
+        )
+        .await;
+    }
+    r.stop().await;
+}
