@@ -83,6 +83,10 @@ pub fn user_problem(user: &str) -> Option<&'static str> {
         Some("must be at most 128 characters")
     } else if user.contains(':') || user.chars().any(char::is_control) {
         Some("must not contain ':' or control characters")
+    } else if user.trim() != user {
+        // `admin` and `admin ` would be different users that look the same
+        // in every log and listing: refused rather than kept apart.
+        Some("must not begin or end with whitespace")
     } else {
         None
     }

@@ -7,12 +7,15 @@ mod m20261122_000001_create_integrations;
 mod m20261122_000002_create_keys;
 mod m20261122_000003_create_clients;
 mod m20261122_000004_create_audit_events;
+mod m20261202_000005_exact_names_without_pad;
 
 pub struct Migrator;
 
 /// MySQL/MariaDB compare strings case-insensitively by default; key ids are
 /// base62 and names are exact, so every table compares bytes, as SQLite and
 /// PostgreSQL do. (Other backends would reject the table options.)
+/// `utf8mb4_bin` still pads spaces; migration 000005 converts every table
+/// to a collation without padding.
 pub(crate) fn exact_strings(
     manager: &SchemaManager,
     mut table: TableCreateStatement,
@@ -31,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_keys::Migration),
             Box::new(m20261122_000003_create_clients::Migration),
             Box::new(m20261122_000004_create_audit_events::Migration),
+            Box::new(m20261202_000005_exact_names_without_pad::Migration),
         ]
     }
 }

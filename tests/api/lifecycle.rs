@@ -268,3 +268,54 @@ async fn roll_errors() {
         &format!("Key '{key_id}' has expired and cannot be rolled"),
     );
 }
+
+#[tokio::test]
+async fn rolling_a_disabled_key_is_refused_and_mints_nothing() {
+    let app = spawn_app().await;
+    let mut client = app.keys_client().await;
+    let (key_id, api_key) = app.create_key("learner-activity", None).await;
+    client
+        .update_integration_key(app.as_partner(update(
+            &key_id,
+            IntegrationKey {
+                disabled: true,
+                ..Default::default()
+            },
+            &["disabled"],
+        )))
+        .await
+        .expect("disable");
+    let lister = client.clone();
+    let count = || {
+        let mut client = lister.clone();
+        let request = app.as_partner(latchkey::proto::v1::ListIntegrationKeysRequest {
+            integration: "learner-activity".into(),
+            page_size: 1000,
+            ..Default::default()
+        });
+        async move {
+            client
+                .list_integration_keys(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .keys
+                .len()
+        }
+    };
+    let keys_before = count().await;
+    assert_status(
+        client
+            .roll_integration_key(app.as_partner(roll(&key_id, Some(60))))
+            .await,
+        Code::FailedPrecondition,
+        &format!("Key '{key_id}' is disabled"),
+    );
+    assert_eq!(count().await, keys_before, "no successor was stored");
+    assert_eq!(
+        app.verify(&api_key, "course.v1.CourseService/GetOutline")
+            .await
+            .decision(),
+        Decision::Disabled
+    );
+}

@@ -15,6 +15,7 @@ mod hostile;
 mod integration_keys;
 mod integrations;
 mod lifecycle;
+mod names;
 mod operations;
 mod reflection;
 mod replicas;
