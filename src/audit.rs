@@ -20,6 +20,9 @@ pub enum Action {
     ClientUserSet,
     ClientUserDelete,
     MasterKeyRotate,
+    /// A management or client-configuration call refused as
+    /// UNAUTHENTICATED or PERMISSION_DENIED (sampled, see `RefusalSampler`).
+    AccessRefused,
 }
 
 impl Action {
@@ -37,6 +40,7 @@ impl Action {
             Action::ClientUserSet => "client.user.set",
             Action::ClientUserDelete => "client.user.delete",
             Action::MasterKeyRotate => "master_key.rotate",
+            Action::AccessRefused => "access.refused",
         }
     }
 }
@@ -162,6 +166,82 @@ pub async fn failure<C: ConnectionTrait, T>(
     match result {
         Ok(done) => Ok(done),
         Err(e) => outcome(db, actor, action, target, Err(e)).await,
+    }
+}
+
+/// Keeps the audit trail of refusals bounded: a flood of refused calls must
+/// not become a flood of rows. Within each minute, at most
+/// `PER_ACTOR_PER_MINUTE` events per claimed actor, `PER_PEER_PER_MINUTE`
+/// per peer address and `GLOBAL_PER_MINUTE` in all are recorded; the rest
+/// are only counted (`latchkey_refusals_total{recorded="false"}`).
+pub struct RefusalSampler {
+    per_actor: moka::sync::Cache<String, std::sync::Arc<std::sync::atomic::AtomicU32>>,
+    per_peer: moka::sync::Cache<String, std::sync::Arc<std::sync::atomic::AtomicU32>>,
+    global: std::sync::Mutex<(std::time::Instant, u32)>,
+}
+
+const PER_ACTOR_PER_MINUTE: u32 = 5;
+const PER_PEER_PER_MINUTE: u32 = 30;
+const GLOBAL_PER_MINUTE: u32 = 600;
+const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Default for RefusalSampler {
+    fn default() -> Self {
+        let window = || {
+            moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(MINUTE)
+                .build()
+        };
+        Self {
+            per_actor: window(),
+            per_peer: window(),
+            global: std::sync::Mutex::new((std::time::Instant::now(), 0)),
+        }
+    }
+}
+
+impl RefusalSampler {
+    /// Whether a refusal by `actor` from `peer` is recorded (each call
+    /// counts, recorded or not).
+    pub fn admit(&self, actor: &Actor) -> bool {
+        use std::sync::atomic::Ordering;
+        let under =
+            |cache: &moka::sync::Cache<String, std::sync::Arc<std::sync::atomic::AtomicU32>>,
+             key: &str,
+             limit: u32| {
+                cache
+                    .get_with(key.to_owned(), Default::default)
+                    .fetch_add(1, Ordering::SeqCst)
+                    < limit
+            };
+        let actor_ok = under(&self.per_actor, &actor.name, PER_ACTOR_PER_MINUTE);
+        let peer_ok = under(&self.per_peer, &actor.peer, PER_PEER_PER_MINUTE);
+        let global_ok = {
+            let mut global = self.global.lock().unwrap_or_else(|e| e.into_inner());
+            if global.0.elapsed() >= MINUTE {
+                *global = (std::time::Instant::now(), 0);
+            }
+            global.1 += 1;
+            global.1 <= GLOBAL_PER_MINUTE
+        };
+        actor_ok && peer_ok && global_ok
+    }
+}
+
+/// Records that a call by `actor` about `target` was refused, if the
+/// sampler admits it. Never fails the call: a lost event is logged.
+pub async fn refusal<C: ConnectionTrait>(
+    db: &C,
+    sampler: &RefusalSampler,
+    actor: &Actor,
+    target: &str,
+) {
+    let recorded = sampler.admit(actor);
+    metrics::counter!("latchkey_refusals_total", "recorded" => if recorded { "true" } else { "false" })
+        .increment(1);
+    if recorded && let Err(e) = record(db, actor, Action::AccessRefused, target, false).await {
+        tracing::error!(error = %e, target, "cannot record a refused call");
     }
 }
 

@@ -92,8 +92,25 @@ pub async fn authenticate_partner_only<T>(
     request: &tonic::Request<T>,
 ) -> Result<Partner, Error> {
     let peer = request.remote_addr().map(|addr| addr.ip());
+    let result = identify_partner_only(state, request.metadata(), peer).await;
+    if let Err(e) = &result {
+        // Which call was refused is the target as far as it is known here.
+        let rpc = request
+            .extensions()
+            .get::<crate::telemetry::CalledMethod>()
+            .map_or("", |m| m.0);
+        audit_refusal(state, request.metadata(), peer, rpc, e).await;
+    }
+    result
+}
+
+async fn identify_partner_only(
+    state: &AppState,
+    metadata: &MetadataMap,
+    peer: Option<IpAddr>,
+) -> Result<Partner, Error> {
     // With no client named, a valid user always ends in PERMISSION_DENIED.
-    match authenticate_for_client(state, request.metadata(), peer, "").await {
+    match identify_for_client(state, metadata, peer, "").await {
         Ok(Caller::Partner(partner)) => Ok(partner),
         Ok(Caller::User(_)) | Err(Error::PermissionDenied(_)) => Err(Error::PermissionDenied(
             "This call needs a partner key; a client user's key is only for its own client's \
@@ -144,6 +161,52 @@ const MAX_OTHER_CLIENTS_TRIED: u64 = 3;
 /// that client, and asking about any other client is PERMISSION_DENIED; a
 /// bare `<user>` is looked up in `client_id`.
 pub async fn authenticate_for_client(
+    state: &AppState,
+    metadata: &MetadataMap,
+    peer: Option<IpAddr>,
+    client_id: &str,
+) -> Result<Caller, Error> {
+    let result = identify_for_client(state, metadata, peer, client_id).await;
+    if let Err(e) = &result {
+        audit_refusal(state, metadata, peer, client_id, e).await;
+    }
+    result
+}
+
+/// An audit event (sampled) for a call refused as UNAUTHENTICATED or
+/// PERMISSION_DENIED, naming the caller as far as the credential claims it
+/// (a well-formed partner key's public id, or the Basic user name).
+async fn audit_refusal(
+    state: &AppState,
+    metadata: &MetadataMap,
+    peer: Option<IpAddr>,
+    target: &str,
+    error: &Error,
+) {
+    if !matches!(error, Error::Unauthenticated | Error::PermissionDenied(_)) {
+        return;
+    }
+    let actor = crate::audit::Actor {
+        name: claimed_caller(metadata.as_ref()).unwrap_or_else(|| "anonymous".into()),
+        peer: peer.map(|p| p.to_string()).unwrap_or_default(),
+    };
+    crate::audit::refusal(&state.db, &state.refusals, &actor, target).await;
+}
+
+/// Who the credential says is calling, for logs and the audit trail: a
+/// partner key's public id (only if the presented value is a well-formed
+/// key), or a Basic user name. Never any part of a secret.
+pub fn claimed_caller(headers: &HeaderMap) -> Option<String> {
+    if let Some(presented) = presented_partner_key(headers) {
+        return ApiKey::parse(KeyKind::Partner, presented)
+            .ok()
+            .map(|key| key.key_id().to_owned());
+    }
+    let (name, _api_key) = presented_basic(headers)?;
+    (name.len() <= 200 && !name.chars().any(char::is_control)).then_some(name)
+}
+
+async fn identify_for_client(
     state: &AppState,
     metadata: &MetadataMap,
     peer: Option<IpAddr>,

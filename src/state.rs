@@ -34,6 +34,8 @@ pub struct AppState {
     pub partner_key_throttle: FailureBudgets,
     /// Peers whose `caller_address` is believed.
     pub trusted_peers: TrustedPeers,
+    /// Bounds the audit events of refused calls.
+    pub refusals: crate::audit::RefusalSampler,
     /// A hash of no one's key, checked for users that do not exist so that
     /// they cost what a wrong key costs (made on first use).
     dummy_user_hash: tokio::sync::OnceCell<String>,
@@ -66,6 +68,7 @@ impl AppState {
             client_user_throttle: FailureBudgets::new(settings.verifier.throttle),
             partner_key_throttle: FailureBudgets::new(settings.verifier.throttle),
             trusted_peers: settings.trusted_peers.clone(),
+            refusals: crate::audit::RefusalSampler::default(),
             dummy_user_hash: tokio::sync::OnceCell::new(),
             master_key,
             client_lb_domain: settings.client_lb_domain.clone(),

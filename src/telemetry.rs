@@ -82,10 +82,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         use tracing::Instrument;
         let method = known_method(request.uri().path());
-        let caller = caller_of(request.headers());
+        request.extensions_mut().insert(CalledMethod(method));
+        let caller = crate::auth::claimed_caller(request.headers());
         let span = tracing::info_span!(
             "call",
             method,
@@ -119,6 +120,11 @@ where
 
 use tonic::codegen::http;
 
+/// The called method's full name (`pkg.Service/Method`, or `unknown`), in
+/// every request's extensions, for handlers that need to name the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CalledMethod(pub &'static str);
+
 /// The method path for labels and logs, if it is one we serve (bounded
 /// cardinality: anything else is `unknown`).
 fn known_method(path: &str) -> &'static str {
@@ -150,23 +156,6 @@ fn known_method(path: &str) -> &'static str {
         .iter()
         .find(|m| **m == path)
         .map_or("unknown", |m| &m[1..])
-}
-
-/// Who the credential says is calling, for logs: a partner key's public id
-/// (only if the presented value is a well-formed key), or a Basic user
-/// name. Never any part of a secret.
-fn caller_of(headers: &http::HeaderMap) -> Option<String> {
-    use crate::{
-        auth::{presented_basic, presented_partner_key},
-        keys::{ApiKey, KeyKind},
-    };
-    if let Some(presented) = presented_partner_key(headers) {
-        return ApiKey::parse(KeyKind::Partner, presented)
-            .ok()
-            .map(|key| key.key_id().to_owned());
-    }
-    let (name, _api_key) = presented_basic(headers)?;
-    (name.len() <= 200 && !name.chars().any(char::is_control)).then_some(name)
 }
 
 /// The gRPC status of a response whose status came with the headers (every

@@ -127,3 +127,103 @@ async fn changes_are_audited_newest_first_without_secrets() {
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
 }
+
+/// The refusal events ListAuditEvents lists for `target`.
+async fn refusals_of(
+    app: &crate::helpers::TestApp,
+    target: &str,
+) -> Vec<latchkey::proto::v1::AuditEvent> {
+    AuditServiceClient::new(app.channel().await)
+        .list_audit_events(app.as_partner(ListAuditEventsRequest {
+            target: target.into(),
+            page_size: 1000,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+        .into_iter()
+        .filter(|e| e.action == "access.refused")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_calls_are_audited_and_a_flood_of_them_stays_bounded() {
+    use latchkey::proto::v1::{
+        GetClientConfigurationRequest,
+        client_configuration_service_client::ClientConfigurationServiceClient,
+    };
+    let app = spawn_app().await;
+    crate::client_config::configure(&app, "acme").await;
+    crate::client_config::configure(&app, "globex").await;
+    let mut config = ClientConfigurationServiceClient::new(app.channel().await);
+    // A user of acme reads globex: PERMISSION_DENIED, and on the record.
+    let denied = config
+        .get_client_configuration(crate::helpers::basic(
+            GetClientConfigurationRequest {
+                client_id: "globex".into(),
+            },
+            "admin@acme",
+            crate::client_config::ADMIN_KEY,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let events = refusals_of(&app, "globex").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event.actor, "admin@acme");
+    assert_eq!(event.outcome(), AuditOutcome::Failure);
+    assert_eq!(event.peer, "127.0.0.1");
+    assert!(!format!("{event:?}").contains(crate::client_config::ADMIN_KEY));
+
+    // A management call without a credential: the target is the RPC.
+    let mut keys = app.keys_client().await;
+    let anonymous = keys
+        .delete_integration_key(DeleteIntegrationKeyRequest {
+            integration: "learner-activity".into(),
+            key_id: "lki_0000000000000000".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    let rpc = "latchkey.v1.IntegrationKeysService/DeleteIntegrationKey";
+    let events = refusals_of(&app, rpc).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].actor, "anonymous");
+
+    // 200 refused calls at once by one actor: a handful of rows, not 200.
+    let channel = app.channel().await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(200));
+    let calls: Vec<_> = (0..200)
+        .map(|_| {
+            let mut config = ClientConfigurationServiceClient::new(channel.clone());
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                config
+                    .get_client_configuration(crate::helpers::basic(
+                        GetClientConfigurationRequest {
+                            client_id: "globex".into(),
+                        },
+                        "admin@acme",
+                        crate::client_config::ADMIN_KEY,
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(
+            call.await.unwrap().unwrap_err().code(),
+            Code::PermissionDenied
+        );
+    }
+    let events = refusals_of(&app, "globex").await;
+    eprintln!(
+        "201 refused calls by one actor: {} audit events",
+        events.len()
+    );
+    assert!(events.len() <= 5, "{} events", events.len());
+}
