@@ -31,7 +31,8 @@ const HEARTBEAT_PREFIX: &str = "heartbeat:";
 /// publishes a heartbeat through `db` (not the listening connection) and
 /// expects to hear it back. A listening connection that stays open while
 /// nothing arrives on it (a dead NAT entry, a failed-over host) is thus
-/// noticed within `heartbeat`, dropped and replaced.
+/// noticed within `heartbeat` (after two thirds of it without a word),
+/// dropped and replaced.
 pub async fn listen_key_changes(
     url: &str,
     db: &sea_orm::DatabaseConnection,
@@ -82,7 +83,9 @@ pub async fn listen_key_changes(
             tokio::select! {
                 _ = stop.changed() => return,
                 _ = tick.tick() => {
-                    if last_heard.elapsed() > heartbeat {
+                    // Checked every third of `heartbeat`: giving up after
+                    // two thirds of silence notices it within `heartbeat`.
+                    if last_heard.elapsed() > heartbeat - heartbeat / 3 {
                         tracing::warn!(?heartbeat, "key change listener is silent; reconnecting");
                         break "silent";
                     }
