@@ -77,7 +77,8 @@ pub async fn listen_key_changes(
         metrics::gauge!("latchkey_key_change_listener_up").set(1.0);
         flowing(true);
         let mut last_heard = tokio::time::Instant::now();
-        let mut tick = tokio::time::interval(heartbeat / 3);
+        let period = heartbeat / 3;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let reason = loop {
             tokio::select! {

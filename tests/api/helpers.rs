@@ -141,6 +141,12 @@ pub async fn spawn_app_in(
         test_db: Some(test_db),
     };
     app.wait_until_serving().await;
+    // PostgreSQL: cached states are trusted only once the replica listener
+    // is in place; tests that count statements need it there.
+    eventually(Duration::from_secs(30), "the replica listener", || async {
+        app.state.verifier.notifications_flowing().then_some(())
+    })
+    .await;
     app
 }
 
