@@ -246,12 +246,14 @@ pub enum Command {
     },
     /// Measure a server: calls/s and p50/p99 latency per scenario.
     Bench(BenchArgs),
-    /// Re-encrypt every stored client credential under a new master key, in
-    /// one transaction.
+    /// Re-seal every stored client credential under the first key of the
+    /// master keyring (LATCHKEY_MASTER_KEY=new,old), in batches under row
+    /// locks: safe while replicas run and write.
     RotateMasterKey {
-        /// The new key's file: read if it exists, else created (mode 0600)
-        /// with a new random key. Optional only for the development key file
-        /// of the embedded default, which is then replaced in place.
+        /// A new key's file, sealing before the current keys: read if it
+        /// exists, else created (mode 0600) with a new random key. Without
+        /// it, the keyring's first key seals (the development key file of
+        /// the embedded default is then replaced by a new key).
         #[arg(long)]
         new_master_key_file: Option<PathBuf>,
     },
@@ -408,9 +410,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Re-seals every stored credential under the sealing (first) key of the
+/// master keyring. The keyring is LATCHKEY_MASTER_KEY / --master-key-file
+/// (`new,old`), or, with `--new-master-key-file`, that file's key before the
+/// current ones; the development key file of the embedded default is
+/// replaced by a new key when neither names one.
 async fn rotate_master_key(global: &GlobalArgs, new_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let (old, origin) = global.master_key()?;
-    let (new, new_path, replace_dev_file) = match (new_file, &origin) {
+    let (current, origin) = global.master_key()?;
+    let single = current.versions().count() == 1;
+    let (ring, new_path, replace_dev_file) = match (new_file, &origin) {
         (Some(path), _) => {
             let key = if path.exists() {
                 crypto::read_key_file(&path)?
@@ -419,9 +427,12 @@ async fn rotate_master_key(global: &GlobalArgs, new_file: Option<PathBuf>) -> an
                 crypto::write_key_file(&path, &key)?;
                 key
             };
-            (key, path, None)
+            if key.version() == current.version() {
+                bail!("the new master key is the current one");
+            }
+            (MasterKey::sealing_with(key, &current), Some(path), None)
         }
-        (None, MasterKeyOrigin::DevelopmentFile(dev)) => {
+        (None, MasterKeyOrigin::DevelopmentFile(dev)) if single => {
             // Written beside the old one first; swapped in after the commit.
             let mut staged = dev.clone().into_os_string();
             staged.push(".new");
@@ -429,28 +440,34 @@ async fn rotate_master_key(global: &GlobalArgs, new_file: Option<PathBuf>) -> an
             let _ = std::fs::remove_file(&staged);
             let key = MasterKey::generate()?;
             crypto::write_key_file(&staged, &key)?;
-            (key, dev.clone(), Some(staged))
+            (
+                MasterKey::sealing_with(key, &current),
+                Some(dev.clone()),
+                Some(staged),
+            )
         }
-        (None, _) => bail!("--new-master-key-file is required"),
+        (None, _) => (current, None, None),
     };
-    if new.version() == old.version() {
-        bail!("the new master key is the current one");
-    }
     let db = open(global).await?;
-    let count = client_config::rotate_master_key(&db, &old, &new).await?;
-    let target = format!("master key {} -> {}", old.version(), new.version());
+    let count = client_config::rotate_master_key(&db, &ring).await?;
+    let target = format!(
+        "master key {} (keyring {})",
+        ring.version(),
+        ring.versions().collect::<Vec<_>>().join(", ")
+    );
     audit::record(&db, &Actor::cli(), Action::MasterKeyRotate, &target, true).await?;
     db.close().await?;
-    if let Some(staged) = replace_dev_file {
-        std::fs::rename(&staged, &new_path).with_context(|| {
-            format!("cannot move {} to {}", staged.display(), new_path.display())
-        })?;
+    if let (Some(staged), Some(path)) = (replace_dev_file, &new_path) {
+        std::fs::rename(&staged, path)
+            .with_context(|| format!("cannot move {} to {}", staged.display(), path.display()))?;
     }
+    let next = match &new_path {
+        Some(path) => format!("use {} from now on", path.display()),
+        None => "every value now opens under the first key alone".into(),
+    };
     eprintln!(
-        "re-encrypted {count} credential(s) from master key {} to {}; use {} from now on",
-        old.version(),
-        new.version(),
-        new_path.display()
+        "re-encrypted {count} credential(s) to master key {}; {next}",
+        ring.version()
     );
     Ok(())
 }

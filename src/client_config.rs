@@ -354,12 +354,12 @@ pub fn client_diagnostics(
         "credentials_decrypt",
         undecryptable.is_empty(),
         format!(
-            "every credential decrypts under master key {}",
+            "every credential decrypts under the master keyring (sealing key {})",
             master_key.version()
         ),
         format!(
-            "cannot decrypt under master key {}: {}",
-            master_key.version(),
+            "cannot decrypt under the master keyring ({}): {}",
+            master_key.versions().collect::<Vec<_>>().join(", "),
             undecryptable.join(", ")
         ),
     );
@@ -384,30 +384,41 @@ pub fn client_diagnostics(
     (out, host)
 }
 
-/// Re-seals every stored credential from `old` to `new` in one
-/// transaction; nothing changes if any value does not open under `old`.
+/// Settings re-sealed per transaction by `rotate_master_key`.
+const RESEAL_BATCH: u64 = 100;
+
+/// Re-seals every secret setting not yet under the keyring's sealing key,
+/// in batches: each batch locks its rows, re-reads and re-seals them, and
+/// commits. A replica writing meanwhile waits for the batch holding its row
+/// and then writes over it, sealed under its own sealing key; roll out the
+/// keyring `new,old` to every replica before rotating, so that is `new`.
 /// Returns how many values were re-sealed.
-pub async fn rotate_master_key(
-    db: &DatabaseConnection,
-    old: &MasterKey,
-    new: &MasterKey,
-) -> Result<usize, Error> {
-    let txn = store::begin_write(db).await?;
-    let rows = store::clients::all_secret_settings(&txn).await?;
-    for (row, client_id) in &rows {
-        let aad = setting_aad(client_id, &row.name);
-        let plain = old.decrypt(&row.value, &aad).map_err(|_| {
-            Error::Internal(format!(
-                "{} of client '{client_id}' does not decrypt under master key {}; nothing was changed",
-                row.name,
-                old.version()
-            ))
-        })?;
-        let sealed = new.encrypt(&plain, &aad)?;
-        store::clients::reseal_setting(&txn, row.id, sealed, new.version()).await?;
+pub async fn rotate_master_key(db: &DatabaseConnection, ring: &MasterKey) -> Result<usize, Error> {
+    let mut resealed = 0;
+    loop {
+        let txn = store::begin_write(db).await?;
+        let batch =
+            store::clients::secret_settings_to_reseal(&txn, ring.version(), RESEAL_BATCH).await?;
+        if batch.is_empty() {
+            txn.commit().await?;
+            return Ok(resealed);
+        }
+        for (row, client_id) in &batch {
+            let aad = setting_aad(client_id, &row.name);
+            let plain = ring.decrypt(&row.value, &aad).map_err(|_| {
+                Error::Internal(format!(
+                    "{} of client '{client_id}' opens under no key of the master keyring ({}); \
+                     {resealed} value(s) were re-sealed before it, this batch was not",
+                    row.name,
+                    ring.versions().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            let sealed = ring.encrypt(&plain, &aad)?;
+            store::clients::reseal_setting(&txn, row.id, sealed, ring.version()).await?;
+        }
+        txn.commit().await?;
+        resealed += batch.len();
     }
-    txn.commit().await?;
-    Ok(rows.len())
 }
 
 #[cfg(test)]

@@ -38,20 +38,14 @@ pub enum CryptoError {
     Missing,
 }
 
-/// The key that seals client credentials. `Debug` shows only its version.
-pub struct MasterKey {
+/// One AES-256 key and its fingerprint.
+struct SealingKey {
     key: Zeroizing<[u8; 32]>,
     version: String,
 }
 
-impl fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MasterKey(version {})", self.version)
-    }
-}
-
-impl MasterKey {
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+impl SealingKey {
+    fn new(bytes: [u8; 32]) -> Self {
         let digest = Sha256::new()
             .chain_update(b"latchkey master key v1\0")
             .chain_update(bytes)
@@ -63,18 +57,67 @@ impl MasterKey {
         }
     }
 
-    /// A key from its base64 text (surrounding whitespace ignored).
+    fn cipher(&self) -> Result<Aes256Gcm, CryptoError> {
+        Aes256Gcm::new_from_slice(self.key.as_ref()).map_err(|_| CryptoError::BadKey)
+    }
+}
+
+/// The master keyring that seals client credentials: the first key seals,
+/// every key opens, so a rotation can roll out as `new,old` first and
+/// retire `old` once every value is re-sealed. `Debug` shows only versions.
+pub struct MasterKey {
+    /// Never empty; the first is the sealing key.
+    keys: Vec<SealingKey>,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let versions: Vec<&str> = self.versions().collect();
+        write!(f, "MasterKey(versions {})", versions.join(", "))
+    }
+}
+
+impl MasterKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self {
+            keys: vec![SealingKey::new(bytes)],
+        }
+    }
+
+    /// A keyring from its text: base64 keys separated by commas or line
+    /// breaks, the sealing key first (surrounding whitespace ignored; a key
+    /// given twice counts once).
     pub fn from_base64(text: &str) -> Result<Self, CryptoError> {
-        let bytes = Zeroizing::new(
-            STANDARD
-                .decode(text.trim())
-                .map_err(|_| CryptoError::BadKey)?,
-        );
-        let array: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| CryptoError::BadKey)?;
-        Ok(Self::from_bytes(array))
+        let mut keys: Vec<SealingKey> = Vec::new();
+        for part in text.split([',', '\n', '\r']).map(str::trim) {
+            if part.is_empty() {
+                continue;
+            }
+            let bytes = Zeroizing::new(STANDARD.decode(part).map_err(|_| CryptoError::BadKey)?);
+            let array: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| CryptoError::BadKey)?;
+            let key = SealingKey::new(array);
+            if !keys.iter().any(|k| k.version == key.version) {
+                keys.push(key);
+            }
+        }
+        if keys.is_empty() {
+            return Err(CryptoError::BadKey);
+        }
+        Ok(Self { keys })
+    }
+
+    /// `self`'s keys after `first`'s: `first` seals, all open.
+    pub fn sealing_with(first: MasterKey, then: &MasterKey) -> Self {
+        let mut keys = first.keys;
+        for key in &then.keys {
+            if !keys.iter().any(|k| k.version == key.version) {
+                keys.push(SealingKey::new(*key.key));
+            }
+        }
+        Self { keys }
     }
 
     /// A new random key from the OS CSPRNG.
@@ -86,19 +129,30 @@ impl MasterKey {
         Ok(key)
     }
 
+    fn sealing(&self) -> &SealingKey {
+        // `keys` is never empty (every constructor ensures it).
+        &self.keys[0]
+    }
+
+    /// The sealing key, base64 (what a key file holds).
     pub fn to_base64(&self) -> Zeroizing<String> {
-        Zeroizing::new(STANDARD.encode(self.key.as_ref()))
+        Zeroizing::new(STANDARD.encode(self.sealing().key.as_ref()))
     }
 
-    /// The key's fingerprint, stored beside every value it seals.
+    /// The sealing key's fingerprint, stored beside every value it seals.
     pub fn version(&self) -> &str {
-        &self.version
+        &self.sealing().version
     }
 
-    /// Seals `plaintext`, bound to `aad`: base64 of nonce || ciphertext+tag.
+    /// Every key's fingerprint, the sealing key first.
+    pub fn versions(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|k| k.version.as_str())
+    }
+
+    /// Seals `plaintext` with the sealing key, bound to `aad`: base64 of
+    /// nonce || ciphertext+tag.
     pub fn encrypt(&self, plaintext: &str, aad: &[u8]) -> Result<String, CryptoError> {
-        let cipher =
-            Aes256Gcm::new_from_slice(self.key.as_ref()).map_err(|_| CryptoError::BadKey)?;
+        let cipher = self.sealing().cipher()?;
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(CryptoError::Random)?;
         let sealed = cipher
@@ -115,7 +169,8 @@ impl MasterKey {
         Ok(STANDARD.encode(out))
     }
 
-    /// Opens what `encrypt` sealed with this key and the same `aad`.
+    /// Opens what `encrypt` sealed with any key of the ring and the same
+    /// `aad` (AES-GCM's tag tells the right key).
     pub fn decrypt(&self, sealed: &str, aad: &[u8]) -> Result<Zeroizing<String>, CryptoError> {
         let bytes = STANDARD.decode(sealed).map_err(|_| CryptoError::Decrypt)?;
         if bytes.len() < NONCE_LEN {
@@ -123,22 +178,22 @@ impl MasterKey {
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Decrypt)?;
-        let cipher =
-            Aes256Gcm::new_from_slice(self.key.as_ref()).map_err(|_| CryptoError::BadKey)?;
-        let plain = Zeroizing::new(
-            cipher
-                .decrypt(
-                    &Nonce::from(nonce),
-                    Payload {
-                        msg: ciphertext,
-                        aad,
-                    },
-                )
-                .map_err(|_| CryptoError::Decrypt)?,
-        );
-        String::from_utf8(plain.to_vec())
-            .map(Zeroizing::new)
-            .map_err(|_| CryptoError::Decrypt)
+        for key in &self.keys {
+            let opened = key.cipher()?.decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            );
+            if let Ok(plain) = opened {
+                let plain = Zeroizing::new(plain);
+                return String::from_utf8(plain.to_vec())
+                    .map(Zeroizing::new)
+                    .map_err(|_| CryptoError::Decrypt);
+            }
+        }
+        Err(CryptoError::Decrypt)
     }
 }
 
@@ -251,6 +306,42 @@ fn sqlite_file(url: &str) -> Option<SqliteLocation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keyring_seals_with_its_first_key_and_opens_with_any() {
+        let (old, new) = (
+            MasterKey::generate().unwrap(),
+            MasterKey::generate().unwrap(),
+        );
+        let aad = setting_aad("acme", "ClientCredentials.LbApiKey");
+        let under_old = old.encrypt("v1", &aad).unwrap();
+        let text = format!("{}, {}", new.to_base64().as_str(), old.to_base64().as_str());
+        let ring = MasterKey::from_base64(&text).unwrap();
+        assert_eq!(ring.version(), new.version());
+        assert_eq!(
+            ring.versions().collect::<Vec<_>>(),
+            [new.version(), old.version()]
+        );
+        assert_eq!(ring.decrypt(&under_old, &aad).unwrap().as_str(), "v1");
+        let under_ring = ring.encrypt("v2", &aad).unwrap();
+        assert_eq!(new.decrypt(&under_ring, &aad).unwrap().as_str(), "v2");
+        assert!(old.decrypt(&under_ring, &aad).is_err());
+        // Key files may hold one key per line.
+        let lines = format!(
+            "{}\n{}\n",
+            new.to_base64().as_str(),
+            old.to_base64().as_str()
+        );
+        assert_eq!(
+            MasterKey::from_base64(&lines).unwrap().versions().count(),
+            2
+        );
+        assert!(MasterKey::from_base64(" , ").is_err());
+        assert!(!format!("{ring:?}").contains(new.to_base64().as_str()));
+        let joined = MasterKey::sealing_with(MasterKey::generate().unwrap(), &ring);
+        assert_eq!(joined.versions().count(), 3);
+        assert_eq!(joined.decrypt(&under_old, &aad).unwrap().as_str(), "v1");
+    }
 
     #[test]
     fn round_trip_bound_to_its_row() {

@@ -123,7 +123,11 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<AppState>> {
             Arc::new(key)
         }
     };
-    tracing::info!(version = master_key.version(), "master key loaded");
+    tracing::info!(
+        version = master_key.version(),
+        keys = master_key.versions().count(),
+        "master keyring loaded (the first key seals, every key opens)"
+    );
     let state = Arc::new(AppState::new(db.clone(), db_stats, master_key, settings)?);
     state
         .verifier

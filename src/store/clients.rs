@@ -2,7 +2,8 @@
 
 use entity::{client, client_setting, client_user};
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, prelude::*,
+    ActiveValue::Set, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, prelude::*,
 };
 
 pub use client::Model as ClientRow;
@@ -252,6 +253,45 @@ pub async fn all_secret_settings<C: ConnectionTrait>(
 }
 
 /// Replaces a sealed value (rotation).
+/// Up to `limit` secret settings not sealed under `version`, oldest first,
+/// locked until `txn` ends (FOR UPDATE; SQLite's write transaction locks),
+/// each with its client's id: one batch of a master key rotation.
+pub async fn secret_settings_to_reseal<C: ConnectionTrait>(
+    txn: &C,
+    version: &str,
+    limit: u64,
+) -> Result<Vec<(SettingRow, String)>, DbErr> {
+    let rows = client_setting::Entity::find()
+        .filter(client_setting::Column::Secret.eq(true))
+        .filter(
+            Condition::any()
+                .add(client_setting::Column::KeyVersion.is_null())
+                .add(client_setting::Column::KeyVersion.ne(version)),
+        )
+        .order_by_asc(client_setting::Column::Id)
+        .limit(limit)
+        .lock_exclusive()
+        .all(txn)
+        .await?;
+    let pks: Vec<i64> = rows.iter().map(|r| r.client_pk).collect();
+    let clients: std::collections::HashMap<i64, String> = client::Entity::find()
+        .filter(client::Column::Id.is_in(pks))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.client_id))
+        .collect();
+    rows.into_iter()
+        .map(|row| {
+            let client_id = clients
+                .get(&row.client_pk)
+                .cloned()
+                .ok_or_else(|| DbErr::RecordNotFound(format!("client of setting {}", row.id)))?;
+            Ok((row, client_id))
+        })
+        .collect()
+}
+
 pub async fn reseal_setting<C: ConnectionTrait>(
     db: &C,
     setting_id: i64,

@@ -20,6 +20,7 @@ mod operations;
 mod reflection;
 mod replicas;
 mod resilience;
+mod rotation;
 mod sdk;
 mod secrets;
 mod secrets_session;

@@ -28,6 +28,17 @@ impl ServeProcess {
     }
 
     pub fn start_with(database_url: &str, catalog: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(database_url, catalog, extra, &[])
+    }
+
+    /// `start_with`, with environment variables set last (they override the
+    /// test defaults, e.g. LATCHKEY_MASTER_KEY).
+    pub fn start_with_env(
+        database_url: &str,
+        catalog: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
             .args(["serve", "--listen", "127.0.0.1:0", "--catalog", catalog])
             .args(extra)
@@ -37,6 +48,7 @@ impl ServeProcess {
             .env("LATCHKEY_ARGON2_MEMORY_KIB", "256")
             .env("LATCHKEY_ARGON2_ITERATIONS", "1")
             .env("RUST_LOG", "trace")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
