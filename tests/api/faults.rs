@@ -15,7 +15,7 @@ use std::{
 
 use latchkey::proto::v1::{
     CheckServiceHealthRequest, CreateIntegrationKeyRequest, Decision, DeleteIntegrationKeyRequest,
-    VerifyIntegrationKeyRequest, health_service_client::HealthServiceClient,
+    health_service_client::HealthServiceClient,
     integration_keys_service_client::IntegrationKeysServiceClient,
 };
 use tokio::{
@@ -27,11 +27,10 @@ use tonic::transport::Channel;
 use crate::{
     cli::latchkey,
     helpers::{eventually, with_sid},
+    replicas::decision,
     secrets::ServeProcess,
     test_db::TestDb,
 };
-
-const OUTLINE: &str = "course.v1.CourseService/GetOutline";
 
 /// A TCP proxy to PostgreSQL that can misbehave on demand. It reads the
 /// client's bytes to tell a LISTEN connection (it sends `LISTEN`) from pool
@@ -251,20 +250,6 @@ impl Replicas {
             assert!(status.success());
         }
     }
-}
-
-async fn decision(client: &IntegrationKeysServiceClient<Channel>, api_key: &str) -> Decision {
-    client
-        .clone()
-        .verify_integration_key(VerifyIntegrationKeyRequest {
-            api_key: api_key.into(),
-            endpoint: OUTLINE.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .decision()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -18,7 +18,11 @@ use crate::{
 
 const OUTLINE: &str = "course.v1.CourseService/GetOutline";
 
-async fn decision(client: &IntegrationKeysServiceClient<Channel>, api_key: &str) -> Decision {
+/// The decision for `api_key` on the usual endpoint, through `client`.
+pub(crate) async fn decision(
+    client: &IntegrationKeysServiceClient<Channel>,
+    api_key: &str,
+) -> Decision {
     client
         .clone()
         .verify_integration_key(VerifyIntegrationKeyRequest {
