@@ -33,8 +33,7 @@ use crate::{
 #[command(
     name = "latchkey",
     version,
-    about = "Issues, verifies and revokes API keys for integrations, over gRPC",
-    args_conflicts_with_subcommands = true
+    about = "Issues, verifies and revokes API keys for integrations, over gRPC"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -44,6 +43,45 @@ pub struct Cli {
     pub serve: ServeArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// Parses the command line as people type it: global options (those
+    /// every command takes) before or after the command, and `serve`'s own
+    /// options at the top level only when no command is given. (clap's
+    /// `args_conflicts_with_subcommands` would also refuse global options
+    /// before a command, so the second rule is checked here.) Exits with 2
+    /// and clap's message on bad usage.
+    pub fn parse_args() -> Self {
+        Self::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// `parse_args` over `args` (the program name first).
+    pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
+        let mut command = Self::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        if let Some((name, _)) = matches.subcommand() {
+            let serve_only = ServeArgs::augment_args(clap::Command::new("serve"));
+            for arg in serve_only.get_arguments() {
+                if matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine) {
+                    let flag = arg.get_long().unwrap_or(arg.get_id().as_str());
+                    return Err(command.error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!(
+                            "'--{flag}' is an option of 'serve', not of '{name}' \
+                             (write it after 'serve')"
+                        ),
+                    ));
+                }
+            }
+        }
+        Self::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
+    }
 }
 
 /// Options every command takes. (No `Debug` on the command line types:

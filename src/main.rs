@@ -1,11 +1,10 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use latchkey::{cli, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_args();
     telemetry::init(cli.global.log_format);
     match cli::run(cli).await {
         Ok(code) => code,

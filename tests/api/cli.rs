@@ -241,3 +241,47 @@ async fn healthcheck_exits_0_only_when_serving() {
     );
     assert_fails_with(&down, "cannot connect");
 }
+
+#[test]
+fn global_options_go_before_or_after_the_command() {
+    let (_dir, url) = temp_db();
+    for args in [
+        &["--database-url", url.as_str(), "migrate"][..],
+        &["migrate", "--database-url", url.as_str()][..],
+        &[
+            "--log-format",
+            "json",
+            "partner-keys",
+            "list",
+            "--database-url",
+            url.as_str(),
+        ][..],
+        &[
+            "partner-keys",
+            "--database-url",
+            url.as_str(),
+            "list",
+            "--log-format",
+            "json",
+        ][..],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(args)
+            .env(
+                "LATCHKEY_DATABASE_URL",
+                "sqlite:///nonexistent/dir/ignored.db",
+            )
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run latchkey");
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    }
+    // serve's own options before another command: bad usage, saying why.
+    let output = latchkey(&url, &["--listen", "127.0.0.1:0", "migrate"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("'--listen' is an option of 'serve'"),
+        "{}",
+        stderr(&output)
+    );
+}
