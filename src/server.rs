@@ -6,7 +6,6 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
@@ -64,7 +63,7 @@ pub async fn run(
     let probes = tokio::spawn(
         builder
             .add_service(health_service)
-            .serve_with_incoming_shutdown(no_delay(early), async {
+            .serve_with_incoming_shutdown(accepted(early, None), async {
                 let _ = on_started.await;
             }),
     );
@@ -197,10 +196,7 @@ pub async fn serve(
     let mut builder = tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_keepalive_interval(Some(limits.keepalive_interval))
-        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
-        // Keepalive probes also reap connections whose peer vanished
-        // without a FIN (a dead NAT entry, a powered-off host).
-        .tcp_keepalive(Some(limits.keepalive_interval));
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout));
     if let Some(tls) = &settings.tls {
         builder = builder
             .tls_config(tls_config(tls))
@@ -228,13 +224,16 @@ pub async fn serve(
             AuditServiceServer::new(service::Audit::new(state.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
-        .serve_with_incoming_shutdown(no_delay(listener), async move {
-            shutdown.await;
-            draining.store(true, std::sync::atomic::Ordering::SeqCst);
-            tracing::info!("shutting down: not serving, draining in-flight calls");
-            set_all(&drain_health, ServingStatus::NotServing).await;
-            let _ = signalled.send(());
-        });
+        .serve_with_incoming_shutdown(
+            accepted(listener, Some(limits.keepalive_interval)),
+            async move {
+                shutdown.await;
+                draining.store(true, std::sync::atomic::Ordering::SeqCst);
+                tracing::info!("shutting down: not serving, draining in-flight calls");
+                set_all(&drain_health, ServingStatus::NotServing).await;
+                let _ = signalled.send(());
+            },
+        );
     // Draining is bounded: after the grace period the server stops anyway.
     let grace = settings.shutdown_grace;
     tokio::select! {
@@ -400,18 +399,17 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The accepted connections of `listener`, with Nagle's algorithm off.
-/// tonic's own `tcp_nodelay` applies only to listeners it binds itself;
-/// without this, a small answer can wait ~40 ms for the client's delayed ACK.
-fn no_delay(
+/// The accepted connections of `listener`: Nagle's algorithm off (a small
+/// answer must not wait ~40 ms for the client's delayed ACK) and, with
+/// `keepalive`, TCP keepalive probes that reap connections whose peer
+/// vanished without a FIN (a dead NAT entry, a powered-off host). The
+/// builder's own `tcp_nodelay` / `tcp_keepalive` apply only to listeners
+/// tonic binds itself, not to `serve_with_incoming`.
+fn accepted(
     listener: tokio::net::TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|accepted| {
-        accepted.inspect(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        })
-    })
+    keepalive: Option<std::time::Duration>,
+) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(keepalive)
 }
