@@ -424,6 +424,10 @@ async fn apply_once(
             .join("\n");
         Some(store::catalog::record_revision(&txn, &digest, &summary, now).await?)
     };
+    if revision.is_some() {
+        // Delivered with the commit: replicas reload grants at once.
+        store::notify::publish_catalog_change(&txn).await?;
+    }
     txn.commit().await?;
     Ok(Applied { changes, revision })
 }

@@ -237,6 +237,10 @@ pub struct ServeArgs {
     /// Seconds between HTTP/2 keepalive pings (and TCP keepalive probes).
     #[arg(long, env = "LATCHKEY_KEEPALIVE_INTERVAL", default_value_t = 30)]
     pub keepalive_interval: u64,
+    /// Seconds between checks for a catalog revision applied by another
+    /// process (on PostgreSQL, a notification also reloads at once).
+    #[arg(long, env = "LATCHKEY_CATALOG_POLL_INTERVAL", default_value_t = 1)]
+    pub catalog_poll_interval: u64,
     /// PostgreSQL: seconds the replica-notification listener may stay silent
     /// (heartbeats every third of it) before it is reconnected and every
     /// cached key state is re-read.
@@ -538,6 +542,7 @@ fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Setti
     settings.trusted_peers = TrustedPeers::parse(&args.trusted_peers)
         .map_err(|e| anyhow::anyhow!("--trusted-peers: {e}"))?;
     settings.notify_heartbeat = Duration::from_secs(args.notify_heartbeat.max(1));
+    settings.catalog_poll_interval = Duration::from_secs(args.catalog_poll_interval.max(1));
     settings.limits = ConnectionLimits {
         max_concurrent_streams: args.max_concurrent_streams.max(1),
         max_in_flight: args.max_in_flight.max(1),

@@ -148,7 +148,14 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let db = state.db.clone();
     let (stop_background, stopped) = tokio::sync::watch::channel(false);
-    let background = tokio::spawn(background_work(state.clone(), settings.clone(), stopped));
+    // Woken by a replica notification that a catalog revision committed.
+    let catalog_changed = Arc::new(tokio::sync::Notify::new());
+    let background = tokio::spawn(background_work(
+        state.clone(),
+        settings.clone(),
+        catalog_changed.clone(),
+        stopped,
+    ));
     let (health, health_service) = tonic_health::server::health_reporter();
     set_all(&health, ServingStatus::Serving).await;
 
@@ -167,6 +174,7 @@ pub async fn serve(
         let stop = stop_background.subscribe();
         let url = settings.database.url.clone();
         let heartbeat = settings.notify_heartbeat;
+        let catalog_changed = catalog_changed.clone();
         async move {
             if state.db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
                 return;
@@ -176,6 +184,7 @@ pub async fn serve(
                 &state.db,
                 heartbeat,
                 |key_id| state.verifier.forget(key_id),
+                || catalog_changed.notify_one(),
                 |flowing| state.verifier.set_notifications_flowing(flowing),
                 stop,
             )
@@ -270,6 +279,7 @@ pub async fn serve(
 async fn background_work(
     state: Arc<AppState>,
     settings: Settings,
+    catalog_changed: Arc<tokio::sync::Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     // First ticks one period from now: grants were just loaded by `prepare`.
@@ -288,6 +298,13 @@ async fn background_work(
     loop {
         tokio::select! {
             _ = stop.changed() => return,
+            () = catalog_changed.notified() => {
+                match state.verifier.grants.refresh(&state.db, false).await {
+                    Ok(true) => tracing::info!("endpoint grants reloaded: another process applied a catalog"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot reload the catalog; the poll will retry"),
+                }
+            }
             _ = catalog_tick.tick() => {
                 match state.verifier.grants.refresh(&state.db, false).await {
                     Ok(true) => tracing::info!("endpoint grants reloaded for a new catalog revision"),

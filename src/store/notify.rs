@@ -22,8 +22,21 @@ pub async fn publish_key_change<C: ConnectionTrait>(db: &C, key_id: &str) -> Res
 /// a colon).
 const HEARTBEAT_PREFIX: &str = "heartbeat:";
 
+/// The payload announcing that a new catalog revision (grants) committed.
+const CATALOG_CHANGED: &str = "catalog:changed";
+
+/// Tells every replica, at commit of `txn`, that the catalog (and so the
+/// grants) changed (no-op except on PostgreSQL; replicas also poll).
+pub async fn publish_catalog_change<C: ConnectionTrait>(txn: &C) -> Result<(), DbErr> {
+    if txn.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    publish(txn, CATALOG_CHANGED).await
+}
+
 /// Listens for key changes until `stop` turns true, calling `changed` with
-/// each key id, and `flowing(true)` once a listener is in place (changes
+/// each key id, `catalog_changed` when a catalog revision committed, and
+/// `flowing(true)` once a listener is in place (changes
 /// published before it were missed: resync), `flowing(false)` as soon as it
 /// is known not to be (a broken connection, or silence).
 ///
@@ -38,6 +51,7 @@ pub async fn listen_key_changes(
     db: &sea_orm::DatabaseConnection,
     heartbeat: Duration,
     changed: impl Fn(&str),
+    catalog_changed: impl Fn(),
     flowing: impl Fn(bool),
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -97,9 +111,10 @@ pub async fn listen_key_changes(
                 received = listener.try_recv() => match received {
                     Ok(Some(notification)) => {
                         last_heard = tokio::time::Instant::now();
-                        let payload = notification.payload();
-                        if !payload.starts_with(HEARTBEAT_PREFIX) {
-                            changed(payload);
+                        match notification.payload() {
+                            CATALOG_CHANGED => catalog_changed(),
+                            beat if beat.starts_with(HEARTBEAT_PREFIX) => {}
+                            key_id => changed(key_id),
                         }
                     }
                     Ok(None) => {

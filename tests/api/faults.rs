@@ -334,3 +334,41 @@ async fn a_delete_whose_caller_leaves_after_the_commit_is_refused_on_both_replic
     }
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_change_reaches_other_replicas_through_the_notification() {
+    // Both replicas poll the catalog only once an hour: only the
+    // notification committed with the catalog can explain a quick change.
+    let Some(r) = replicas(false, &["--catalog-poll-interval", "3600"]).await else {
+        return;
+    };
+    eventually(Duration::from_secs(30), "B to listen", || async {
+        r.b_hears_notifications().await.then_some(())
+    })
+    .await;
+    let (_, api_key) = r.create().await;
+    assert_eq!(decision(&r.on_b, &api_key).await, Decision::Allowed);
+    let narrower = r._dir.path().join("narrower.toml");
+    std::fs::write(
+        &narrower,
+        crate::helpers::TEST_CATALOG.replace(
+            "\"course.v1.CourseService/GetOutline\", \"permissions.v1.*\"",
+            "\"permissions.v1.*\"",
+        ),
+    )
+    .unwrap();
+    let applied = latchkey(
+        &r._db.url,
+        &["catalog", "apply", narrower.to_str().unwrap()],
+    );
+    assert!(applied.status.success(), "{applied:?}");
+    eventually(
+        Duration::from_secs(10),
+        "B to see the removed grant",
+        || async {
+            (decision(&r.on_b, &api_key).await == Decision::EndpointNotGranted).then_some(())
+        },
+    )
+    .await;
+    r.stop().await;
+}
