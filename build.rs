@@ -13,6 +13,18 @@ const PROTOS: &[&str] = &[
     "proto/latchkey/v1/audit.proto",
 ];
 
+/// Messages whose `Debug` is written by hand, to leave their secrets out.
+const REDACTED_DEBUG: &[&str] = &[
+    ".latchkey.v1.CreateIntegrationKeyResponse",
+    ".latchkey.v1.RollIntegrationKeyResponse",
+    ".latchkey.v1.VerifyIntegrationKeyRequest",
+    ".latchkey.v1.UserApiKey",
+    ".latchkey.v1.ClientCredentials",
+    ".latchkey.v1.Setting",
+    ".latchkey.v1.SetUserCredentialsRequest",
+    ".latchkey.v1.VerifyUserCredentialsRequest",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // tonic-prost-build prints no rerun-if-changed of its own.
     println!("cargo:rerun-if-changed=proto");
@@ -24,6 +36,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Messages that carry a key or credential get a redacting Debug
+        // (src/proto.rs) instead of the derived one.
+        .skip_debug(REDACTED_DEBUG)
         .compile_fds(fds)?;
     Ok(())
 }
