@@ -230,29 +230,14 @@ pub async fn delete_setting<C: ConnectionTrait>(
 pub async fn all_secret_settings<C: ConnectionTrait>(
     db: &C,
 ) -> Result<Vec<(SettingRow, String)>, DbErr> {
-    let clients: std::collections::HashMap<i64, String> = client::Entity::find()
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|c| (c.id, c.client_id))
-        .collect();
     let rows = client_setting::Entity::find()
         .filter(client_setting::Column::Secret.eq(true))
         .order_by_asc(client_setting::Column::Id)
         .all(db)
         .await?;
-    rows.into_iter()
-        .map(|row| {
-            let client_id = clients
-                .get(&row.client_pk)
-                .cloned()
-                .ok_or_else(|| DbErr::RecordNotFound(format!("client of setting {}", row.id)))?;
-            Ok((row, client_id))
-        })
-        .collect()
+    with_client_ids(db, rows).await
 }
 
-/// Replaces a sealed value (rotation).
 /// Up to `limit` secret settings not sealed under `version`, oldest first,
 /// locked until `txn` ends (FOR UPDATE; SQLite's write transaction locks),
 /// each with its client's id: one batch of a master key rotation.
@@ -273,10 +258,19 @@ pub async fn secret_settings_to_reseal<C: ConnectionTrait>(
         .lock_exclusive()
         .all(txn)
         .await?;
+    with_client_ids(txn, rows).await
+}
+
+/// Each setting with the id of its client (the associated data its value is
+/// sealed under).
+async fn with_client_ids<C: ConnectionTrait>(
+    db: &C,
+    rows: Vec<SettingRow>,
+) -> Result<Vec<(SettingRow, String)>, DbErr> {
     let pks: Vec<i64> = rows.iter().map(|r| r.client_pk).collect();
     let clients: std::collections::HashMap<i64, String> = client::Entity::find()
         .filter(client::Column::Id.is_in(pks))
-        .all(txn)
+        .all(db)
         .await?
         .into_iter()
         .map(|c| (c.id, c.client_id))
@@ -292,6 +286,7 @@ pub async fn secret_settings_to_reseal<C: ConnectionTrait>(
         .collect()
 }
 
+/// Replaces a sealed value (rotation).
 pub async fn reseal_setting<C: ConnectionTrait>(
     db: &C,
     setting_id: i64,

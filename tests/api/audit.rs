@@ -148,25 +148,27 @@ async fn refusals_of(
         .collect()
 }
 
+/// A user of acme asking for globex's configuration: PERMISSION_DENIED.
+fn cross_client_read() -> tonic::Request<latchkey::proto::v1::GetClientConfigurationRequest> {
+    crate::helpers::basic(
+        latchkey::proto::v1::GetClientConfigurationRequest {
+            client_id: "globex".into(),
+        },
+        "admin@acme",
+        crate::client_config::ADMIN_KEY,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refused_calls_are_audited_and_a_flood_of_them_stays_bounded() {
-    use latchkey::proto::v1::{
-        GetClientConfigurationRequest,
-        client_configuration_service_client::ClientConfigurationServiceClient,
-    };
+    use latchkey::proto::v1::client_configuration_service_client::ClientConfigurationServiceClient;
     let app = spawn_app().await;
     crate::client_config::configure(&app, "acme").await;
     crate::client_config::configure(&app, "globex").await;
     let mut config = ClientConfigurationServiceClient::new(app.channel().await);
     // A user of acme reads globex: PERMISSION_DENIED, and on the record.
     let denied = config
-        .get_client_configuration(crate::helpers::basic(
-            GetClientConfigurationRequest {
-                client_id: "globex".into(),
-            },
-            "admin@acme",
-            crate::client_config::ADMIN_KEY,
-        ))
+        .get_client_configuration(cross_client_read())
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
@@ -202,15 +204,7 @@ async fn refused_calls_are_audited_and_a_flood_of_them_stays_bounded() {
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
-                config
-                    .get_client_configuration(crate::helpers::basic(
-                        GetClientConfigurationRequest {
-                            client_id: "globex".into(),
-                        },
-                        "admin@acme",
-                        crate::client_config::ADMIN_KEY,
-                    ))
-                    .await
+                config.get_client_configuration(cross_client_read()).await
             })
         })
         .collect();
