@@ -27,11 +27,12 @@ use tonic::{Request, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::{
-    keys::{ApiKey, HashParams, Hasher, KeyKind, format::checksum},
-    proto::v1::{
+    domain::{ApiKey, KeyKind, key_format::checksum},
+    grpc::proto::v1::{
         CreateIntegrationKeyRequest, Decision, VerifyIntegrationKeyRequest,
         integration_keys_service_client::IntegrationKeysServiceClient,
     },
+    security::{HashParams, Hasher},
     store,
 };
 
@@ -665,9 +666,9 @@ async fn verify_from(
 
 /// The same key id with a fresh random secret (and a valid checksum).
 fn wrong_secret(api_key: &str) -> String {
-    let key_id = &api_key[..crate::keys::format::KEY_ID_LEN];
+    let key_id = &api_key[..crate::domain::key_format::KEY_ID_LEN];
     let guess = ApiKey::generate(KeyKind::Integration)
-        .map(|k| k.expose_secret()[crate::keys::format::KEY_ID_LEN..64].to_owned())
+        .map(|k| k.expose_secret()[crate::domain::key_format::KEY_ID_LEN..64].to_owned())
         .unwrap_or_default();
     let body = format!("{key_id}{guess}");
     format!("{body}{}", checksum(body.as_bytes()))
@@ -920,8 +921,14 @@ async fn create_partner_key(database_url: &str) -> anyhow::Result<String> {
     store::migrate(&db).await?;
     let key = ApiKey::generate(KeyKind::Partner)?;
     let hash = Hasher::new(HashParams::default())?.hash(&key).await?;
-    store::partner_keys::insert(&db, key.key_id(), "bench", hash, crate::time::now_micros())
-        .await?;
+    store::partner_keys::insert(
+        &db,
+        key.key_id(),
+        "bench",
+        hash,
+        crate::domain::time::now_micros(),
+    )
+    .await?;
     db.close().await?;
     Ok(key.expose_secret().to_owned())
 }

@@ -11,22 +11,23 @@ use sea_orm::DatabaseConnection;
 use zeroize::Zeroizing;
 
 use crate::{
-    audit::{self, Action, Actor},
+    app::audit::{self, Action, Actor},
     bench::{self, BenchOptions},
-    callers::TrustedPeers,
-    catalog::{self, Catalog},
     client::{Client, TlsOptions},
-    client_config,
     config::{ConnectionLimits, DEFAULT_DATABASE_URL, DEFAULT_LISTEN, Settings, TlsSettings},
-    crypto::{self, MasterKey, MasterKeyOrigin},
-    keys::{
-        ApiKey, HashParams, Hasher, KeyKind,
-        format::is_key_id,
+    domain::catalog::{self, Catalog},
+    domain::clients,
+    domain::time::now_micros,
+    domain::{ApiKey, KeyKind, key_format::is_key_id},
+    grpc::time::to_timestamp,
+    security::callers::TrustedPeers,
+    security::sealing::{self, MasterKey, MasterKeyOrigin},
+    security::{
+        HashParams, Hasher,
         throttle::{Budget, ThrottleSettings},
     },
     server, store,
     telemetry::LogFormat,
-    time::{now_micros, to_timestamp},
 };
 
 #[derive(Parser)]
@@ -134,7 +135,7 @@ impl GlobalArgs {
         let from_env = std::env::var("LATCHKEY_MASTER_KEY")
             .ok()
             .map(Zeroizing::new);
-        Ok(crypto::resolve_master_key(
+        Ok(sealing::resolve_master_key(
             &self.database_url,
             from_env.as_deref().map(String::as_str),
             self.master_key_file.as_deref(),
@@ -463,10 +464,10 @@ async fn rotate_master_key(global: &GlobalArgs, new_file: Option<PathBuf>) -> an
     let (ring, new_path, replace_dev_file) = match (new_file, &origin) {
         (Some(path), _) => {
             let key = if path.exists() {
-                crypto::read_key_file(&path)?
+                sealing::read_key_file(&path)?
             } else {
                 let key = MasterKey::generate()?;
-                crypto::write_key_file(&path, &key)?;
+                sealing::write_key_file(&path, &key)?;
                 key
             };
             if key.version() == current.version() {
@@ -481,7 +482,7 @@ async fn rotate_master_key(global: &GlobalArgs, new_file: Option<PathBuf>) -> an
             let staged = PathBuf::from(staged);
             let _ = std::fs::remove_file(&staged);
             let key = MasterKey::generate()?;
-            crypto::write_key_file(&staged, &key)?;
+            sealing::write_key_file(&staged, &key)?;
             (
                 MasterKey::sealing_with(key, &current),
                 Some(dev.clone()),
@@ -491,7 +492,7 @@ async fn rotate_master_key(global: &GlobalArgs, new_file: Option<PathBuf>) -> an
         (None, _) => (current, None, None),
     };
     let db = open(global).await?;
-    let count = client_config::rotate_master_key(&db, &ring).await?;
+    let count = clients::rotate_master_key(&db, &ring).await?;
     let target = format!(
         "master key {} (keyring {})",
         ring.version(),

@@ -4,8 +4,8 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use crate::{
-    callers::TrustedPeers, crypto::MasterKey, keys::HashParams, store::DbOptions,
-    verification::VerifierSettings,
+    app::verification::VerifierSettings, security::HashParams, security::callers::TrustedPeers,
+    security::sealing::MasterKey, store::DbOptions,
 };
 
 /// The embedded default: a SQLite file in the working directory, created on

@@ -107,10 +107,10 @@ pub fn database_unreachable(err: &sea_orm::DbErr) -> bool {
 /// How soon an overloaded caller is told to retry.
 pub const OVERLOADED_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
-impl From<crate::keys::hasher::HashError> for Error {
-    fn from(err: crate::keys::hasher::HashError) -> Self {
+impl From<crate::security::hasher::HashError> for Error {
+    fn from(err: crate::security::hasher::HashError) -> Self {
         match err {
-            crate::keys::hasher::HashError::Busy => Error::Overloaded(OVERLOADED_RETRY_AFTER),
+            crate::security::hasher::HashError::Busy => Error::Overloaded(OVERLOADED_RETRY_AFTER),
             err => Error::Internal(err.to_string()),
         }
     }
@@ -124,8 +124,8 @@ pub fn resource_exhausted(message: impl Into<String>, retry_after: std::time::Du
     Status::with_error_details(Code::ResourceExhausted, message, details)
 }
 
-impl From<crate::crypto::CryptoError> for Error {
-    fn from(err: crate::crypto::CryptoError) -> Self {
+impl From<crate::security::sealing::CryptoError> for Error {
+    fn from(err: crate::security::sealing::CryptoError) -> Self {
         Error::Internal(format!("credential encryption: {err}"))
     }
 }

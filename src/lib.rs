@@ -2,32 +2,21 @@
 //! integrations, and keeps per-client configuration and credentials, with no
 //! secret stored in the clear.
 //!
-//! The binary is a thin shell over this library (see `cli`); tests and the
-//! SDK use the same modules.
+//! Layers, each using only those below it: `domain` (pure rules) <- `store`
+//! (SeaORM data access), `security` (hashing, caches, budgets, sealing) <-
+//! `app` (the use cases) <- `grpc` and `cli` (transports that translate).
 
-pub mod audit;
-pub mod auth;
+pub mod app;
 pub mod bench;
-pub mod callers;
-pub mod catalog;
 pub mod cli;
 pub mod client;
-pub mod client_config;
 pub mod config;
-pub mod crypto;
+pub mod domain;
 pub mod error;
-pub mod grants;
-pub mod keys;
-pub mod limits;
-pub mod proto;
+pub mod grpc;
+pub mod security;
 pub mod server;
-pub mod service;
-pub mod state;
 pub mod store;
 pub mod telemetry;
-pub mod time;
-pub mod usage;
-pub mod verification;
-pub mod wire_errors;
 
 pub use error::Error;

@@ -1,7 +1,7 @@
 //! Builds and runs the tonic server: the latchkey services, the
 //! grpc.health.v1 probe service, server reflection and graceful shutdown.
 
-use crate::wire_errors::MAX_REQUEST_BYTES;
+use crate::grpc::wire_errors::MAX_REQUEST_BYTES;
 use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
@@ -10,10 +10,11 @@ use tonic::server::NamedService;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
-    catalog::{self, Catalog},
+    app::AppState,
     config::Settings,
-    crypto,
-    proto::{
+    domain::catalog::{self, Catalog},
+    grpc,
+    grpc::proto::{
         self,
         v1::{
             audit_service_server::AuditServiceServer,
@@ -22,18 +23,17 @@ use crate::{
             integration_keys_service_server::IntegrationKeysServiceServer,
         },
     },
-    service,
-    state::AppState,
+    security::sealing,
     store,
 };
 
 /// Every latchkey service, by its full gRPC name (each also has a health
 /// entry of that name).
 pub const SERVICE_NAMES: [&str; 4] = [
-    IntegrationKeysServiceServer::<service::IntegrationKeys>::NAME,
-    ClientConfigurationServiceServer::<service::ClientConfiguration>::NAME,
-    HealthServiceServer::<service::ConfigurationHealth>::NAME,
-    AuditServiceServer::<service::Audit>::NAME,
+    IntegrationKeysServiceServer::<grpc::IntegrationKeys>::NAME,
+    ClientConfigurationServiceServer::<grpc::ClientConfiguration>::NAME,
+    HealthServiceServer::<grpc::ConfigurationHealth>::NAME,
+    AuditServiceServer::<grpc::Audit>::NAME,
 ];
 
 /// Connects, migrates, applies the startup catalog and serves on `listener`
@@ -95,15 +95,15 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<AppState>> {
         }
         if let Some(revision) = applied.revision {
             tracing::info!(revision, "catalog applied");
-            let actor = crate::audit::Actor {
+            let actor = crate::app::audit::Actor {
                 name: "serve --catalog".into(),
                 peer: String::new(),
             };
             let target = format!("catalog revision {revision}");
-            crate::audit::record(
+            crate::app::audit::record(
                 &db,
                 &actor,
-                crate::audit::Action::CatalogApply,
+                crate::app::audit::Action::CatalogApply,
                 &target,
                 true,
             )
@@ -113,7 +113,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<AppState>> {
     let master_key = match &settings.master_key {
         Some(key) => key.clone(),
         None => {
-            let (key, origin) = crypto::resolve_master_key(
+            let (key, origin) = sealing::resolve_master_key(
                 &settings.database.url,
                 None,
                 settings.master_key_file.as_deref(),
@@ -213,24 +213,26 @@ pub async fn serve(
     }
     let serving = builder
         .layer(crate::telemetry::CallLayer)
-        .layer(crate::limits::InFlightLimitLayer::new(limits.max_in_flight))
+        .layer(crate::grpc::limits::InFlightLimitLayer::new(
+            limits.max_in_flight,
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            IntegrationKeysServiceServer::new(service::IntegrationKeys::new(state.clone()))
+            IntegrationKeysServiceServer::new(grpc::IntegrationKeys::new(state.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(
-            ClientConfigurationServiceServer::new(service::ClientConfiguration::new(state.clone()))
+            ClientConfigurationServiceServer::new(grpc::ClientConfiguration::new(state.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(
-            HealthServiceServer::new(service::ConfigurationHealth::new(state.clone()))
+            HealthServiceServer::new(grpc::ConfigurationHealth::new(state.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(
-            AuditServiceServer::new(service::Audit::new(state.clone()))
+            AuditServiceServer::new(grpc::Audit::new(state.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .serve_with_incoming_shutdown(

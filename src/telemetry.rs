@@ -86,7 +86,7 @@ where
         use tracing::Instrument;
         let method = known_method(request.uri().path());
         request.extensions_mut().insert(CalledMethod(method));
-        let caller = crate::auth::claimed_caller(request.headers());
+        let caller = crate::app::auth::claimed_caller(request.headers());
         let span = tracing::info_span!(
             "call",
             method,
@@ -99,7 +99,7 @@ where
         Box::pin(async move {
             let mut result = future.await;
             if let Ok(response) = &mut result {
-                crate::wire_errors::recode(response.headers_mut());
+                crate::grpc::wire_errors::recode(response.headers_mut());
             }
             let code = match &result {
                 Ok(response) => grpc_code(response.headers()),

@@ -2,7 +2,7 @@
 //! free of duplicates, and has a stable digest.
 #![no_main]
 
-use latchkey::catalog::{Catalog, endpoint_grant_problem, is_valid_integration_name};
+use latchkey::domain::catalog::{Catalog, endpoint_grant_problem, is_valid_integration_name};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

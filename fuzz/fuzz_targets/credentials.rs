@@ -3,7 +3,7 @@
 #![no_main]
 
 use http::{HeaderMap, HeaderValue};
-use latchkey::auth::{presented_basic, presented_partner_key};
+use latchkey::app::auth::{presented_basic, presented_partner_key};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,9 +2,9 @@
 //! parses has the documented shape and a checksum that matches.
 #![no_main]
 
-use latchkey::keys::{
+use latchkey::domain::{
     ApiKey, KeyKind,
-    format::{CHECKSUM_LEN, KEY_ID_LEN, KEY_LEN, checksum, is_key_id},
+    key_format::{CHECKSUM_LEN, KEY_ID_LEN, KEY_LEN, checksum, is_key_id},
 };
 use libfuzzer_sys::fuzz_target;
 

@@ -6,12 +6,12 @@
 #![no_main]
 
 use latchkey::{
-    catalog::is_valid_integration_name,
-    client_config::is_valid_client_id,
+    domain::catalog::is_valid_integration_name,
+    domain::clients::is_valid_client_id,
     error::Error,
-    keys::{KeyKind, format::is_key_id},
-    proto::v1 as pb,
-    service::{audit, client_configuration as cc, integration_keys as ik},
+    domain::{KeyKind, key_format::is_key_id},
+    grpc::proto::v1 as pb,
+    grpc::{audit, client_configuration as cc, integration_keys as ik},
 };
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(!endpoint.is_empty() && endpoint.len() <= 255);
             // As judged for a trusted peer (anyone else's is ignored).
             if !r.caller_address.is_empty() {
-                latchkey::callers::parse_caller_address(&r.caller_address)?;
+                latchkey::security::callers::parse_caller_address(&r.caller_address)?;
             }
             Ok(())
         }),

@@ -2,7 +2,7 @@
 //! and never names user API keys; an error message stays short.
 #![no_main]
 
-use latchkey::client_config::{Bucket, SettingName, setting_value_problem};
+use latchkey::domain::clients::{Bucket, SettingName, setting_value_problem};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -10,7 +10,7 @@ use tonic::{
 };
 use tonic_types::StatusExt;
 
-use crate::proto::v1::{
+use crate::grpc::proto::v1::{
     self as pb, client_configuration_service_client::ClientConfigurationServiceClient,
     health_service_client::HealthServiceClient,
     integration_keys_service_client::IntegrationKeysServiceClient,

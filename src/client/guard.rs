@@ -50,12 +50,13 @@ use tower::{Layer, Service};
 use zeroize::Zeroizing;
 
 use crate::{
+    domain::time::now_micros,
     error::resource_exhausted,
-    proto::v1::{
+    grpc::proto::v1::{
         Decision, VerifyIntegrationKeyRequest,
         integration_keys_service_client::IntegrationKeysServiceClient,
     },
-    time::{from_timestamp, now_micros},
+    grpc::time::from_timestamp,
 };
 
 /// The address this server's own caller connected from (plaintext or TLS).

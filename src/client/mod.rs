@@ -14,4 +14,4 @@ pub use api::{Client, ClientBuilder, ClientError, PartnerKey, TlsOptions};
 pub use guard::{RequireIntegrationKey, RequireIntegrationKeyLayer, VerifiedCaller};
 
 /// Generated messages and clients (`pb::integration_keys_service_client::...`).
-pub use crate::proto::v1 as pb;
+pub use crate::grpc::proto::v1 as pb;

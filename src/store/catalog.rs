@@ -6,7 +6,7 @@ use sea_orm::{
 };
 
 use super::{integration_keys, integrations};
-use crate::catalog::{Change, CurrentIntegration};
+use crate::domain::catalog::{Change, CurrentIntegration};
 
 /// Every integration with its grants and key count.
 pub async fn load_current<C: ConnectionTrait>(db: &C) -> Result<Vec<CurrentIntegration>, DbErr> {

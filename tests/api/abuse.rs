@@ -10,16 +10,19 @@ use std::{
 };
 
 use latchkey::{
-    callers::TrustedPeers,
-    keys::{
-        ApiKey, HashParams, KeyKind,
-        format::{KEY_ID_LEN, checksum},
-        throttle::{Budget, ThrottleSettings},
+    domain::{
+        ApiKey, KeyKind,
+        key_format::{KEY_ID_LEN, checksum},
     },
-    proto::v1::{
+    grpc::proto::v1::{
         CreateIntegrationKeyRequest, Decision, VerifyIntegrationKeyRequest,
         VerifyIntegrationKeyResponse, VerifyUserCredentialsRequest,
         integration_keys_service_client::IntegrationKeysServiceClient,
+    },
+    security::callers::TrustedPeers,
+    security::{
+        HashParams,
+        throttle::{Budget, ThrottleSettings},
     },
 };
 use tokio::sync::Barrier;
@@ -119,7 +122,7 @@ async fn create_crowd(
     partner_key: &str,
     channels: &[Channel],
     n: usize,
-) -> Vec<Result<tonic::Response<latchkey::proto::v1::CreateIntegrationKeyResponse>, Status>> {
+) -> Vec<Result<tonic::Response<latchkey::grpc::proto::v1::CreateIntegrationKeyResponse>, Status>> {
     let barrier = Arc::new(Barrier::new(n));
     let tasks: Vec<_> = (0..n)
         .map(|i| {

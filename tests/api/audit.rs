@@ -1,6 +1,6 @@
 //! The audit trail: every change, who made it, and ListAuditEvents.
 
-use latchkey::proto::v1::{
+use latchkey::grpc::proto::v1::{
     AuditOutcome, DeleteIntegrationKeyRequest, ListAuditEventsRequest, RollIntegrationKeyRequest,
     audit_service_client::AuditServiceClient,
 };
@@ -132,7 +132,7 @@ async fn changes_are_audited_newest_first_without_secrets() {
 async fn refusals_of(
     app: &crate::helpers::TestApp,
     target: &str,
-) -> Vec<latchkey::proto::v1::AuditEvent> {
+) -> Vec<latchkey::grpc::proto::v1::AuditEvent> {
     AuditServiceClient::new(app.channel().await)
         .list_audit_events(app.as_partner(ListAuditEventsRequest {
             target: target.into(),
@@ -149,9 +149,9 @@ async fn refusals_of(
 }
 
 /// A user of acme asking for globex's configuration: PERMISSION_DENIED.
-fn cross_client_read() -> tonic::Request<latchkey::proto::v1::GetClientConfigurationRequest> {
+fn cross_client_read() -> tonic::Request<latchkey::grpc::proto::v1::GetClientConfigurationRequest> {
     crate::helpers::basic(
-        latchkey::proto::v1::GetClientConfigurationRequest {
+        latchkey::grpc::proto::v1::GetClientConfigurationRequest {
             client_id: "globex".into(),
         },
         "admin@acme",
@@ -161,7 +161,7 @@ fn cross_client_read() -> tonic::Request<latchkey::proto::v1::GetClientConfigura
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refused_calls_are_audited_and_a_flood_of_them_stays_bounded() {
-    use latchkey::proto::v1::client_configuration_service_client::ClientConfigurationServiceClient;
+    use latchkey::grpc::proto::v1::client_configuration_service_client::ClientConfigurationServiceClient;
     let app = spawn_app().await;
     crate::client_config::configure(&app, "acme").await;
     crate::client_config::configure(&app, "globex").await;

@@ -1,8 +1,8 @@
 //! Partner-key authentication of every management call.
 
 use latchkey::{
-    keys::{ApiKey, KeyKind, format::checksum},
-    proto::v1::{
+    domain::{ApiKey, KeyKind, key_format::checksum},
+    grpc::proto::v1::{
         CreateIntegrationKeyRequest, DeleteIntegrationKeyRequest, GetIntegrationKeyRequest,
         GetIntegrationRequest, ListIntegrationKeysRequest, ListIntegrationsRequest,
         integration_keys_service_client::IntegrationKeysServiceClient,
@@ -211,7 +211,7 @@ async fn a_revoked_partner_key_stops_working_at_once_even_when_cached() {
     // Revoke out of band, as `latchkey partner-keys revoke` does from
     // another process.
     assert!(
-        store::partner_keys::revoke(&app.db, &second[..20], latchkey::time::now_micros())
+        store::partner_keys::revoke(&app.db, &second[..20], latchkey::domain::time::now_micros())
             .await
             .unwrap()
     );
@@ -261,7 +261,7 @@ fn wrong_partner_secret(partner_key: &str) -> String {
 
 #[tokio::test]
 async fn guessing_a_partner_key_is_throttled_without_argon2_and_recovers() {
-    use latchkey::keys::throttle::{Budget, ThrottleSettings};
+    use latchkey::security::throttle::{Budget, ThrottleSettings};
     // Three failures per key id, one forgiven every 5 s.
     let app = crate::helpers::spawn_app_with(|s| {
         s.verifier.throttle = ThrottleSettings {

@@ -18,7 +18,7 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use entity::{client, client_setting, client_user, integration_key};
-use latchkey::proto::{
+use latchkey::grpc::proto::{
     FILE_DESCRIPTOR_SET,
     v1::{
         CheckClientHealthRequest, CheckServiceHealthRequest, ClientConfiguration,
@@ -470,7 +470,7 @@ impl Fixture {
             latchkey::store::partner_keys::revoke(
                 &app.db,
                 &revoked_partner_key[..20],
-                latchkey::time::now_micros(),
+                latchkey::domain::time::now_micros(),
             )
             .await
             .expect("revoke")

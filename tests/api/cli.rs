@@ -179,7 +179,7 @@ async fn catalog_apply_dry_run_apply_and_refusals() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn catalog_refuses_to_drop_an_integration_that_holds_keys() {
-    use latchkey::proto::v1::CreateIntegrationKeyRequest;
+    use latchkey::grpc::proto::v1::CreateIntegrationKeyRequest;
     let app = spawn_app().await;
     let mut client = app.keys_client().await;
     client

@@ -5,8 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use latchkey::{
-    crypto::MasterKey,
-    proto::v1::{
+    grpc::proto::v1::{
         CheckClientHealthRequest, CheckServiceHealthRequest, ClientConfiguration,
         ClientCredentials, ConfigureRequest, ConfigureSettingsRequest,
         DeleteUserCredentialsRequest, DiagnosticStatus, GetClientConfigurationRequest,
@@ -15,6 +14,7 @@ use latchkey::{
         client_configuration_service_client::ClientConfigurationServiceClient,
         health_service_client::HealthServiceClient,
     },
+    security::sealing::MasterKey,
 };
 use tonic::{Code, Request, Status, metadata::MetadataMap, transport::Channel};
 
@@ -417,12 +417,12 @@ async fn user_credentials_can_be_set_verified_changed_and_deleted() {
 #[tokio::test]
 async fn verify_user_credentials_is_throttled() {
     let app = spawn_app_with(|s| {
-        s.verifier.throttle = latchkey::keys::throttle::ThrottleSettings {
-            per_key: latchkey::keys::throttle::Budget {
+        s.verifier.throttle = latchkey::security::throttle::ThrottleSettings {
+            per_key: latchkey::security::throttle::Budget {
                 burst: 2,
                 per_second: 0.001,
             },
-            per_peer: latchkey::keys::throttle::Budget {
+            per_peer: latchkey::security::throttle::Budget {
                 burst: 1000,
                 per_second: 0.001,
             },
@@ -847,7 +847,7 @@ async fn service_health_reports_database_migrations_and_catalog() {
 }
 
 fn credentials_decrypt(
-    report: &latchkey::proto::v1::CheckClientHealthResponse,
+    report: &latchkey::grpc::proto::v1::CheckClientHealthResponse,
 ) -> DiagnosticStatus {
     report
         .diagnostics
@@ -857,7 +857,7 @@ fn credentials_decrypt(
         .status()
 }
 
-async fn client_health(app: &TestApp) -> latchkey::proto::v1::CheckClientHealthResponse {
+async fn client_health(app: &TestApp) -> latchkey::grpc::proto::v1::CheckClientHealthResponse {
     HealthServiceClient::new(app.channel().await)
         .check_client_health(app.as_partner(CheckClientHealthRequest {
             client_id: "acme".into(),
@@ -903,7 +903,7 @@ async fn master_key_rotation_keeps_values_readable_and_retires_the_old_key() {
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("re-encrypted 2 credential(s)"), "{stderr}");
     assert!(!stderr.contains(old.to_base64().as_str()));
-    let new = Arc::new(latchkey::crypto::read_key_file(&new_file).unwrap());
+    let new = Arc::new(latchkey::security::sealing::read_key_file(&new_file).unwrap());
     assert_ne!(new.version(), old.version());
 
     let app = app

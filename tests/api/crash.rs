@@ -9,8 +9,8 @@ use std::{
 };
 
 use latchkey::{
-    keys::{KeyKind, format::is_key_id},
-    proto::v1::{
+    domain::{KeyKind, key_format::is_key_id},
+    grpc::proto::v1::{
         CreateIntegrationKeyRequest, Decision, ListAuditEventsRequest, VerifyIntegrationKeyRequest,
         audit_service_client::AuditServiceClient,
         integration_keys_service_client::IntegrationKeysServiceClient,

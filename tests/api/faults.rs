@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use latchkey::proto::v1::{
+use latchkey::grpc::proto::v1::{
     CheckServiceHealthRequest, CreateIntegrationKeyRequest, Decision, DeleteIntegrationKeyRequest,
     health_service_client::HealthServiceClient,
     integration_keys_service_client::IntegrationKeysServiceClient,
@@ -241,7 +241,7 @@ impl Replicas {
             .iter()
             .find(|d| d.name == "replica_notifications")
             .expect("replica_notifications diagnostic");
-        diagnostic.status() == latchkey::proto::v1::DiagnosticStatus::Pass
+        diagnostic.status() == latchkey::grpc::proto::v1::DiagnosticStatus::Pass
     }
 
     async fn stop(self) {

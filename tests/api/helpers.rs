@@ -4,10 +4,11 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use latchkey::{
+    app::AppState,
     config::Settings,
-    keys::{ApiKey, HashParams, Hasher, KeyKind},
-    proto::v1::integration_keys_service_client::IntegrationKeysServiceClient,
-    state::AppState,
+    domain::{ApiKey, KeyKind},
+    grpc::proto::v1::integration_keys_service_client::IntegrationKeysServiceClient,
+    security::{HashParams, Hasher},
     store,
 };
 use sea_orm::DatabaseConnection;
@@ -108,7 +109,7 @@ pub async fn spawn_app_in(
     let mut settings = Settings::new(database_url.clone());
     settings.client_lb_domain = Some("{client_id}.lb.example.com".into());
     settings.master_key = Some(Arc::new(
-        latchkey::crypto::MasterKey::from_base64(TEST_MASTER_KEY).expect("test key"),
+        latchkey::security::sealing::MasterKey::from_base64(TEST_MASTER_KEY).expect("test key"),
     ));
     settings.catalog = Some(catalog_path);
     settings.hash = test_hash_params();
@@ -155,9 +156,15 @@ pub async fn create_partner_key(db: &DatabaseConnection, name: &str) -> String {
     let hasher = Hasher::new(test_hash_params()).expect("hasher");
     let key = ApiKey::generate(KeyKind::Partner).expect("random");
     let hash = hasher.hash(&key).await.expect("hash");
-    store::partner_keys::insert(db, key.key_id(), name, hash, latchkey::time::now_micros())
-        .await
-        .expect("insert partner key");
+    store::partner_keys::insert(
+        db,
+        key.key_id(),
+        name,
+        hash,
+        latchkey::domain::time::now_micros(),
+    )
+    .await
+    .expect("insert partner key");
     key.expose_secret().to_owned()
 }
 
@@ -340,7 +347,7 @@ impl TestApp {
             .keys_client()
             .await
             .create_integration_key(self.as_partner(
-                latchkey::proto::v1::CreateIntegrationKeyRequest {
+                latchkey::grpc::proto::v1::CreateIntegrationKeyRequest {
                     integration: integration.into(),
                     display_name: "test key".into(),
                     expire_time,
@@ -357,10 +364,10 @@ impl TestApp {
         &self,
         api_key: &str,
         endpoint: &str,
-    ) -> latchkey::proto::v1::VerifyIntegrationKeyResponse {
+    ) -> latchkey::grpc::proto::v1::VerifyIntegrationKeyResponse {
         self.keys_client()
             .await
-            .verify_integration_key(latchkey::proto::v1::VerifyIntegrationKeyRequest {
+            .verify_integration_key(latchkey::grpc::proto::v1::VerifyIntegrationKeyRequest {
                 api_key: api_key.into(),
                 endpoint: endpoint.into(),
                 ..Default::default()
@@ -373,6 +380,6 @@ impl TestApp {
 
 /// A timestamp `seconds` from now.
 pub fn in_seconds(seconds: i64) -> prost_types::Timestamp {
-    let micros = latchkey::time::now_micros() + seconds * 1_000_000;
-    latchkey::time::to_timestamp(micros)
+    let micros = latchkey::domain::time::now_micros() + seconds * 1_000_000;
+    latchkey::grpc::time::to_timestamp(micros)
 }

@@ -29,11 +29,11 @@ use base64::{
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
 use latchkey::{
-    keys::{
+    domain::{
         ApiKey, KeyKind,
-        format::{KEY_ID_RANDOM_LEN, KEY_LEN, SECRET_LEN, checksum},
+        key_format::{KEY_ID_RANDOM_LEN, KEY_LEN, SECRET_LEN, checksum},
     },
-    proto::v1::{
+    grpc::proto::v1::{
         self as pb, client_configuration_service_client::ClientConfigurationServiceClient,
         integration_keys_service_client::IntegrationKeysServiceClient,
     },

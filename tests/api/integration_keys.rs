@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use latchkey::proto::v1::{
+use latchkey::grpc::proto::v1::{
     CreateIntegrationKeyRequest, DeleteIntegrationKeyRequest, GetIntegrationKeyRequest,
     IntegrationKeyState, ListIntegrationKeysRequest,
 };
@@ -19,7 +19,7 @@ fn create(integration: &str) -> CreateIntegrationKeyRequest {
 }
 
 fn in_seconds(seconds: i64) -> Timestamp {
-    let now = latchkey::time::now_micros() / 1_000_000;
+    let now = latchkey::domain::time::now_micros() / 1_000_000;
     Timestamp {
         seconds: now + seconds,
         nanos: 0,
@@ -403,7 +403,7 @@ async fn list_pages_through_hundreds_of_keys_in_a_stable_order() {
     let unique: HashSet<_> = seen.iter().map(|k| k.key_id.clone()).collect();
     assert_eq!(unique.len(), TOTAL);
     // Creation time, then key id.
-    let order = |k: &latchkey::proto::v1::IntegrationKey| {
+    let order = |k: &latchkey::grpc::proto::v1::IntegrationKey| {
         let t = k.create_time.unwrap();
         (t.seconds, t.nanos, k.key_id.clone())
     };

@@ -1,6 +1,6 @@
 //! ListIntegrations and GetIntegration: the catalog as the API shows it.
 
-use latchkey::proto::v1::{GetIntegrationRequest, IntegrationKind, ListIntegrationsRequest};
+use latchkey::grpc::proto::v1::{GetIntegrationRequest, IntegrationKind, ListIntegrationsRequest};
 use tonic::Code;
 
 use crate::helpers::{assert_status, bad_request_fields, spawn_app};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use latchkey::proto::v1::{
+use latchkey::grpc::proto::v1::{
     Decision, IntegrationKey, IntegrationKeyState, RollIntegrationKeyRequest,
     UpdateIntegrationKeyRequest,
 };
@@ -288,7 +288,7 @@ async fn rolling_a_disabled_key_is_refused_and_mints_nothing() {
     let lister = client.clone();
     let count = || {
         let mut client = lister.clone();
-        let request = app.as_partner(latchkey::proto::v1::ListIntegrationKeysRequest {
+        let request = app.as_partner(latchkey::grpc::proto::v1::ListIntegrationKeysRequest {
             integration: "learner-activity".into(),
             page_size: 1000,
             ..Default::default()

@@ -4,7 +4,7 @@
 //! whitespace are refused.
 
 use latchkey::{
-    proto::v1::{
+    grpc::proto::v1::{
         Scope, SetUserCredentialsRequest, VerifyUserCredentialsRequest,
         client_configuration_service_client::ClientConfigurationServiceClient,
     },
@@ -70,7 +70,7 @@ async fn a_trailing_space_is_another_name_and_is_refused_in_user_names() {
     assert_eq!(bad_request_fields(set), ["user"]);
     let as_padded = client
         .get_client_configuration(basic(
-            latchkey::proto::v1::GetClientConfigurationRequest {
+            latchkey::grpc::proto::v1::GetClientConfigurationRequest {
                 client_id: "acme".into(),
             },
             "admin ",

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use latchkey::proto::v1::{
+use latchkey::grpc::proto::v1::{
     CreateIntegrationKeyRequest, VerifyIntegrationKeyRequest,
     integration_keys_service_client::IntegrationKeysServiceClient,
 };

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use latchkey::proto::v1::{
+use latchkey::grpc::proto::v1::{
     CreateIntegrationKeyRequest, Decision, DeleteIntegrationKeyRequest, IntegrationKey,
     UpdateIntegrationKeyRequest, VerifyIntegrationKeyRequest,
     integration_keys_service_client::IntegrationKeysServiceClient,

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use latchkey::proto::v1::{
+use latchkey::grpc::proto::v1::{
     ConfigureRequest, ConfigureSettingsRequest, CreateIntegrationKeyRequest,
     DeleteIntegrationKeyRequest, ListIntegrationsRequest, Setting,
     client_configuration_service_client::ClientConfigurationServiceClient,
@@ -42,7 +42,7 @@ async fn sixty_four_concurrent_writers_see_no_errors() {
         let channel = channel.clone();
         writers.push(tokio::spawn(async move {
             let mut keys =
-                latchkey::proto::v1::integration_keys_service_client::IntegrationKeysServiceClient::new(
+                latchkey::grpc::proto::v1::integration_keys_service_client::IntegrationKeysServiceClient::new(
                     channel.clone(),
                 );
             let mut config = ClientConfigurationServiceClient::new(channel);
@@ -260,7 +260,8 @@ async fn not_serving_until_migrations_ran_and_the_database_answers() {
     settings.database.acquire_timeout = Duration::from_secs(60);
     settings.hash = crate::helpers::test_hash_params();
     settings.master_key = Some(Arc::new(
-        latchkey::crypto::MasterKey::from_base64(crate::helpers::TEST_MASTER_KEY).unwrap(),
+        latchkey::security::sealing::MasterKey::from_base64(crate::helpers::TEST_MASTER_KEY)
+            .unwrap(),
     ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

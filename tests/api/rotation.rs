@@ -12,11 +12,11 @@ use std::{
 };
 
 use latchkey::{
-    crypto::{MasterKey, setting_aad},
-    proto::v1::{
+    grpc::proto::v1::{
         ConfigureSettingsRequest, Setting,
         client_configuration_service_client::ClientConfigurationServiceClient,
     },
+    security::sealing::{MasterKey, setting_aad},
     store,
 };
 

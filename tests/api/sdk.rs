@@ -2,7 +2,7 @@
 
 use latchkey::{
     client::{RequireIntegrationKeyLayer, VerifiedCaller},
-    proto::v1::DeleteIntegrationKeyRequest,
+    grpc::proto::v1::DeleteIntegrationKeyRequest,
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -81,8 +81,8 @@ pub(crate) async fn grant_health_check(app: &crate::helpers::TestApp) {
         "\"permissions.v1.*\"",
         "\"permissions.v1.*\", \"grpc.health.v1.Health/Check\"",
     );
-    let parsed = latchkey::catalog::Catalog::parse(&catalog, "with-health").unwrap();
-    latchkey::catalog::apply(&app.db, &parsed, false)
+    let parsed = latchkey::domain::catalog::Catalog::parse(&catalog, "with-health").unwrap();
+    latchkey::domain::catalog::apply(&app.db, &parsed, false)
         .await
         .unwrap();
     app.state
@@ -173,7 +173,7 @@ async fn the_guard_fails_closed_when_latchkey_is_unreachable() {
         .unwrap()
         .connect_lazy();
     let mut client = HealthClient::new(resource_server(latchkey).await);
-    let key = latchkey::keys::ApiKey::generate(latchkey::keys::KeyKind::Integration).unwrap();
+    let key = latchkey::domain::ApiKey::generate(latchkey::domain::KeyKind::Integration).unwrap();
     let status = client
         .check(call(Some(key.expose_secret())))
         .await
@@ -184,7 +184,7 @@ async fn the_guard_fails_closed_when_latchkey_is_unreachable() {
 #[tokio::test]
 async fn the_client_offers_plain_methods_and_typed_errors() {
     use latchkey::client::{Client, ClientError};
-    use latchkey::proto::v1::Decision;
+    use latchkey::grpc::proto::v1::Decision;
     let app = spawn_app().await;
     let client = Client::builder(app.endpoint())
         .partner_key(app.partner_key.clone())

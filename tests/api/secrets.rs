@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use latchkey::proto::v1::{
+use latchkey::grpc::proto::v1::{
     CreateIntegrationKeyRequest, DeleteIntegrationKeyRequest, GetIntegrationKeyRequest,
     ListIntegrationKeysRequest, integration_keys_service_client::IntegrationKeysServiceClient,
 };
@@ -204,7 +204,7 @@ async fn keys_never_reach_the_database_file_or_the_logs() {
         .await
         .expect_err("a full key is not a key id");
     // A wrong partner key: refused, and not logged.
-    let wrong_partner = latchkey::keys::ApiKey::generate(latchkey::keys::KeyKind::Partner)
+    let wrong_partner = latchkey::domain::ApiKey::generate(latchkey::domain::KeyKind::Partner)
         .unwrap()
         .expose_secret()
         .to_owned();

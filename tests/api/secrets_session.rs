@@ -10,8 +10,8 @@
 use std::fmt::Debug;
 
 use latchkey::{
-    keys::{ApiKey, KeyKind},
-    proto::v1::{
+    domain::{ApiKey, KeyKind},
+    grpc::proto::v1::{
         self as pb, audit_service_client::AuditServiceClient,
         client_configuration_service_client::ClientConfigurationServiceClient,
         health_service_client::HealthServiceClient,
@@ -192,7 +192,7 @@ async fn a_session_of_every_flow_leaves_no_secret_behind() {
         let body = format!("{}{}", &issued[0][..20], &guess.expose_secret()[20..64]);
         format!(
             "{body}{}",
-            latchkey::keys::format::checksum(body.as_bytes())
+            latchkey::domain::key_format::checksum(body.as_bytes())
         )
     };
     let unknown = ApiKey::generate(KeyKind::Integration)

@@ -68,7 +68,8 @@ async fn tls_server(
     let mut settings = Settings::new(test_db.url.clone());
     settings.hash = crate::helpers::test_hash_params();
     settings.master_key = Some(std::sync::Arc::new(
-        latchkey::crypto::MasterKey::from_base64(crate::helpers::TEST_MASTER_KEY).unwrap(),
+        latchkey::security::sealing::MasterKey::from_base64(crate::helpers::TEST_MASTER_KEY)
+            .unwrap(),
     ));
     settings.tls = Some(TlsSettings {
         cert_pem: pki.server.0.clone().into_bytes(),

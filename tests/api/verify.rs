@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use latchkey::{
-    catalog::{self, Catalog},
-    keys::throttle::{Budget, ThrottleSettings},
-    keys::{ApiKey, KeyKind, format::checksum},
-    proto::v1::{
+    domain::catalog::{self, Catalog},
+    domain::{ApiKey, KeyKind, key_format::checksum},
+    grpc::proto::v1::{
         Decision, DeleteIntegrationKeyRequest, GetIntegrationKeyRequest, IntegrationKey,
         UpdateIntegrationKeyRequest, VerifyIntegrationKeyRequest,
     },
+    security::throttle::{Budget, ThrottleSettings},
 };
 use prost_types::FieldMask;
 
@@ -453,7 +453,7 @@ async fn last_use_time_is_recorded_in_batches() {
     assert_eq!(get().await.last_use_time, None);
     // A denied call is not a use.
     app.verify(&api_key, "course.v1.CourseService/Nope").await;
-    let before = latchkey::time::now_micros();
+    let before = latchkey::domain::time::now_micros();
     for _ in 0..5 {
         assert_eq!(
             app.verify(&api_key, OUTLINE).await.decision(),
@@ -464,9 +464,9 @@ async fn last_use_time_is_recorded_in_batches() {
         get().await.last_use_time
     })
     .await;
-    let used = latchkey::time::from_timestamp(&used).unwrap();
+    let used = latchkey::grpc::time::from_timestamp(&used).unwrap();
     assert!(used >= before, "the allowed verifies, not the denied one");
-    assert!(used <= latchkey::time::now_micros());
+    assert!(used <= latchkey::domain::time::now_micros());
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@ use std::fmt;
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    crypto::{MasterKey, setting_aad},
     error::Error,
+    security::sealing::{MasterKey, setting_aad},
     store::{
         self,
         clients::{SettingRow, UserRow},

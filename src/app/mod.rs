@@ -1,17 +1,26 @@
-//! What every service shares: the database, the hasher and the caches.
+//! The use cases. Each operation owns its transaction, its audit event and
+//! its cache eviction / replica notification; gRPC and the CLI call these
+//! and nothing below them.
+
+pub mod audit;
+pub mod auth;
+pub mod grants;
+pub mod usage;
+pub mod verification;
 
 use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    callers::TrustedPeers,
+    app::verification::Verifier,
     config::Settings,
-    crypto::MasterKey,
+    domain::{ApiKey, KeyKind},
     error::Error,
-    keys::{ApiKey, Hasher, KeyKind, VerifiedKeys, throttle::FailureBudgets},
+    security::callers::TrustedPeers,
+    security::sealing::MasterKey,
+    security::{Hasher, VerifiedKeys, throttle::FailureBudgets},
     store::QueryStats,
-    verification::Verifier,
 };
 
 pub struct AppState {
@@ -35,7 +44,7 @@ pub struct AppState {
     /// Peers whose `caller_address` is believed.
     pub trusted_peers: TrustedPeers,
     /// Bounds the audit events of refused calls.
-    pub refusals: crate::audit::RefusalSampler,
+    pub refusals: crate::app::audit::RefusalSampler,
     /// A hash of no one's key, checked for users that do not exist so that
     /// they cost what a wrong key costs (made on first use).
     dummy_user_hash: tokio::sync::OnceCell<String>,
@@ -68,7 +77,7 @@ impl AppState {
             client_user_throttle: FailureBudgets::new(settings.verifier.throttle),
             partner_key_throttle: FailureBudgets::new(settings.verifier.throttle),
             trusted_peers: settings.trusted_peers.clone(),
-            refusals: crate::audit::RefusalSampler::default(),
+            refusals: crate::app::audit::RefusalSampler::default(),
             dummy_user_hash: tokio::sync::OnceCell::new(),
             master_key,
             client_lb_domain: settings.client_lb_domain.clone(),

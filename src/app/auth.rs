@@ -8,11 +8,11 @@ use tonic::{codegen::http::HeaderMap, metadata::MetadataMap};
 use zeroize::Zeroizing;
 
 use crate::{
-    client_config::{Scope, is_valid_client_id, split_basic_user, user_problem},
+    app::AppState,
+    domain::clients::{Scope, is_valid_client_id, split_basic_user, user_problem},
+    domain::{ApiKey, KeyKind},
     error::Error,
-    keys::throttle::Admission,
-    keys::{ApiKey, KeyKind},
-    state::AppState,
+    security::throttle::Admission,
     store::{
         self,
         clients::{ClientRow, UserRow},
@@ -186,11 +186,11 @@ async fn audit_refusal(
     if !matches!(error, Error::Unauthenticated | Error::PermissionDenied(_)) {
         return;
     }
-    let actor = crate::audit::Actor {
+    let actor = crate::app::audit::Actor {
         name: claimed_caller(metadata.as_ref()).unwrap_or_else(|| "anonymous".into()),
         peer: peer.map(|p| p.to_string()).unwrap_or_default(),
     };
-    crate::audit::refusal(&state.db, &state.refusals, &actor, target).await;
+    crate::app::audit::refusal(&state.db, &state.refusals, &actor, target).await;
 }
 
 /// Who the credential says is calling, for logs and the audit trail: a

@@ -7,22 +7,25 @@ use tonic::{Request, Response, Status};
 
 use super::{peer_of, validate::Violations};
 use crate::{
-    audit::{self, Action, Actor},
-    auth::{self, Caller, UserCheck},
-    client_config::{
+    app::AppState,
+    app::audit::{self, Action, Actor},
+    app::auth::{self, Caller, UserCheck},
+    domain::clients::{
         Bucket, CREDENTIALS_BUCKET, LB_API_KEY, LB_API_KEY_OWNER, MAX_SETTING_VALUE_LEN,
         MIN_RECOMMENDED_API_KEY_LEN, Scope, SettingName, api_key_problem, client_id_problem,
         setting_value_problem, user_problem,
     },
-    crypto::setting_aad,
+    domain::time::now_micros,
     error::Error,
-    proto::v1::{self as pb, client_configuration_service_server::ClientConfigurationService},
-    state::AppState,
+    grpc::proto::v1::{
+        self as pb, client_configuration_service_server::ClientConfigurationService,
+    },
+    grpc::time::to_timestamp,
+    security::sealing::setting_aad,
     store::{
         self,
         clients::{ClientRow, NewUser, SettingRow, StoredValue, UserRow},
     },
-    time::{now_micros, to_timestamp},
 };
 
 pub struct ClientConfiguration {

@@ -2,9 +2,9 @@
 //! a secret pasted into the wrong field must not come back in an error.
 
 use crate::{
-    catalog,
+    domain::catalog,
+    domain::{KeyKind, key_format::is_key_id},
     error::{Error, FieldViolation},
-    keys::{KeyKind, format::is_key_id},
 };
 
 /// Longest display name of a key.
@@ -122,7 +122,7 @@ pub fn page_size(size: i32) -> Result<u64, &'static str> {
 
 /// A timestamp that must lie after `now`, as stored micros.
 pub fn future_time(ts: &prost_types::Timestamp, now: i64) -> Result<i64, &'static str> {
-    match crate::time::from_timestamp(ts) {
+    match crate::grpc::time::from_timestamp(ts) {
         None => Err("must be a valid timestamp"),
         Some(t) if t <= now => Err("must be in the future"),
         Some(t) => Ok(t),

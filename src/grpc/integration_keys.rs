@@ -6,20 +6,21 @@ use tonic::{Request, Response, Status};
 
 use super::{page_token, validate, validate::Violations};
 use crate::{
-    audit::{self, Action, Actor},
-    auth::{self, Caller},
-    callers,
+    app::AppState,
+    app::audit::{self, Action, Actor},
+    app::auth::{self, Caller},
+    app::verification::{Decision, MAX_ENDPOINT_LEN, Verdict},
+    domain::time::now_micros,
+    domain::{ApiKey, KeyKind},
     error::Error,
-    keys::{ApiKey, KeyKind},
-    proto::v1::{self as pb, integration_keys_service_server::IntegrationKeysService},
-    state::AppState,
+    grpc::proto::v1::{self as pb, integration_keys_service_server::IntegrationKeysService},
+    grpc::time::{duration_micros, to_timestamp},
+    security::callers,
     store::{
         self,
         integration_keys::{IntegrationKeyRow, KeyChanges, NewIntegrationKey},
         integrations::{Integration, IntegrationKind, IntegrationRef},
     },
-    time::{duration_micros, now_micros, to_timestamp},
-    verification::{Decision, MAX_ENDPOINT_LEN, Verdict},
 };
 
 pub struct IntegrationKeys {
@@ -516,7 +517,9 @@ pub fn validate_list_integrations(
     let mut v = Violations::default();
     let page = v.page(req.page_size, &req.page_token, |token| {
         page_token::decode::<2>(token)
-            .filter(|[kind, name]| kind == "i" && crate::catalog::is_valid_integration_name(name))
+            .filter(|[kind, name]| {
+                kind == "i" && crate::domain::catalog::is_valid_integration_name(name)
+            })
             .map(|[_, name]| name)
     });
     v.finish()?;
@@ -538,7 +541,8 @@ fn decode_key_position(token: &str, integration: &str) -> Option<(i64, String)> 
         return None;
     }
     let create_time = create_time.parse().ok()?;
-    crate::keys::format::is_key_id(KeyKind::Integration, &key_id).then_some((create_time, key_id))
+    crate::domain::key_format::is_key_id(KeyKind::Integration, &key_id)
+        .then_some((create_time, key_id))
 }
 
 fn key_state(row: &IntegrationKeyRow, now: i64) -> pb::IntegrationKeyState {

@@ -35,7 +35,8 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use zeroize::Zeroizing;
 
-use super::{ApiKey, throttle::Reservation};
+use super::throttle::Reservation;
+use crate::domain::ApiKey;
 
 /// Salt bytes per hash (the PHC recommendation).
 const SALT_LEN: usize = 16;
@@ -464,7 +465,7 @@ fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::KeyKind;
+    use crate::domain::KeyKind;
 
     fn cheap() -> Hasher {
         Hasher::new(HashParams {

@@ -410,7 +410,7 @@ async fn apply_once(
             revision: None,
         });
     }
-    let now = crate::time::now_micros();
+    let now = crate::domain::time::now_micros();
     store::catalog::apply_changes(&txn, &changes, now).await?;
     let digest = catalog.digest();
     let latest = store::catalog::latest_revision(&txn).await?;

@@ -208,7 +208,7 @@ impl FailureBudgets {
     /// available.
     pub fn reserve(&self, key_id: &str, caller: Option<IpAddr>) -> Admission<'_> {
         let key = self.keys.bucket(key_id.to_owned());
-        let caller = caller.map(|c| self.callers.bucket(crate::callers::budget_key(c)));
+        let caller = caller.map(|c| self.callers.bucket(crate::security::callers::budget_key(c)));
         // Lock order: the key id's bucket, then the caller's.
         let mut key_held = self.keys.hold(&key);
         if !key_held.has_token() {

@@ -14,15 +14,16 @@ use std::{
 use sea_orm::DatabaseConnection;
 
 use crate::{
+    app::grants::GrantBook,
+    app::usage::UsageRecorder,
+    domain::time::now_micros,
+    domain::{ApiKey, KeyKind},
     error::Error,
-    grants::GrantBook,
-    keys::{
-        ApiKey, Hasher, KeyKind, VerifiedKeys,
+    security::{
+        Hasher, VerifiedKeys,
         throttle::{Admission, FailureBudgets, ThrottleSettings},
     },
     store,
-    time::now_micros,
-    usage::UsageRecorder,
 };
 
 /// Longest endpoint name VerifyIntegrationKey accepts.

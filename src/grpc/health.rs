@@ -8,13 +8,13 @@ use tonic::{Request, Response, Status};
 
 use super::peer_of;
 use crate::{
-    auth,
-    client_config::{Check, Diagnostic, client_diagnostics},
+    app::AppState,
+    app::auth,
+    domain::clients::{Check, Diagnostic, client_diagnostics},
     error::Error,
-    proto::v1::{self as pb, health_service_server::HealthService},
-    state::AppState,
+    grpc::proto::v1::{self as pb, health_service_server::HealthService},
+    grpc::time::to_timestamp,
     store,
-    time::to_timestamp,
 };
 
 pub struct ConfigurationHealth {

@@ -6,12 +6,12 @@ use tonic::{Request, Response, Status};
 
 use super::{page_token, validate::Violations};
 use crate::{
-    auth,
+    app::AppState,
+    app::auth,
     error::Error,
-    proto::v1::{self as pb, audit_service_server::AuditService},
-    state::AppState,
+    grpc::proto::v1::{self as pb, audit_service_server::AuditService},
+    grpc::time::{from_timestamp, to_timestamp},
     store::{self, audit::EventFilter},
-    time::{from_timestamp, to_timestamp},
 };
 
 pub struct Audit {

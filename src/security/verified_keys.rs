@@ -20,7 +20,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::ApiKey;
+use crate::domain::ApiKey;
 
 type Digest = [u8; 32];
 
@@ -137,7 +137,7 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::KeyKind;
+    use crate::domain::KeyKind;
 
     #[test]
     fn hits_only_for_the_exact_key_and_forgets_on_evict() {
@@ -149,7 +149,7 @@ mod tests {
 
         // Same key id, different secret: never a hit.
         let forged = format!("{}_{}", key.key_id(), "A".repeat(43));
-        let checksum = crate::keys::format::checksum(forged.as_bytes());
+        let checksum = crate::domain::key_format::checksum(forged.as_bytes());
         let forged = ApiKey::parse(KeyKind::Partner, format!("{forged}{checksum}")).unwrap();
         assert_eq!(cache.get(&forged), None);
 

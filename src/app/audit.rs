@@ -54,10 +54,10 @@ pub struct Actor {
 
 impl Actor {
     /// The caller of an RPC: a partner key id or `user@client`.
-    pub fn of(caller: &crate::auth::Caller, peer: Option<std::net::IpAddr>) -> Self {
+    pub fn of(caller: &crate::app::auth::Caller, peer: Option<std::net::IpAddr>) -> Self {
         let name = match caller {
-            crate::auth::Caller::Partner(p) => p.key_id.clone(),
-            crate::auth::Caller::User(u) => format!("{}@{}", u.user, u.client_id),
+            crate::app::auth::Caller::Partner(p) => p.key_id.clone(),
+            crate::app::auth::Caller::User(u) => format!("{}@{}", u.user, u.client_id),
         };
         Self {
             name,
@@ -110,7 +110,7 @@ pub async fn record<C: ConnectionTrait>(
         db,
         store::audit::NewEvent {
             event_id: &event_id,
-            time: crate::time::now_micros(),
+            time: crate::domain::time::now_micros(),
             actor: &actor.name,
             action: action.as_str(),
             target: &storable_target(target),

@@ -6,8 +6,12 @@ pub mod audit;
 pub mod client_configuration;
 pub mod health;
 pub mod integration_keys;
+pub mod limits;
 mod page_token;
+pub mod proto;
+pub mod time;
 mod validate;
+pub mod wire_errors;
 
 pub use audit::Audit;
 pub use client_configuration::ClientConfiguration;

@@ -1,15 +1,5 @@
-//! Time as stored (i64 microseconds since the Unix epoch) and as sent
-//! (`google.protobuf.Timestamp` / `Duration`).
-
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Now, in microseconds since the Unix epoch.
-pub fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+//! Stored times (i64 microseconds since the Unix epoch) as sent:
+//! `google.protobuf.Timestamp` / `Duration`.
 
 /// A stored time as a protobuf timestamp.
 pub fn to_timestamp(micros: i64) -> prost_types::Timestamp {
