@@ -8,17 +8,16 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Du
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use sea_orm::DatabaseConnection;
+use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 use crate::{
-    app::audit::{self, Action, Actor},
+    app::{self, audit::Actor},
     bench::{self, BenchOptions},
     client::{Client, TlsOptions},
     config::{ConnectionLimits, DEFAULT_DATABASE_URL, DEFAULT_LISTEN, Settings, TlsSettings},
-    domain::catalog::{self, Catalog},
-    domain::clients,
-    domain::time::now_micros,
-    domain::{ApiKey, KeyKind, key_format::is_key_id},
+    domain::catalog::Catalog,
+    error::Error,
     grpc::time::to_timestamp,
     security::callers::TrustedPeers,
     security::sealing::{self, MasterKey, MasterKeyOrigin},
@@ -384,11 +383,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Catalog(CatalogCommand::Apply { file, dry_run }) => {
             let catalog = Catalog::load(&file)?;
             let db = open(&global).await?;
-            let applied = catalog::apply(&db, &catalog, dry_run).await?;
-            if let Some(revision) = applied.revision {
-                let target = format!("catalog revision {revision}");
-                audit::record(&db, &Actor::cli(), Action::CatalogApply, &target, true).await?;
-            }
+            let applied = app::catalog::apply(&db, &Actor::cli(), &catalog, dry_run).await?;
             db.close().await?;
             for change in &applied.changes {
                 println!("{change}");
@@ -492,13 +487,7 @@ async fn rotate_master_key(global: &GlobalArgs, new_file: Option<PathBuf>) -> an
         (None, _) => (current, None, None),
     };
     let db = open(global).await?;
-    let count = clients::rotate_master_key(&db, &ring).await?;
-    let target = format!(
-        "master key {} (keyring {})",
-        ring.version(),
-        ring.versions().collect::<Vec<_>>().join(", ")
-    );
-    audit::record(&db, &Actor::cli(), Action::MasterKeyRotate, &target, true).await?;
+    let count = app::clients::rotate_master_key(&db, &ring).await?;
     db.close().await?;
     if let (Some(staged), Some(path)) = (replace_dev_file, &new_path) {
         std::fs::rename(&staged, path)
@@ -583,31 +572,25 @@ async fn partner_keys(global: &GlobalArgs, command: PartnerKeysCommand) -> anyho
     let db = open(global).await?;
     match command {
         PartnerKeysCommand::Create { name } => {
-            let name = name.trim();
-            if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
-                bail!("--name must be 1 to 255 characters without control characters");
-            }
             let hasher = Hasher::new(global.hash_params(1))?;
-            let key = ApiKey::generate(KeyKind::Partner)?;
-            let hash = hasher.hash(&key).await?;
-            store::partner_keys::insert(&db, key.key_id(), name, hash, now_micros()).await?;
-            audit::record(
-                &db,
-                &Actor::cli(),
-                Action::PartnerKeyCreate,
-                key.key_id(),
-                true,
-            )
-            .await?;
+            let issued = app::partner_keys::create(&db, &hasher, &name)
+                .await
+                .map_err(|e| match e {
+                    Error::BadRequest(_) => anyhow::anyhow!(
+                        "--name must be 1 to 255 characters without control characters"
+                    ),
+                    e => e.into(),
+                })?;
             eprintln!(
-                "created partner key {} ({name}); it is shown only now",
-                key.key_id()
+                "created partner key {} ({}); it is shown only now",
+                issued.key_id,
+                name.trim()
             );
-            println!("{}", key.expose_secret());
+            println!("{}", issued.key.expose_secret());
         }
         PartnerKeysCommand::List => {
             println!("{:<20}  {:<27}  {:<7}  NAME", "KEY_ID", "CREATED", "STATUS");
-            for row in store::partner_keys::list(&db).await? {
+            for row in app::partner_keys::list(&db).await? {
                 let status = if row.revoke_time.is_some() {
                     "revoked"
                 } else {
@@ -623,22 +606,14 @@ async fn partner_keys(global: &GlobalArgs, command: PartnerKeysCommand) -> anyho
             }
         }
         PartnerKeysCommand::Revoke { key_id } => {
-            if !is_key_id(KeyKind::Partner, &key_id) {
-                bail!("not a partner key id (lkp_ followed by 16 letters or digits)");
+            match app::partner_keys::revoke(&db, &key_id).await {
+                Ok(()) => eprintln!("revoked partner key {key_id}"),
+                Err(Error::KeyNotFound(_)) => bail!("no active partner key {key_id}"),
+                Err(Error::BadRequest(_)) => {
+                    bail!("not a partner key id (lkp_ followed by 16 letters or digits)")
+                }
+                Err(e) => return Err(e.into()),
             }
-            let revoked = store::partner_keys::revoke(&db, &key_id, now_micros()).await?;
-            audit::record(
-                &db,
-                &Actor::cli(),
-                Action::PartnerKeyRevoke,
-                &key_id,
-                revoked,
-            )
-            .await?;
-            if !revoked {
-                bail!("no active partner key {key_id}");
-            }
-            eprintln!("revoked partner key {key_id}");
         }
     }
     db.close().await?;

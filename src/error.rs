@@ -1,7 +1,5 @@
-//! The one domain error type, and its single mapping to `tonic::Status`.
-
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+//! The one error type of every use case. Each transport maps it once: gRPC
+//! in `grpc::status`.
 
 /// A field of a request that failed validation, and why. The description
 /// never repeats the field's value: it may be a secret pasted in the wrong
@@ -13,7 +11,8 @@ pub struct FieldViolation {
 }
 
 /// Every way a call can fail. Handlers return `Result<_, Error>` and use `?`;
-/// `From<Error> for Status` is the only place codes and messages are chosen.
+/// each transport's mapping (`grpc::status`) is the only place codes and
+/// messages are chosen.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No credential, or one that is unknown, malformed or revoked.
@@ -116,14 +115,6 @@ impl From<crate::security::hasher::HashError> for Error {
     }
 }
 
-/// `RESOURCE_EXHAUSTED` with `google.rpc.RetryInfo`: what every "too much,
-/// try later" answer looks like (overload, and guards' rate limits).
-pub fn resource_exhausted(message: impl Into<String>, retry_after: std::time::Duration) -> Status {
-    let mut details = ErrorDetails::new();
-    details.set_retry_info(Some(retry_after));
-    Status::with_error_details(Code::ResourceExhausted, message, details)
-}
-
 impl From<crate::security::sealing::CryptoError> for Error {
     fn from(err: crate::security::sealing::CryptoError) -> Self {
         Error::Internal(format!("credential encryption: {err}"))
@@ -133,39 +124,5 @@ impl From<crate::security::sealing::CryptoError> for Error {
 impl From<getrandom::Error> for Error {
     fn from(err: getrandom::Error) -> Self {
         Error::Internal(format!("OS random generator: {err}"))
-    }
-}
-
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        let message = err.to_string();
-        match err {
-            Error::Unauthenticated => Status::unauthenticated(message),
-            Error::PermissionDenied(_) => Status::permission_denied(message),
-            Error::BadRequest(violations) => {
-                let mut details = ErrorDetails::new();
-                for v in &violations {
-                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
-                }
-                Status::with_error_details(Code::InvalidArgument, message, details)
-            }
-            Error::IntegrationNotFound(_)
-            | Error::KeyNotFound(_)
-            | Error::ClientNotFound(_)
-            | Error::UserNotFound(_) => Status::not_found(message),
-            Error::ClientAlreadyConfigured(_) => Status::already_exists(message),
-            Error::NotCustomIntegration | Error::KeyExpired(_) | Error::KeyDisabled(_) => {
-                Status::failed_precondition(message)
-            }
-            Error::Overloaded(retry_after) => resource_exhausted(message, retry_after),
-            Error::Unavailable(source) => {
-                tracing::warn!(error = %source, "database unavailable");
-                Status::unavailable(message)
-            }
-            Error::Internal(detail) => {
-                tracing::error!(error = %detail, "internal error");
-                Status::internal(message)
-            }
-        }
     }
 }

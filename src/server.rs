@@ -10,9 +10,9 @@ use tonic::server::NamedService;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
-    app::AppState,
+    app::{self, App},
     config::Settings,
-    domain::catalog::{self, Catalog},
+    domain::catalog::Catalog,
     grpc,
     grpc::proto::{
         self,
@@ -77,7 +77,7 @@ pub async fn run(
 
 /// Connects to the database, migrates it, applies the startup catalog if
 /// any, and loads the grants: everything the services need before serving.
-pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<AppState>> {
+pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<App>> {
     let db_stats = Arc::new(store::QueryStats::default());
     let db = store::connect_observed(&settings.database, db_stats.clone())
         .await
@@ -87,7 +87,11 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<AppState>> {
         .context("cannot migrate the database")?;
     if let Some(path) = &settings.catalog {
         let catalog = Catalog::load(path)?;
-        let applied = catalog::apply(&db, &catalog, false)
+        let actor = crate::app::audit::Actor {
+            name: "serve --catalog".into(),
+            peer: String::new(),
+        };
+        let applied = app::catalog::apply(&db, &actor, &catalog, false)
             .await
             .with_context(|| format!("cannot apply catalog {}", path.display()))?;
         for change in &applied.changes {
@@ -95,19 +99,6 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<AppState>> {
         }
         if let Some(revision) = applied.revision {
             tracing::info!(revision, "catalog applied");
-            let actor = crate::app::audit::Actor {
-                name: "serve --catalog".into(),
-                peer: String::new(),
-            };
-            let target = format!("catalog revision {revision}");
-            crate::app::audit::record(
-                &db,
-                &actor,
-                crate::app::audit::Action::CatalogApply,
-                &target,
-                true,
-            )
-            .await?;
         }
     }
     let master_key = match &settings.master_key {
@@ -127,7 +118,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<AppState>> {
         keys = master_key.versions().count(),
         "master keyring loaded (the first key seals, every key opens)"
     );
-    let state = Arc::new(AppState::new(db.clone(), db_stats, master_key, settings)?);
+    let state = Arc::new(App::new(db.clone(), db_stats, master_key, settings)?);
     state
         .verifier
         .grants
@@ -141,7 +132,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<AppState>> {
 /// every health entry turns NOT_SERVING first, then in-flight calls drain,
 /// pending key uses are written and the pool closes.
 pub async fn serve(
-    state: Arc<AppState>,
+    state: Arc<App>,
     settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -212,7 +203,7 @@ pub async fn serve(
             .context("invalid TLS certificate or key")?;
     }
     let serving = builder
-        .layer(crate::telemetry::CallLayer)
+        .layer(crate::grpc::call_layer::CallLayer)
         .layer(crate::grpc::limits::InFlightLimitLayer::new(
             limits.max_in_flight,
         ))
@@ -279,7 +270,7 @@ pub async fn serve(
 /// Periodic work beside the calls: reload grants when the catalog revision
 /// changes, and write batched `last_use_time`s. Runs until `stop` turns true.
 async fn background_work(
-    state: Arc<AppState>,
+    state: Arc<App>,
     settings: Settings,
     catalog_changed: Arc<tokio::sync::Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -326,7 +317,7 @@ async fn background_work(
 /// Readiness follows the database: every health entry turns NOT_SERVING
 /// while the database does not answer, and SERVING again once it does.
 async fn follow_database(
-    state: Arc<AppState>,
+    state: Arc<App>,
     health: HealthReporter,
     interval: std::time::Duration,
     draining: Arc<std::sync::atomic::AtomicBool>,

@@ -17,7 +17,7 @@ pub struct Model {
     pub action: String,
     pub target: String,
     /// `success` or `failure`.
-    pub outcome: String,
+    pub outcome: crate::Outcome,
     pub peer: String,
 }
 

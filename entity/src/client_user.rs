@@ -12,7 +12,7 @@ pub struct Model {
     /// argon2id PHC string of the user's API key. Never leaves the store.
     pub key_hash: String,
     /// `SYSTEM` or `CLIENT`.
-    pub scope: String,
+    pub scope: crate::Scope,
     /// Whether the key was shorter than 16 characters when set (only the
     /// hash is kept, so this is recorded then).
     pub short_key: bool,

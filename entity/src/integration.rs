@@ -10,7 +10,7 @@ pub struct Model {
     #[sea_orm(unique)]
     pub name: String,
     /// `custom` or `builtin`.
-    pub kind: String,
+    pub kind: crate::IntegrationKind,
     pub description: String,
     pub create_time: i64,
     pub update_time: i64,

@@ -3,6 +3,9 @@
 
 use sea_orm::ConnectionTrait;
 
+use entity::Outcome;
+
+pub use crate::store::audit::{AuditRow, EventFilter};
 use crate::{error::Error, store};
 
 /// What kind of change.
@@ -114,7 +117,11 @@ pub async fn record<C: ConnectionTrait>(
             actor: &actor.name,
             action: action.as_str(),
             target: &storable_target(target),
-            outcome: if success { "success" } else { "failure" },
+            outcome: if success {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
             peer: &actor.peer,
         },
     )
@@ -243,6 +250,18 @@ pub async fn refusal<C: ConnectionTrait>(
     if recorded && let Err(e) = record(db, actor, Action::AccessRefused, target, false).await {
         tracing::error!(error = %e, target, "cannot record a refused call");
     }
+}
+
+/// ListAuditEvents: up to `page_size` events matching `filter`, newest
+/// first, and whether older ones remain.
+pub async fn list(
+    app: &crate::app::App,
+    filter: EventFilter<'_>,
+    page_size: u64,
+) -> Result<(Vec<AuditRow>, bool), Error> {
+    let mut rows = store::audit::list(&app.db, filter, page_size + 1).await?;
+    let more = crate::app::integration_keys::truncate_page(&mut rows, page_size);
+    Ok((rows, more))
 }
 
 #[cfg(test)]

@@ -1,23 +1,152 @@
-//! Caller identity from request metadata.
+//! Who is calling: the credentials a transport read from a call (partner
+//! keys in `sid` / Bearer, client users in Basic), proven against the
+//! store under failure budgets, and refusals audited.
 
 use std::net::IpAddr;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
+use http::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
-use tonic::{codegen::http::HeaderMap, metadata::MetadataMap};
 use zeroize::Zeroizing;
 
 use crate::{
-    app::AppState,
+    app::{
+        App,
+        audit::{Actor, RefusalSampler},
+        verification::VerifierSettings,
+    },
     domain::clients::{Scope, is_valid_client_id, split_basic_user, user_problem},
     domain::{ApiKey, KeyKind},
     error::Error,
-    security::throttle::Admission,
+    security::{
+        VerifiedKeys,
+        throttle::{Admission, FailureBudgets},
+    },
     store::{
         self,
         clients::{ClientRow, UserRow},
     },
 };
+
+/// What authentication remembers between calls.
+pub(crate) struct AuthState {
+    /// Partner keys already proven with argon2 (value: nothing more needed).
+    partner_keys: VerifiedKeys<()>,
+    /// Failed partner-key attempts, per key id and per caller.
+    partner_key_budgets: FailureBudgets,
+    /// Client users' API keys already proven, by `<client pk>:<user>`; the
+    /// value is the hash they were proven against, so a key changed on any
+    /// replica is re-proven.
+    client_users: VerifiedKeys<String>,
+    /// Failed client-user attempts, per `<client id>:<user>` (whether or
+    /// not they exist) and per caller.
+    client_user_budgets: FailureBudgets,
+    /// A hash of no one's key, checked for users that do not exist so that
+    /// they cost what a wrong key costs (made on first use).
+    dummy_user_hash: tokio::sync::OnceCell<String>,
+    /// Bounds the audit events of refused calls.
+    refusals: RefusalSampler,
+}
+
+impl AuthState {
+    pub(crate) fn new(settings: &VerifierSettings) -> Result<Self, Error> {
+        Ok(Self {
+            partner_keys: VerifiedKeys::new(settings.cache_capacity, settings.cache_idle)?,
+            partner_key_budgets: FailureBudgets::new(settings.throttle),
+            client_users: VerifiedKeys::new(settings.cache_capacity, settings.cache_idle)?,
+            client_user_budgets: FailureBudgets::new(settings.throttle),
+            dummy_user_hash: tokio::sync::OnceCell::new(),
+            refusals: RefusalSampler::default(),
+        })
+    }
+}
+
+/// The hash unknown users are checked against; see `dummy_user_hash`.
+async fn dummy_user_hash(app: &App) -> Result<&str, Error> {
+    app.auth
+        .dummy_user_hash
+        .get_or_try_init(|| async {
+            let nobody = ApiKey::generate(KeyKind::Partner)?;
+            Ok::<_, Error>(app.hasher.hash(&nobody).await?)
+        })
+        .await
+        .map(String::as_str)
+}
+
+/// What a transport read from one call: the credentials presented, the
+/// peer they came from, and the operation called (the target of a refusal's
+/// audit event when no client is named). No `Debug`: it holds secrets.
+pub struct Credentials {
+    partner_key: Option<SecretString>,
+    basic: Option<(String, SecretString)>,
+    pub peer: Option<IpAddr>,
+    pub operation: &'static str,
+}
+
+impl Credentials {
+    /// Reads `sid`, `authorization: Bearer` and `authorization: Basic`.
+    pub fn from_headers(
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+        operation: &'static str,
+    ) -> Self {
+        Self {
+            partner_key: presented_partner_key(headers).map(SecretString::from),
+            basic: presented_basic(headers)
+                .map(|(name, key)| (name, SecretString::from(key.as_str()))),
+            peer,
+            operation,
+        }
+    }
+
+    /// Who the credential says is calling, for logs and the audit trail: a
+    /// partner key's public id (only if the presented value is a well-formed
+    /// key), or a Basic user name. Never any part of a secret.
+    pub fn claimed_caller(&self) -> Option<String> {
+        if let Some(presented) = &self.partner_key {
+            return ApiKey::parse(KeyKind::Partner, presented.expose_secret().to_owned())
+                .ok()
+                .map(|key| key.key_id().to_owned());
+        }
+        let (name, _api_key) = self.basic.as_ref()?;
+        (name.len() <= 200 && !name.chars().any(char::is_control)).then(|| name.clone())
+    }
+}
+
+/// An authenticated caller, and how the audit trail names them.
+pub struct Principal {
+    pub caller: Caller,
+    pub actor: Actor,
+}
+
+impl Principal {
+    fn new(caller: Caller, peer: Option<IpAddr>) -> Self {
+        let actor = Actor::of(&caller, peer);
+        Self { caller, actor }
+    }
+
+    /// PERMISSION_DENIED unless the caller holds a partner key.
+    pub fn require_partner(&self, operation: &str) -> Result<(), Error> {
+        match &self.caller {
+            Caller::Partner(_) => Ok(()),
+            Caller::User(_) => Err(Error::PermissionDenied(format!(
+                "{operation} needs a partner key"
+            ))),
+        }
+    }
+
+    /// PERMISSION_DENIED unless the caller holds a partner key or is a
+    /// SYSTEM user of the client.
+    pub fn require_partner_or_system(&self, operation: &str) -> Result<(), Error> {
+        match &self.caller {
+            Caller::User(user) if user.scope != Scope::System => Err(Error::PermissionDenied(
+                format!("{operation} needs a partner key or a SYSTEM user"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
 
 /// An authenticated admin: a partner key, named by its public id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,26 +174,28 @@ pub fn presented_partner_key(headers: &HeaderMap) -> Option<String> {
 /// without argon2 until it refills, except for a key already proven here,
 /// which an attack on its id cannot lock out.
 async fn authenticate_partner(
-    state: &AppState,
-    presented: String,
+    app: &App,
+    presented: &SecretString,
     peer: Option<IpAddr>,
 ) -> Result<Partner, Error> {
-    let key = ApiKey::parse(KeyKind::Partner, presented).map_err(|_| Error::Unauthenticated)?;
-    let budgets = &state.partner_key_throttle;
-    let Some(row) = store::partner_keys::find_active(&state.db, key.key_id()).await? else {
-        state.partner_keys.evict(key.key_id());
+    let key = ApiKey::parse(KeyKind::Partner, presented.expose_secret().to_owned())
+        .map_err(|_| Error::Unauthenticated)?;
+    let budgets = &app.auth.partner_key_budgets;
+    let Some(row) = store::partner_keys::find_active(&app.db, key.key_id()).await? else {
+        app.auth.partner_keys.evict(key.key_id());
         // An unknown or revoked id is a failure: the token stays spent.
         drop(budgets.reserve(key.key_id(), peer));
         return Err(Error::Unauthenticated);
     };
     let _proving;
-    if state.partner_keys.get(&key).is_none() {
-        _proving = state
+    if app.auth.partner_keys.get(&key).is_none() {
+        _proving = app
+            .auth
             .partner_keys
             .lock_proof(key.key_id(), key.expose_secret())
             .await;
     }
-    if state.partner_keys.get(&key).is_none() {
+    if app.auth.partner_keys.get(&key).is_none() {
         let reservation = match budgets.reserve(key.key_id(), peer) {
             Admission::Granted(reservation) => reservation,
             Admission::Limited { .. } => {
@@ -72,14 +203,14 @@ async fn authenticate_partner(
                 return Err(Error::Unauthenticated);
             }
         };
-        if !state
+        if !app
             .hasher
             .check(key.expose_secret(), &row.key_hash, reservation)
             .await?
         {
             return Err(Error::Unauthenticated);
         }
-        state.partner_keys.insert(&key, ());
+        app.auth.partner_keys.insert(&key, ());
     }
     Ok(Partner { key_id: row.key_id })
 }
@@ -87,30 +218,19 @@ async fn authenticate_partner(
 /// Authenticates the caller of a partner-only RPC. A valid client user is
 /// known but not allowed (PERMISSION_DENIED); anything else that is not a
 /// valid partner key is UNAUTHENTICATED.
-pub async fn authenticate_partner_only<T>(
-    state: &AppState,
-    request: &tonic::Request<T>,
-) -> Result<Partner, Error> {
-    let peer = request.remote_addr().map(|addr| addr.ip());
-    let result = identify_partner_only(state, request.metadata(), peer).await;
+pub async fn partner(app: &App, credentials: &Credentials) -> Result<Principal, Error> {
+    let result = identify_partner_only(app, credentials).await;
     if let Err(e) = &result {
         // Which call was refused is the target as far as it is known here.
-        let rpc = request
-            .extensions()
-            .get::<crate::telemetry::CalledMethod>()
-            .map_or("", |m| m.0);
-        audit_refusal(state, request.metadata(), peer, rpc, e).await;
+        audit_refusal(app, credentials, credentials.operation, e).await;
     }
-    result
+    let partner = result?;
+    Ok(Principal::new(Caller::Partner(partner), credentials.peer))
 }
 
-async fn identify_partner_only(
-    state: &AppState,
-    metadata: &MetadataMap,
-    peer: Option<IpAddr>,
-) -> Result<Partner, Error> {
+async fn identify_partner_only(app: &App, credentials: &Credentials) -> Result<Partner, Error> {
     // With no client named, a valid user always ends in PERMISSION_DENIED.
-    match identify_for_client(state, metadata, peer, "").await {
+    match identify_for_client(app, credentials, "").await {
         Ok(Caller::Partner(partner)) => Ok(partner),
         Ok(Caller::User(_)) | Err(Error::PermissionDenied(_)) => Err(Error::PermissionDenied(
             "This call needs a partner key; a client user's key is only for its own client's \
@@ -160,65 +280,48 @@ const MAX_OTHER_CLIENTS_TRIED: u64 = 3;
 /// base64(<user>:<api_key>)`. A user named `<user>@<client>` belongs to
 /// that client, and asking about any other client is PERMISSION_DENIED; a
 /// bare `<user>` is looked up in `client_id`.
-pub async fn authenticate_for_client(
-    state: &AppState,
-    metadata: &MetadataMap,
-    peer: Option<IpAddr>,
+pub async fn for_client(
+    app: &App,
+    credentials: &Credentials,
     client_id: &str,
-) -> Result<Caller, Error> {
-    let result = identify_for_client(state, metadata, peer, client_id).await;
+) -> Result<Principal, Error> {
+    let result = identify_for_client(app, credentials, client_id).await;
     if let Err(e) = &result {
-        audit_refusal(state, metadata, peer, client_id, e).await;
+        audit_refusal(app, credentials, client_id, e).await;
     }
-    result
+    Ok(Principal::new(result?, credentials.peer))
 }
 
 /// An audit event (sampled) for a call refused as UNAUTHENTICATED or
 /// PERMISSION_DENIED, naming the caller as far as the credential claims it
 /// (a well-formed partner key's public id, or the Basic user name).
-async fn audit_refusal(
-    state: &AppState,
-    metadata: &MetadataMap,
-    peer: Option<IpAddr>,
-    target: &str,
-    error: &Error,
-) {
+async fn audit_refusal(app: &App, credentials: &Credentials, target: &str, error: &Error) {
     if !matches!(error, Error::Unauthenticated | Error::PermissionDenied(_)) {
         return;
     }
-    let actor = crate::app::audit::Actor {
-        name: claimed_caller(metadata.as_ref()).unwrap_or_else(|| "anonymous".into()),
-        peer: peer.map(|p| p.to_string()).unwrap_or_default(),
+    let actor = Actor {
+        name: credentials
+            .claimed_caller()
+            .unwrap_or_else(|| "anonymous".into()),
+        peer: credentials.peer.map(|p| p.to_string()).unwrap_or_default(),
     };
-    crate::app::audit::refusal(&state.db, &state.refusals, &actor, target).await;
-}
-
-/// Who the credential says is calling, for logs and the audit trail: a
-/// partner key's public id (only if the presented value is a well-formed
-/// key), or a Basic user name. Never any part of a secret.
-pub fn claimed_caller(headers: &HeaderMap) -> Option<String> {
-    if let Some(presented) = presented_partner_key(headers) {
-        return ApiKey::parse(KeyKind::Partner, presented)
-            .ok()
-            .map(|key| key.key_id().to_owned());
-    }
-    let (name, _api_key) = presented_basic(headers)?;
-    (name.len() <= 200 && !name.chars().any(char::is_control)).then_some(name)
+    crate::app::audit::refusal(&app.db, &app.auth.refusals, &actor, target).await;
 }
 
 async fn identify_for_client(
-    state: &AppState,
-    metadata: &MetadataMap,
-    peer: Option<IpAddr>,
+    app: &App,
+    credentials: &Credentials,
     client_id: &str,
 ) -> Result<Caller, Error> {
-    if let Some(presented) = presented_partner_key(metadata.as_ref()) {
-        return authenticate_partner(state, presented, peer)
+    let peer = credentials.peer;
+    if let Some(presented) = &credentials.partner_key {
+        return authenticate_partner(app, presented, peer)
             .await
             .map(Caller::Partner);
     }
-    let (name, api_key) = presented_basic(metadata.as_ref()).ok_or(Error::Unauthenticated)?;
-    let (user, own_client) = split_basic_user(&name);
+    let (name, api_key) = credentials.basic.as_ref().ok_or(Error::Unauthenticated)?;
+    let api_key = api_key.expose_secret();
+    let (user, own_client) = split_basic_user(name);
     // Stored user names and client ids are validated, so a name or id that
     // would fail validation belongs to no one; it is not looked up either
     // (PostgreSQL refuses a NUL in a text parameter).
@@ -227,13 +330,13 @@ async fn identify_for_client(
     }
     let home = own_client.unwrap_or(client_id);
     let client = if is_valid_client_id(home) {
-        store::clients::find(&state.db, home).await?
+        store::clients::find(&app.db, home).await?
     } else {
         None
     };
     // No client can have an invalid id: nothing to hide there.
     let check = if is_valid_client_id(home) {
-        check_client_user(state, client.as_ref(), home, user, &api_key, peer).await?
+        check_client_user(app, client.as_ref(), home, user, api_key, peer).await?
     } else {
         UserCheck::UnknownUser { rate_limited: None }
     };
@@ -244,7 +347,7 @@ async fn identify_for_client(
             // valid user of another client, the caller is known but not
             // allowed here.
             return Err(
-                if is_user_of_another_client(state, user, &api_key, peer).await? {
+                if is_user_of_another_client(app, user, api_key, peer).await? {
                     Error::PermissionDenied("Users may only access their own client".into())
                 } else {
                     Error::Unauthenticated
@@ -258,8 +361,7 @@ async fn identify_for_client(
             "Users may only access their own client".into(),
         ));
     }
-    let scope = Scope::parse(&row.scope)
-        .ok_or_else(|| Error::Internal(format!("user '{}' has unknown scope", row.user)))?;
+    let scope = row.scope;
     Ok(Caller::User(ClientUser {
         client_pk: client.id,
         client_id: client.client_id,
@@ -269,16 +371,14 @@ async fn identify_for_client(
 }
 
 async fn is_user_of_another_client(
-    state: &AppState,
+    app: &App,
     user: &str,
     api_key: &str,
     peer: Option<IpAddr>,
 ) -> Result<bool, Error> {
-    for client in
-        store::clients::clients_with_user(&state.db, user, MAX_OTHER_CLIENTS_TRIED).await?
-    {
+    for client in store::clients::clients_with_user(&app.db, user, MAX_OTHER_CLIENTS_TRIED).await? {
         if let UserCheck::Valid(_) =
-            check_client_user(state, Some(&client), &client.client_id, user, api_key, peer).await?
+            check_client_user(app, Some(&client), &client.client_id, user, api_key, peer).await?
         {
             return Ok(true);
         }
@@ -291,8 +391,8 @@ async fn is_user_of_another_client(
 /// from the budgets of `<client_id>:<user>` and of the caller. A user (or
 /// client) that does not exist is checked against a dummy hash under the
 /// same budgets, so it cannot be told from a wrong key by answer or time.
-pub async fn check_client_user(
-    state: &AppState,
+pub(crate) async fn check_client_user(
+    app: &App,
     client: Option<&ClientRow>,
     client_id: &str,
     user: &str,
@@ -300,13 +400,13 @@ pub async fn check_client_user(
     caller: Option<IpAddr>,
 ) -> Result<UserCheck, Error> {
     let row = match client {
-        Some(client) => store::clients::find_user(&state.db, client.id, user).await?,
+        Some(client) => store::clients::find_user(&app.db, client.id, user).await?,
         None => None,
     };
     // The cached hash must still be the stored one: the key may have been
     // replaced by another process since it was proven here.
     let cached = |client: &ClientRow, row: &UserRow| {
-        state
+        app.auth
             .client_users
             .get_secret(&user_cache_id(client.id, user), api_key)
             .is_some_and(|cached| bool::from(cached.as_bytes().ct_eq(row.key_hash.as_bytes())))
@@ -316,7 +416,8 @@ pub async fn check_client_user(
             if cached(client, row) {
                 return Ok(UserCheck::Valid(row.clone()));
             }
-            let proving = state
+            let proving = app
+                .auth
                 .client_users
                 .lock_proof(&user_cache_id(client.id, user), api_key)
                 .await;
@@ -327,8 +428,9 @@ pub async fn check_client_user(
         }
         _ => None,
     };
-    let reservation = match state
-        .client_user_throttle
+    let reservation = match app
+        .auth
+        .client_user_budgets
         .reserve(&format!("{client_id}:{user}"), caller)
     {
         Admission::Granted(reservation) => reservation,
@@ -343,12 +445,12 @@ pub async fn check_client_user(
     };
     let stored = match &row {
         Some(row) => row.key_hash.as_str(),
-        None => state.dummy_user_hash().await?,
+        None => dummy_user_hash(app).await?,
     };
-    let proven = state.hasher.check(api_key, stored, reservation).await?;
+    let proven = app.hasher.check(api_key, stored, reservation).await?;
     Ok(match (client, row) {
         (Some(client), Some(row)) if proven => {
-            state.client_users.insert_secret(
+            app.auth.client_users.insert_secret(
                 &user_cache_id(client.id, user),
                 api_key,
                 row.key_hash.clone(),
@@ -366,8 +468,8 @@ fn user_cache_id(client_pk: i64, user: &str) -> String {
 }
 
 /// Forgets a client user's proven key (after it changed or was deleted).
-pub fn forget_client_user(state: &AppState, client_pk: i64, user: &str) {
-    state.client_users.evict(&user_cache_id(client_pk, user));
+pub(crate) fn forget_client_user(app: &App, client_pk: i64, user: &str) {
+    app.auth.client_users.evict(&user_cache_id(client_pk, user));
 }
 
 /// `(name, api_key)` from `authorization: Basic base64(name:api_key)`.
@@ -381,4 +483,10 @@ pub fn presented_basic(headers: &HeaderMap) -> Option<(String, Zeroizing<String>
     let text = std::str::from_utf8(&decoded).ok()?;
     let (name, api_key) = text.split_once(':')?;
     Some((name.to_owned(), Zeroizing::new(api_key.to_owned())))
+}
+
+/// Who the credentials in `headers` claim to be (see
+/// `Credentials::claimed_caller`), for the call log.
+pub fn claimed_caller(headers: &HeaderMap) -> Option<String> {
+    Credentials::from_headers(headers, None, "").claimed_caller()
 }

@@ -4,55 +4,50 @@
 
 pub mod audit;
 pub mod auth;
+pub mod catalog;
+pub mod clients;
 pub mod grants;
+pub mod health;
+pub mod integration_keys;
+pub mod partner_keys;
 pub mod usage;
 pub mod verification;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    app::verification::Verifier,
     config::Settings,
-    domain::{ApiKey, KeyKind},
     error::Error,
-    security::callers::TrustedPeers,
-    security::sealing::MasterKey,
-    security::{Hasher, VerifiedKeys, throttle::FailureBudgets},
+    security::{Hasher, callers::TrustedPeers, sealing::MasterKey},
     store::QueryStats,
 };
 
-pub struct AppState {
+/// What every use case shares: the database, the hasher, the verifier and
+/// what authentication remembers between calls.
+pub struct App {
     pub db: DatabaseConnection,
     /// What the pool has run (for metrics and tests).
     pub db_stats: Arc<QueryStats>,
     pub hasher: Hasher,
-    /// Partner keys already proven with argon2 (value: nothing more needed).
-    pub partner_keys: VerifiedKeys<()>,
-    pub verifier: Verifier,
-    pub rate_limited_delay: std::time::Duration,
-    /// Client users' API keys already proven, by `<client pk>:<user>`; the
-    /// value is the hash they were proven against, so a key changed on any
-    /// replica is re-proven.
-    pub client_users: VerifiedKeys<String>,
-    /// Failed client-user attempts, per `<client id>:<user>` (whether or
-    /// not they exist) and per caller.
-    pub client_user_throttle: FailureBudgets,
-    /// Failed partner-key attempts, per key id and per caller.
-    pub partner_key_throttle: FailureBudgets,
-    /// Peers whose `caller_address` is believed.
-    pub trusted_peers: TrustedPeers,
-    /// Bounds the audit events of refused calls.
-    pub refusals: crate::app::audit::RefusalSampler,
-    /// A hash of no one's key, checked for users that do not exist so that
-    /// they cost what a wrong key costs (made on first use).
-    dummy_user_hash: tokio::sync::OnceCell<String>,
-    pub master_key: Arc<MasterKey>,
-    pub client_lb_domain: Option<String>,
+    pub verifier: verification::Verifier,
+    auth: auth::AuthState,
+    master_key: Arc<MasterKey>,
+    policy: Policy,
 }
 
-impl AppState {
+/// Settings the use cases apply on every call.
+struct Policy {
+    /// How long a RATE_LIMITED answer is held back.
+    rate_limited_delay: Duration,
+    /// Peers whose `caller_address` is believed.
+    trusted_peers: TrustedPeers,
+    /// Per-client host template, e.g. `{client_id}.lb.example.com`.
+    client_lb_domain: Option<String>,
+}
+
+impl App {
     pub fn new(
         db: DatabaseConnection,
         db_stats: Arc<QueryStats>,
@@ -61,37 +56,23 @@ impl AppState {
     ) -> Result<Self, Error> {
         let hasher = Hasher::new(settings.hash).map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Self {
-            verifier: Verifier::new(db.clone(), hasher.clone(), &settings.verifier)?,
-            partner_keys: VerifiedKeys::new(
-                settings.verifier.cache_capacity,
-                settings.verifier.cache_idle,
-            )?,
+            verifier: verification::Verifier::new(db.clone(), hasher.clone(), &settings.verifier)?,
+            auth: auth::AuthState::new(&settings.verifier)?,
             db,
             db_stats,
             hasher,
-            rate_limited_delay: settings.rate_limited_delay,
-            client_users: VerifiedKeys::new(
-                settings.verifier.cache_capacity,
-                settings.verifier.cache_idle,
-            )?,
-            client_user_throttle: FailureBudgets::new(settings.verifier.throttle),
-            partner_key_throttle: FailureBudgets::new(settings.verifier.throttle),
-            trusted_peers: settings.trusted_peers.clone(),
-            refusals: crate::app::audit::RefusalSampler::default(),
-            dummy_user_hash: tokio::sync::OnceCell::new(),
             master_key,
-            client_lb_domain: settings.client_lb_domain.clone(),
+            policy: Policy {
+                rate_limited_delay: settings.rate_limited_delay,
+                trusted_peers: settings.trusted_peers.clone(),
+                client_lb_domain: settings.client_lb_domain.clone(),
+            },
         })
     }
 
-    /// The hash unknown users are checked against; see `dummy_user_hash`.
-    pub async fn dummy_user_hash(&self) -> Result<&str, Error> {
-        self.dummy_user_hash
-            .get_or_try_init(|| async {
-                let nobody = ApiKey::generate(KeyKind::Partner)?;
-                Ok::<_, Error>(self.hasher.hash(&nobody).await?)
-            })
-            .await
-            .map(String::as_str)
+    /// Holds a RATE_LIMITED answer back, so a guesser gains nothing from
+    /// asking again at once.
+    async fn hold_back_rate_limited(&self) {
+        tokio::time::sleep(self.policy.rate_limited_delay).await;
     }
 }

@@ -51,11 +51,11 @@ use zeroize::Zeroizing;
 
 use crate::{
     domain::time::now_micros,
-    error::resource_exhausted,
     grpc::proto::v1::{
         Decision, VerifyIntegrationKeyRequest,
         integration_keys_service_client::IntegrationKeysServiceClient,
     },
+    grpc::status::resource_exhausted,
     grpc::time::from_timestamp,
 };
 

@@ -8,12 +8,22 @@
 
 use std::{collections::BTreeSet, fmt, path::Path};
 
-use sea_orm::{DatabaseConnection, DbErr};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use crate::store::{self, integrations::IntegrationKind};
+pub use entity::IntegrationKind;
+
+/// An integration with its grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Integration {
+    pub id: i64,
+    pub name: String,
+    pub kind: IntegrationKind,
+    pub description: String,
+    /// Granted endpoints and prefix patterns, sorted.
+    pub endpoints: Vec<String>,
+}
 
 /// Longest integration name.
 pub const MAX_NAME_LEN: usize = 63;
@@ -269,7 +279,7 @@ impl fmt::Display for Change {
 
 /// An integration as it is in the database, with how many keys it holds.
 pub struct CurrentIntegration {
-    pub integration: store::integrations::Integration,
+    pub integration: Integration,
     pub key_count: u64,
 }
 
@@ -348,88 +358,6 @@ pub fn diff(
         });
     }
     Ok(changes)
-}
-
-/// What `apply` did (or, for a dry run, would do).
-#[derive(Debug)]
-pub struct Applied {
-    pub changes: Vec<Change>,
-    /// The revision recorded; `None` for a dry run or when the catalog was
-    /// already the latest revision.
-    pub revision: Option<i64>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    #[error("database: {0}")]
-    Db(#[from] DbErr),
-}
-
-/// Reconciles the database to `catalog` in one transaction. Nothing changes
-/// when it fails or when `dry_run` is set. Replicas starting together with
-/// the same `--catalog` race; the loser of a unique-index race retries on
-/// the winner's committed state.
-pub async fn apply(
-    db: &DatabaseConnection,
-    catalog: &Catalog,
-    dry_run: bool,
-) -> Result<Applied, ApplyError> {
-    const ATTEMPTS: usize = 3;
-    let mut attempt = 1;
-    loop {
-        match apply_once(db, catalog, dry_run).await {
-            Err(ApplyError::Db(e))
-                if attempt < ATTEMPTS
-                    && matches!(
-                        e.sql_err(),
-                        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-                    ) =>
-            {
-                tracing::info!("catalog applied concurrently by another process; retrying");
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-async fn apply_once(
-    db: &DatabaseConnection,
-    catalog: &Catalog,
-    dry_run: bool,
-) -> Result<Applied, ApplyError> {
-    let txn = store::begin_write(db).await?;
-    let current = store::catalog::load_current(&txn).await?;
-    let changes = diff(&current, catalog)?;
-    if dry_run {
-        txn.rollback().await?;
-        return Ok(Applied {
-            changes,
-            revision: None,
-        });
-    }
-    let now = crate::domain::time::now_micros();
-    store::catalog::apply_changes(&txn, &changes, now).await?;
-    let digest = catalog.digest();
-    let latest = store::catalog::latest_revision(&txn).await?;
-    let revision = if changes.is_empty() && latest.as_ref().is_some_and(|r| r.digest == digest) {
-        None
-    } else {
-        let summary = changes
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
-        Some(store::catalog::record_revision(&txn, &digest, &summary, now).await?)
-    };
-    if revision.is_some() {
-        // Delivered with the commit: replicas reload grants at once.
-        store::notify::publish_catalog_change(&txn).await?;
-    }
-    txn.commit().await?;
-    Ok(Applied { changes, revision })
 }
 
 #[cfg(test)]

@@ -3,16 +3,7 @@
 
 use std::fmt;
 
-use sea_orm::DatabaseConnection;
-
-use crate::{
-    error::Error,
-    security::sealing::{MasterKey, setting_aad},
-    store::{
-        self,
-        clients::{SettingRow, UserRow},
-    },
-};
+use entity::{client_setting::Model as SettingRow, client_user::Model as UserRow};
 
 /// Longest client id.
 pub const MAX_CLIENT_ID_LEN: usize = 64;
@@ -31,31 +22,7 @@ pub const LB_API_KEY_OWNER: &str = "ClientCredentials.LbApiKeyOwner";
 pub const LB_API_KEY: &str = "ClientCredentials.LbApiKey";
 pub const LB_HOST_OVERRIDE: &str = "ClientSettings.LbHostOverride";
 
-/// What a client's user may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// Everything on their own client.
-    System,
-    /// Read their client, change `ClientSettings.*`.
-    Client,
-}
-
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::System => "SYSTEM",
-            Scope::Client => "CLIENT",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "SYSTEM" => Some(Scope::System),
-            "CLIENT" => Some(Scope::Client),
-            _ => None,
-        }
-    }
-}
+pub use entity::Scope;
 
 /// `[A-Za-z0-9][A-Za-z0-9_-]{0,63}`: usable in a host name template, and
 /// never containing `@` or `.` (see `split_basic_user`).
@@ -269,6 +236,12 @@ pub fn effective_lb_host(
         .or_else(|| template.map(|t| t.replace("{client_id}", client_id)))
 }
 
+/// A setting to write: its validated name and new value (empty: clear).
+pub struct SettingChange {
+    pub name: SettingName,
+    pub value: String,
+}
+
 /// One diagnostic's outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Check {
@@ -284,15 +257,20 @@ pub struct Diagnostic {
     pub detail: String,
 }
 
+/// The master keyring as the diagnostics see it: the sealing key's version,
+/// every version, and whether a sealed setting opens under it.
+pub type Keyring<'a> = (&'a str, &'a str, &'a dyn Fn(&SettingRow) -> bool);
+
 /// The diagnostics of a configured client. Details name settings and users,
 /// never a value.
 pub fn client_diagnostics(
     client_id: &str,
     users: &[UserRow],
     settings: &[SettingRow],
-    master_key: &MasterKey,
+    keyring: Keyring<'_>,
     template: Option<&str>,
 ) -> (Vec<Diagnostic>, Option<String>) {
+    let (sealing_version, all_versions, opens) = keyring;
     let mut out = Vec::new();
     let mut push = |name, ok: bool, pass: String, fail: String| {
         out.push(Diagnostic {
@@ -301,10 +279,7 @@ pub fn client_diagnostics(
             detail: if ok { pass } else { fail },
         });
     };
-    let system_users = users
-        .iter()
-        .filter(|u| u.scope == Scope::System.as_str())
-        .count();
+    let system_users = users.iter().filter(|u| u.scope == Scope::System).count();
     push(
         "system_user_exists",
         system_users > 0,
@@ -342,24 +317,17 @@ pub fn client_diagnostics(
     }
     let undecryptable: Vec<&str> = settings
         .iter()
-        .filter(|s| s.secret)
-        .filter(|s| {
-            master_key
-                .decrypt(&s.value, &setting_aad(client_id, &s.name))
-                .is_err()
-        })
+        .filter(|s| s.secret && !opens(s))
         .map(|s| s.name.as_str())
         .collect();
     push(
         "credentials_decrypt",
         undecryptable.is_empty(),
         format!(
-            "every credential decrypts under the master keyring (sealing key {})",
-            master_key.version()
+            "every credential decrypts under the master keyring (sealing key {sealing_version})"
         ),
         format!(
-            "cannot decrypt under the master keyring ({}): {}",
-            master_key.versions().collect::<Vec<_>>().join(", "),
+            "cannot decrypt under the master keyring ({all_versions}): {}",
             undecryptable.join(", ")
         ),
     );
@@ -382,43 +350,6 @@ pub fn client_diagnostics(
         },
     });
     (out, host)
-}
-
-/// Settings re-sealed per transaction by `rotate_master_key`.
-const RESEAL_BATCH: u64 = 100;
-
-/// Re-seals every secret setting not yet under the keyring's sealing key,
-/// in batches: each batch locks its rows, re-reads and re-seals them, and
-/// commits. A replica writing meanwhile waits for the batch holding its row
-/// and then writes over it, sealed under its own sealing key; roll out the
-/// keyring `new,old` to every replica before rotating, so that is `new`.
-/// Returns how many values were re-sealed.
-pub async fn rotate_master_key(db: &DatabaseConnection, ring: &MasterKey) -> Result<usize, Error> {
-    let mut resealed = 0;
-    loop {
-        let txn = store::begin_write(db).await?;
-        let batch =
-            store::clients::secret_settings_to_reseal(&txn, ring.version(), RESEAL_BATCH).await?;
-        if batch.is_empty() {
-            txn.commit().await?;
-            return Ok(resealed);
-        }
-        for (row, client_id) in &batch {
-            let aad = setting_aad(client_id, &row.name);
-            let plain = ring.decrypt(&row.value, &aad).map_err(|_| {
-                Error::Internal(format!(
-                    "{} of client '{client_id}' opens under no key of the master keyring ({}); \
-                     {resealed} value(s) were re-sealed before it, this batch was not",
-                    row.name,
-                    ring.versions().collect::<Vec<_>>().join(", ")
-                ))
-            })?;
-            let sealed = ring.encrypt(&plain, &aad)?;
-            store::clients::reseal_setting(&txn, row.id, sealed, ring.version()).await?;
-        }
-        txn.commit().await?;
-        resealed += batch.len();
-    }
 }
 
 #[cfg(test)]

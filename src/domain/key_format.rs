@@ -106,6 +106,12 @@ impl ApiKey {
     pub fn expose_secret(&self) -> &str {
         &self.full
     }
+
+    /// The whole key as a secret to hand over once (the answer that
+    /// creates it); this copy is zeroed.
+    pub fn into_secret(self) -> secrecy::SecretString {
+        secrecy::SecretString::from(self.full.as_str())
+    }
 }
 
 impl fmt::Debug for ApiKey {

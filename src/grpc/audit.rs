@@ -4,34 +4,40 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{page_token, validate::Violations};
+use entity::Outcome;
+
+use super::{credentials, page_token, validate::Violations};
 use crate::{
-    app::AppState,
-    app::auth,
+    app::{
+        App,
+        audit::{self, EventFilter},
+        auth,
+    },
     error::Error,
-    grpc::proto::v1::{self as pb, audit_service_server::AuditService},
-    grpc::time::{from_timestamp, to_timestamp},
-    store::{self, audit::EventFilter},
+    grpc::{
+        proto::v1::{self as pb, audit_service_server::AuditService},
+        time::{from_timestamp, to_timestamp},
+    },
 };
 
 pub struct Audit {
-    state: Arc<AppState>,
+    app: Arc<App>,
 }
 
 impl Audit {
-    pub fn new(state: Arc<AppState>) -> Self {
-        Self { state }
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
     }
 
     async fn list(
         &self,
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Result<pb::ListAuditEventsResponse, Error> {
-        auth::authenticate_partner_only(&self.state, &request).await?;
+        auth::partner(&self.app, &credentials(&request)).await?;
         let req = request.into_inner();
         let (page_size, filter) = validate_list(&req)?;
-        let mut rows = store::audit::list(&self.state.db, filter, page_size + 1).await?;
-        let next_page_token = page_token::next(&mut rows, page_size, |last| {
+        let (rows, more) = audit::list(&self.app, filter, page_size).await?;
+        let next_page_token = page_token::next(&rows, more, |last| {
             page_token::encode(&["a", &last.time.to_string(), &last.id.to_string()])
         });
         Ok(pb::ListAuditEventsResponse {
@@ -43,10 +49,9 @@ impl Audit {
                     actor: row.actor,
                     action: row.action,
                     target: row.target,
-                    outcome: match row.outcome.as_str() {
-                        "success" => pb::AuditOutcome::Success,
-                        "failure" => pb::AuditOutcome::Failure,
-                        _ => pb::AuditOutcome::Unspecified,
+                    outcome: match row.outcome {
+                        Outcome::Success => pb::AuditOutcome::Success,
+                        Outcome::Failure => pb::AuditOutcome::Failure,
                     }
                     .into(),
                     peer: row.peer,

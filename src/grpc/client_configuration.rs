@@ -1,41 +1,30 @@
-//! `latchkey.v1.ClientConfigurationService`.
+//! `latchkey.v1.ClientConfigurationService`: decode -> authenticate ->
+//! `app` call -> encode.
 
 use std::{collections::HashSet, sync::Arc};
 
-use sea_orm::{DbErr, SqlErr};
+use secrecy::SecretString;
 use tonic::{Request, Response, Status};
 
-use super::{peer_of, validate::Violations};
+use super::{credentials, peer_of, validate::Violations};
 use crate::{
-    app::AppState,
-    app::audit::{self, Action, Actor},
-    app::auth::{self, Caller, UserCheck},
+    app::{
+        App, auth,
+        clients::{self, Configuration, NewUserKey, UserRow, UserVerdict},
+    },
     domain::clients::{
-        Bucket, CREDENTIALS_BUCKET, LB_API_KEY, LB_API_KEY_OWNER, MAX_SETTING_VALUE_LEN,
-        MIN_RECOMMENDED_API_KEY_LEN, Scope, SettingName, api_key_problem, client_id_problem,
-        setting_value_problem, user_problem,
+        Bucket, LB_API_KEY, LB_API_KEY_OWNER, MAX_SETTING_VALUE_LEN, Scope, SettingChange,
+        SettingName, api_key_problem, client_id_problem, setting_value_problem, user_problem,
     },
-    domain::time::now_micros,
     error::Error,
-    grpc::proto::v1::{
-        self as pb, client_configuration_service_server::ClientConfigurationService,
-    },
-    grpc::time::to_timestamp,
-    security::sealing::setting_aad,
-    store::{
-        self,
-        clients::{ClientRow, NewUser, SettingRow, StoredValue, UserRow},
+    grpc::{
+        proto::v1::{self as pb, client_configuration_service_server::ClientConfigurationService},
+        time::to_timestamp,
     },
 };
 
 pub struct ClientConfiguration {
-    state: Arc<AppState>,
-}
-
-/// A setting to write: its validated name and new value (empty: clear).
-pub struct SettingChange {
-    pub name: SettingName,
-    pub value: String,
+    app: Arc<App>,
 }
 
 /// A valid Configure request: the scope of each entry of
@@ -46,209 +35,105 @@ pub struct ValidConfigure {
 }
 
 impl ClientConfiguration {
-    pub fn new(state: Arc<AppState>) -> Self {
-        Self { state }
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
     }
 
     async fn configure(
         &self,
         request: Request<pb::ConfigureRequest>,
     ) -> Result<pb::ConfigureResponse, Error> {
-        let (caller, actor, req) = self.caller(request, |r| &r.client_id).await?;
-        let target = req.client_id.clone();
-        let result = async {
-            require_partner(&caller, "Configure")?;
-
+        let (who, req) = self.caller(request, |r| &r.client_id).await?;
+        let default_credentials = pb::ClientCredentials::default();
+        let credentials = req
+            .client_credentials
+            .as_ref()
+            .unwrap_or(&default_credentials);
+        let keys: Vec<SecretString> = credentials
+            .user_api_keys
+            .iter()
+            .map(|entry| SecretString::from(entry.api_key.as_str()))
+            .collect();
+        let configuration = clients::configure(&self.app, &who, &req.client_id, || {
             let ValidConfigure { scopes, changes } = validate_configure(&req)?;
-            let credentials = req.client_credentials.unwrap_or_default();
-            let users = credentials.user_api_keys.iter().zip(scopes);
-
-            // argon2 before the transaction, which must not wait on it.
-            let mut hashed = Vec::with_capacity(users.len());
-            for (entry, scope) in users {
-                let key_hash = self.state.hasher.hash_secret(&entry.api_key).await?;
-                hashed.push((entry, scope, key_hash));
-            }
-            let now = now_micros();
-            let db = &self.state.db;
-            let txn = store::begin_write(db).await?;
-            if store::clients::find(&txn, &req.client_id).await?.is_some() {
-                return Err(Error::ClientAlreadyConfigured(req.client_id));
-            }
-            let client = store::clients::create(&txn, &req.client_id, now)
-                .await
-                .map_err(|e| already_exists_or(e, &req.client_id))?;
-            for (entry, scope, key_hash) in hashed {
-                store::clients::upsert_user(
-                    &txn,
-                    client.id,
-                    NewUser {
-                        user: &entry.user,
-                        key_hash,
-                        scope: scope.as_str(),
-                        short_key: entry.api_key.chars().count() < MIN_RECOMMENDED_API_KEY_LEN,
-                    },
-                    now,
-                )
-                .await?;
-            }
-            self.write_settings(&txn, &client, &changes, now).await?;
-            txn.commit()
-                .await
-                .map_err(|e| already_exists_or(e, &req.client_id))?;
-            tracing::info!(client_id = %client.client_id, "client configured");
-            Ok(pb::ConfigureResponse {
-                configuration: Some(self.configuration(&client).await?),
-            })
-        }
-        .await;
-        audit::outcome(
-            &self.state.db,
-            &actor,
-            Action::ClientConfigure,
-            &target,
-            result,
-        )
-        .await
+            let users = credentials
+                .user_api_keys
+                .iter()
+                .zip(&keys)
+                .zip(scopes)
+                .map(|((entry, api_key), scope)| NewUserKey {
+                    user: &entry.user,
+                    api_key,
+                    scope,
+                })
+                .collect();
+            Ok((users, changes))
+        })
+        .await?;
+        Ok(pb::ConfigureResponse {
+            configuration: Some(configuration_to_proto(&configuration)),
+        })
     }
 
     async fn configure_settings(
         &self,
         request: Request<pb::ConfigureSettingsRequest>,
     ) -> Result<pb::ConfigureSettingsResponse, Error> {
-        let (caller, actor, req) = self.caller(request, |r| &r.client_id).await?;
-        let target = req.client_id.clone();
-        let result = async {
-
-            // Authorize before validating: a CLIENT user learns nothing about
-            // credentials, not even which of their values would be valid.
-            if let Caller::User(user) = &caller
-                && user.scope == Scope::Client
-                && req.settings.iter().any(|s| {
-                    s.name
-                        .split_once('.')
-                        .is_some_and(|(bucket, _)| bucket == CREDENTIALS_BUCKET)
-                })
-            {
-                return Err(Error::PermissionDenied(
-                    "CLIENT users may change only ClientSettings.*".into(),
-                ));
-            }
-            let changes = validate_configure_settings(&req)?;
-
-            let client = self.client(&req.client_id).await?;
-            let now = now_micros();
-            let txn = store::begin_write(&self.state.db).await?;
-            // The client row first: writers of one client queue on its lock
-            // instead of deadlocking on it later (MySQL's foreign-key checks
-            // share-lock it).
-            store::clients::touch(&txn, client.id, now).await?;
-            self.write_settings(&txn, &client, &changes, now).await?;
-            txn.commit().await?;
-            let names: Vec<_> = changes.iter().map(|c| c.name.as_str()).collect();
-            tracing::info!(client_id = %client.client_id, settings = ?names, "client settings changed");
-            Ok(pb::ConfigureSettingsResponse {
-                configuration: Some(self.configuration(&client).await?),
-            })
-        }
-        .await;
-        audit::outcome(
-            &self.state.db,
-            &actor,
-            Action::ClientSettingsChange,
-            &target,
-            result,
+        let (who, req) = self.caller(request, |r| &r.client_id).await?;
+        let names: Vec<&str> = req.settings.iter().map(|s| s.name.as_str()).collect();
+        let configuration = clients::configure_settings(
+            &self.app,
+            &who,
+            &req.client_id,
+            || validate_configure_settings(&req),
+            &names,
         )
-        .await
+        .await?;
+        Ok(pb::ConfigureSettingsResponse {
+            configuration: Some(configuration_to_proto(&configuration)),
+        })
     }
 
     async fn set_user_credentials(
         &self,
         request: Request<pb::SetUserCredentialsRequest>,
     ) -> Result<pb::SetUserCredentialsResponse, Error> {
-        let (caller, actor, req) = self.caller(request, |r| &r.client_id).await?;
-        let target = format!("{}@{}", req.user, req.client_id);
-        let result = async {
-            require_partner_or_system(&caller, "SetUserCredentials")?;
-
-            let scope = validate_set_user(&req)?;
-
-            let client = self.client(&req.client_id).await?;
-            let key_hash = self.state.hasher.hash_secret(&req.api_key).await?;
-            let now = now_micros();
-            let txn = store::begin_write(&self.state.db).await?;
-            store::clients::touch(&txn, client.id, now).await?;
-            let row = store::clients::upsert_user(
-                &txn,
-                client.id,
-                NewUser {
-                    user: &req.user,
-                    key_hash,
-                    scope: scope.as_str(),
-                    short_key: req.api_key.chars().count() < MIN_RECOMMENDED_API_KEY_LEN,
-                },
-                now,
-            )
-            .await?;
-            txn.commit().await?;
-            auth::forget_client_user(&self.state, client.id, &req.user);
-            tracing::info!(client_id = %client.client_id, user = %row.user, scope = %row.scope, "user credentials set");
-            Ok(pb::SetUserCredentialsResponse {
-                user_credential: Some(user_to_proto(&row)),
+        let (who, req) = self.caller(request, |r| &r.client_id).await?;
+        let api_key = SecretString::from(req.api_key.as_str());
+        let row = clients::set_user_credentials(&self.app, &who, &req.client_id, &req.user, || {
+            Ok(NewUserKey {
+                user: &req.user,
+                api_key: &api_key,
+                scope: validate_set_user(&req)?,
             })
-        }
-        .await;
-        audit::outcome(
-            &self.state.db,
-            &actor,
-            Action::ClientUserSet,
-            &target,
-            result,
-        )
-        .await
+        })
+        .await?;
+        Ok(pb::SetUserCredentialsResponse {
+            user_credential: Some(user_to_proto(&row)),
+        })
     }
 
     async fn delete_user_credentials(
         &self,
         request: Request<pb::DeleteUserCredentialsRequest>,
     ) -> Result<pb::DeleteUserCredentialsResponse, Error> {
-        let (caller, actor, req) = self.caller(request, |r| &r.client_id).await?;
-        let target = format!("{}@{}", req.user, req.client_id);
-        let result = async {
-            require_partner_or_system(&caller, "DeleteUserCredentials")?;
-            validate_delete_user(&req)?;
-
-            let client = self.client(&req.client_id).await?;
-            let txn = store::begin_write(&self.state.db).await?;
-            store::clients::touch(&txn, client.id, now_micros()).await?;
-            if !store::clients::delete_user(&txn, client.id, &req.user).await? {
-                return Err(Error::UserNotFound(req.user.clone()));
-            }
-            txn.commit().await?;
-            auth::forget_client_user(&self.state, client.id, &req.user);
-            tracing::info!(client_id = %client.client_id, user = %req.user, "user credentials deleted");
-            Ok(pb::DeleteUserCredentialsResponse {})
-        }
-        .await;
-        audit::outcome(
-            &self.state.db,
-            &actor,
-            Action::ClientUserDelete,
-            &target,
-            result,
-        )
-        .await
+        let (who, req) = self.caller(request, |r| &r.client_id).await?;
+        clients::delete_user_credentials(&self.app, &who, &req.client_id, &req.user, || {
+            validate_delete_user(&req)
+        })
+        .await?;
+        Ok(pb::DeleteUserCredentialsResponse {})
     }
 
     async fn get_client_configuration(
         &self,
         request: Request<pb::GetClientConfigurationRequest>,
     ) -> Result<pb::GetClientConfigurationResponse, Error> {
-        let (_, _, req) = self.caller(request, |r| &r.client_id).await?;
+        let (_, req) = self.caller(request, |r| &r.client_id).await?;
         validate_client_id(&req.client_id)?;
-        let client = self.client(&req.client_id).await?;
+        let configuration = clients::get_configuration(&self.app, &req.client_id).await?;
         Ok(pb::GetClientConfigurationResponse {
-            configuration: Some(self.configuration(&client).await?),
+            configuration: Some(configuration_to_proto(&configuration)),
         })
     }
 
@@ -259,105 +144,34 @@ impl ClientConfiguration {
         let peer = peer_of(&request);
         let req = request.into_inner();
         validate_verify_user(&req)?;
+        let verdict =
+            clients::verify_user(&self.app, &req.client_id, &req.user, &req.api_key, peer).await?;
         let invalid = pb::VerifyUserCredentialsResponse::default();
-        // An unknown client is checked like an unknown user: no faster.
-        let client = store::clients::find(&self.state.db, &req.client_id).await?;
-        match auth::check_client_user(
-            &self.state,
-            client.as_ref(),
-            &req.client_id,
-            &req.user,
-            &req.api_key,
-            peer,
-        )
-        .await?
-        {
-            UserCheck::Valid(row) => Ok(pb::VerifyUserCredentialsResponse {
+        Ok(match verdict {
+            UserVerdict::Valid(scope) => pb::VerifyUserCredentialsResponse {
                 valid: true,
-                scope: scope_to_proto(&row.scope).into(),
+                scope: scope_to_proto(scope).into(),
                 ..invalid
-            }),
-            UserCheck::Invalid | UserCheck::UnknownUser { rate_limited: None } => Ok(invalid),
-            UserCheck::RateLimited(retry_after)
-            | UserCheck::UnknownUser {
-                rate_limited: Some(retry_after),
-            } => {
-                tokio::time::sleep(self.state.rate_limited_delay).await;
-                Ok(pb::VerifyUserCredentialsResponse {
-                    rate_limited: true,
-                    retry_after: super::integration_keys::to_duration(retry_after),
-                    ..invalid
-                })
-            }
-        }
+            },
+            UserVerdict::Invalid => invalid,
+            UserVerdict::RateLimited(retry_after) => pb::VerifyUserCredentialsResponse {
+                rate_limited: true,
+                retry_after: super::integration_keys::to_duration(retry_after),
+                ..invalid
+            },
+        })
     }
 
-    /// Authenticates the caller of an RPC about the client `client_id(req)`,
-    /// and names them for the audit trail.
+    /// Authenticates the caller of an RPC about the client `client_id(req)`.
     async fn caller<T>(
         &self,
         request: Request<T>,
         client_id: impl FnOnce(&T) -> &str,
-    ) -> Result<(Caller, Actor, T), Error> {
-        let peer = peer_of(&request);
-        let (metadata, _, req) = request.into_parts();
-        let caller =
-            auth::authenticate_for_client(&self.state, &metadata, peer, client_id(&req)).await?;
-        let actor = Actor::of(&caller, peer);
-        Ok((caller, actor, req))
-    }
-
-    /// The client, or NOT_FOUND (only partners can get here with an unknown
-    /// id: a user's own client always exists).
-    async fn client(&self, client_id: &str) -> Result<ClientRow, Error> {
-        store::clients::find(&self.state.db, client_id)
-            .await?
-            .ok_or_else(|| Error::ClientNotFound(client_id.to_owned()))
-    }
-
-    /// Writes settings: secrets sealed under the master key, empty values
-    /// cleared.
-    async fn write_settings<C: sea_orm::ConnectionTrait>(
-        &self,
-        db: &C,
-        client: &ClientRow,
-        changes: &[SettingChange],
-        now: i64,
-    ) -> Result<(), Error> {
-        let key = &self.state.master_key;
-        for change in changes {
-            let name = change.name.as_str();
-            if change.value.is_empty() {
-                store::clients::delete_setting(db, client.id, name).await?;
-                continue;
-            }
-            let stored = if change.name.is_secret() {
-                StoredValue {
-                    value: key.encrypt(&change.value, &setting_aad(&client.client_id, name))?,
-                    secret: true,
-                    key_version: Some(key.version().to_owned()),
-                }
-            } else {
-                StoredValue {
-                    value: change.value.clone(),
-                    secret: false,
-                    key_version: None,
-                }
-            };
-            store::clients::upsert_setting(db, client.id, name, stored, now).await?;
-        }
-        Ok(())
-    }
-
-    /// The client's configuration as the API shows it: no key, no secret.
-    async fn configuration(&self, client: &ClientRow) -> Result<pb::ClientConfiguration, Error> {
-        let db = &self.state.db;
-        let client = store::clients::find(db, &client.client_id)
-            .await?
-            .ok_or_else(|| Error::ClientNotFound(client.client_id.clone()))?;
-        let users = store::clients::users(db, client.id).await?;
-        let settings = store::clients::settings(db, client.id).await?;
-        Ok(configuration_to_proto(&client, &users, &settings))
+    ) -> Result<(auth::Principal, T), Error> {
+        let credentials = credentials(&request);
+        let req = request.into_inner();
+        let who = auth::for_client(&self.app, &credentials, client_id(&req)).await?;
+        Ok((who, req))
     }
 }
 
@@ -505,35 +319,6 @@ pub fn validate_verify_user(req: &pb::VerifyUserCredentialsRequest) -> Result<()
     v.finish()
 }
 
-/// A unique-index violation while creating a client means another call
-/// created it first.
-fn already_exists_or(err: DbErr, client_id: &str) -> Error {
-    match err.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => {
-            Error::ClientAlreadyConfigured(client_id.to_owned())
-        }
-        _ => err.into(),
-    }
-}
-
-fn require_partner(caller: &Caller, rpc: &str) -> Result<(), Error> {
-    match caller {
-        Caller::Partner(_) => Ok(()),
-        Caller::User(_) => Err(Error::PermissionDenied(format!(
-            "{rpc} needs a partner key"
-        ))),
-    }
-}
-
-fn require_partner_or_system(caller: &Caller, rpc: &str) -> Result<(), Error> {
-    match caller {
-        Caller::User(user) if user.scope != Scope::System => Err(Error::PermissionDenied(format!(
-            "{rpc} needs a partner key or a SYSTEM user"
-        ))),
-        _ => Ok(()),
-    }
-}
-
 fn scope_from_proto(scope: i32) -> Option<Scope> {
     match pb::Scope::try_from(scope) {
         Ok(pb::Scope::System) => Some(Scope::System),
@@ -542,28 +327,28 @@ fn scope_from_proto(scope: i32) -> Option<Scope> {
     }
 }
 
-fn scope_to_proto(scope: &str) -> pb::Scope {
-    match Scope::parse(scope) {
-        Some(Scope::System) => pb::Scope::System,
-        Some(Scope::Client) => pb::Scope::Client,
-        None => pb::Scope::Unspecified,
+fn scope_to_proto(scope: Scope) -> pb::Scope {
+    match scope {
+        Scope::System => pb::Scope::System,
+        Scope::Client => pb::Scope::Client,
     }
 }
 
 fn user_to_proto(row: &UserRow) -> pb::UserCredential {
     pb::UserCredential {
         user: row.user.clone(),
-        scope: scope_to_proto(&row.scope).into(),
+        scope: scope_to_proto(row.scope).into(),
         create_time: Some(to_timestamp(row.create_time)),
         update_time: Some(to_timestamp(row.update_time)),
     }
 }
 
-fn configuration_to_proto(
-    client: &ClientRow,
-    users: &[UserRow],
-    settings: &[SettingRow],
-) -> pb::ClientConfiguration {
+fn configuration_to_proto(configuration: &Configuration) -> pb::ClientConfiguration {
+    let Configuration {
+        client,
+        users,
+        settings,
+    } = configuration;
     pb::ClientConfiguration {
         client_id: client.client_id.clone(),
         users: users.iter().map(user_to_proto).collect(),

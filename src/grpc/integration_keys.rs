@@ -1,91 +1,54 @@
-//! `latchkey.v1.IntegrationKeysService`.
+//! `latchkey.v1.IntegrationKeysService`: decode -> authenticate -> `app`
+//! call -> encode.
 
 use std::sync::Arc;
 
+use secrecy::ExposeSecret;
 use tonic::{Request, Response, Status};
 
-use super::{page_token, validate, validate::Violations};
+use super::{credentials, page_token, peer_of, validate, validate::Violations};
 use crate::{
-    app::AppState,
-    app::audit::{self, Action, Actor},
-    app::auth::{self, Caller},
-    app::verification::{Decision, MAX_ENDPOINT_LEN, Verdict},
-    domain::time::now_micros,
-    domain::{ApiKey, KeyKind},
+    app::{
+        App, auth,
+        integration_keys::{
+            self as keys, Integration, IntegrationKey, IntegrationKeyRow, IntegrationKind, Issued,
+            KeyChanges, NewKey,
+        },
+        verification::{Decision, MAX_ENDPOINT_LEN, Verdict},
+    },
+    domain::{KeyKind, time::now_micros},
     error::Error,
-    grpc::proto::v1::{self as pb, integration_keys_service_server::IntegrationKeysService},
-    grpc::time::{duration_micros, to_timestamp},
-    security::callers,
-    store::{
-        self,
-        integration_keys::{IntegrationKeyRow, KeyChanges, NewIntegrationKey},
-        integrations::{Integration, IntegrationKind, IntegrationRef},
+    grpc::{
+        proto::v1::{self as pb, integration_keys_service_server::IntegrationKeysService},
+        time::{duration_micros, to_timestamp},
     },
 };
 
 pub struct IntegrationKeys {
-    state: Arc<AppState>,
+    app: Arc<App>,
 }
 
 impl IntegrationKeys {
-    pub fn new(state: Arc<AppState>) -> Self {
-        Self { state }
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
     }
 
     async fn create(
         &self,
         request: Request<pb::CreateIntegrationKeyRequest>,
     ) -> Result<pb::CreateIntegrationKeyResponse, Error> {
-        let actor = self.actor(&request).await?;
+        let who = auth::partner(&self.app, &credentials(&request)).await?;
         let req = request.into_inner();
-        let now = now_micros();
-        let expire_time = validate_create(&req, now)?;
-
-        let result = self.create_key(&actor, &req, expire_time, now).await;
-        audit::failure(
-            &self.state.db,
-            &actor,
-            Action::IntegrationKeyCreate,
-            &req.integration,
-            result,
-        )
-        .await
-    }
-
-    /// Stores a new key and its audit event in one transaction, so no crash
-    /// can leave a key nobody recorded creating.
-    async fn create_key(
-        &self,
-        actor: &Actor,
-        req: &pb::CreateIntegrationKeyRequest,
-        expire_time: Option<i64>,
-        now: i64,
-    ) -> Result<pb::CreateIntegrationKeyResponse, Error> {
-        let integration = self.integration(&req.integration).await?;
-        if integration.kind != IntegrationKind::Custom {
-            return Err(Error::NotCustomIntegration);
-        }
-        let key = ApiKey::generate(KeyKind::Integration)?;
-        let key_hash = self.state.hasher.hash(&key).await?;
-        let txn = store::begin_write(&self.state.db).await?;
-        let row = store::integration_keys::insert(
-            &txn,
-            NewIntegrationKey {
-                key_id: key.key_id(),
-                integration_id: integration.id,
-                display_name: &req.display_name,
-                key_hash,
-                create_time: now,
-                expire_time,
-            },
-        )
-        .await?;
-        audit::record(&txn, actor, Action::IntegrationKeyCreate, &row.key_id, true).await?;
-        txn.commit().await?;
-        tracing::info!(key_id = %row.key_id, integration = %integration.name, "integration key created");
+        let expire_time = validate_create(&req, now_micros())?;
+        let new = NewKey {
+            integration: &req.integration,
+            display_name: &req.display_name,
+            expire_time,
+        };
+        let issued = keys::create(&self.app, &who, new).await?;
         Ok(pb::CreateIntegrationKeyResponse {
-            key: Some(key_to_proto(&row, &integration.name, now)),
-            api_key: key.expose_secret().to_owned(),
+            api_key: issued.api_key.expose_secret().to_owned(),
+            key: Some(key_to_proto(&issued.key, now_micros())),
         })
     }
 
@@ -93,15 +56,12 @@ impl IntegrationKeys {
         &self,
         request: Request<pb::GetIntegrationKeyRequest>,
     ) -> Result<pb::GetIntegrationKeyResponse, Error> {
-        auth::authenticate_partner_only(&self.state, &request).await?;
+        auth::partner(&self.app, &credentials(&request)).await?;
         let req = request.into_inner();
         validate_key_ref(&req.integration, &req.key_id)?;
-        let integration = self.integration(&req.integration).await?;
-        let row = store::integration_keys::find(&self.state.db, integration.id, &req.key_id)
-            .await?
-            .ok_or_else(|| Error::KeyNotFound(req.key_id.clone()))?;
+        let key = keys::get(&self.app, &req.integration, &req.key_id).await?;
         Ok(pb::GetIntegrationKeyResponse {
-            key: Some(key_to_proto(&row, &integration.name, now_micros())),
+            key: Some(key_to_proto(&key, now_micros())),
         })
     }
 
@@ -109,31 +69,25 @@ impl IntegrationKeys {
         &self,
         request: Request<pb::ListIntegrationKeysRequest>,
     ) -> Result<pb::ListIntegrationKeysResponse, Error> {
-        auth::authenticate_partner_only(&self.state, &request).await?;
+        auth::partner(&self.app, &credentials(&request)).await?;
         let req = request.into_inner();
         let (page_size, after) = validate_list(&req)?;
-
-        let integration = self.integration(&req.integration).await?;
-        let mut rows = store::integration_keys::list_page(
-            &self.state.db,
-            integration.id,
-            after.as_ref().map(|(t, id)| (*t, id.as_str())),
-            page_size + 1,
-        )
-        .await?;
-        let next_page_token = page_token::next(&mut rows, page_size, |last| {
+        let after = after.as_ref().map(|(t, id)| (*t, id.as_str()));
+        let page = keys::list(&self.app, &req.integration, after, page_size).await?;
+        let next_page_token = page_token::next(&page.keys, page.more, |last| {
             page_token::encode(&[
                 "k",
-                &integration.name,
+                &page.integration,
                 &last.create_time.to_string(),
                 &last.key_id,
             ])
         });
         let now = now_micros();
         Ok(pb::ListIntegrationKeysResponse {
-            keys: rows
+            keys: page
+                .keys
                 .iter()
-                .map(|row| key_to_proto(row, &integration.name, now))
+                .map(|row| row_to_proto(row, &page.integration, now))
                 .collect(),
             next_page_token,
         })
@@ -143,55 +97,25 @@ impl IntegrationKeys {
         &self,
         request: Request<pb::DeleteIntegrationKeyRequest>,
     ) -> Result<pb::DeleteIntegrationKeyResponse, Error> {
-        let actor = self.actor(&request).await?;
+        let who = auth::partner(&self.app, &credentials(&request)).await?;
         let req = request.into_inner();
         validate_key_ref(&req.integration, &req.key_id)?;
-        let result = async {
-            let integration = self.integration(&req.integration).await?;
-            let txn = store::begin_write(&self.state.db).await?;
-            if !store::integration_keys::delete(&txn, integration.id, &req.key_id).await? {
-                return Err(Error::KeyNotFound(req.key_id.clone()));
-            }
-            audit::record(&txn, &actor, Action::IntegrationKeyDelete, &req.key_id, true).await?;
-            self.state
-                .verifier
-                .commit_key_change(txn, &req.key_id)
-                .await?;
-            tracing::info!(key_id = %req.key_id, integration = %integration.name, "integration key deleted");
-            Ok(pb::DeleteIntegrationKeyResponse {})
-        }
-        .await;
-        audit::failure(
-            &self.state.db,
-            &actor,
-            Action::IntegrationKeyDelete,
-            &req.key_id,
-            result,
-        )
-        .await
+        keys::delete(&self.app, &who, &req.integration, &req.key_id).await?;
+        Ok(pb::DeleteIntegrationKeyResponse {})
     }
 
     async fn verify(
         &self,
         request: Request<pb::VerifyIntegrationKeyRequest>,
     ) -> Result<pb::VerifyIntegrationKeyResponse, Error> {
-        let peer = request.remote_addr().map(|addr| addr.ip());
+        let peer = peer_of(&request);
         let pb::VerifyIntegrationKeyRequest {
             api_key,
             endpoint,
             caller_address,
         } = request.into_inner();
         let endpoint = validate_endpoint(&endpoint)?;
-        let caller = callers::end_caller(peer, &caller_address, &self.state.trusted_peers)?;
-
-        let verdict = self
-            .state
-            .verifier
-            .verify(api_key, endpoint, caller)
-            .await?;
-        if verdict.decision == Decision::RateLimited {
-            tokio::time::sleep(self.state.rate_limited_delay).await;
-        }
+        let verdict = keys::verify(&self.app, api_key, endpoint, peer, &caller_address).await?;
         Ok(verdict_to_proto(verdict))
     }
 
@@ -199,48 +123,22 @@ impl IntegrationKeys {
         &self,
         request: Request<pb::UpdateIntegrationKeyRequest>,
     ) -> Result<pb::UpdateIntegrationKeyResponse, Error> {
-        let actor = self.actor(&request).await?;
+        let who = auth::partner(&self.app, &credentials(&request)).await?;
         let req = request.into_inner();
-        let now = now_micros();
-        let changes = validate_update(&req, now)?;
+        let changes = validate_update(&req, now_micros())?;
         let key = req.key.unwrap_or_default();
         let paths = req.update_mask.map(|mask| mask.paths).unwrap_or_default();
-        let result = self.update_key(&actor, &key, changes, &paths, now).await;
-        audit::failure(
-            &self.state.db,
-            &actor,
-            Action::IntegrationKeyUpdate,
+        let updated = keys::update(
+            &self.app,
+            &who,
+            &key.integration,
             &key.key_id,
-            result,
+            changes,
+            &paths,
         )
-        .await
-    }
-
-    async fn update_key(
-        &self,
-        actor: &Actor,
-        key: &pb::IntegrationKey,
-        changes: KeyChanges,
-        paths: &[String],
-        now: i64,
-    ) -> Result<pb::UpdateIntegrationKeyResponse, Error> {
-        let integration = self.integration(&key.integration).await?;
-        let db = &self.state.db;
-        let txn = store::begin_write(db).await?;
-        if !store::integration_keys::update(&txn, integration.id, &key.key_id, changes).await? {
-            return Err(Error::KeyNotFound(key.key_id.clone()));
-        }
-        audit::record(&txn, actor, Action::IntegrationKeyUpdate, &key.key_id, true).await?;
-        self.state
-            .verifier
-            .commit_key_change(txn, &key.key_id)
-            .await?;
-        let row = store::integration_keys::find(db, integration.id, &key.key_id)
-            .await?
-            .ok_or_else(|| Error::KeyNotFound(key.key_id.clone()))?;
-        tracing::info!(key_id = %row.key_id, integration = %integration.name, ?paths, "integration key updated");
+        .await?;
         Ok(pb::UpdateIntegrationKeyResponse {
-            key: Some(key_to_proto(&row, &integration.name, now)),
+            key: Some(key_to_proto(&updated, now_micros())),
         })
     }
 
@@ -248,82 +146,16 @@ impl IntegrationKeys {
         &self,
         request: Request<pb::RollIntegrationKeyRequest>,
     ) -> Result<pb::RollIntegrationKeyResponse, Error> {
-        let actor = self.actor(&request).await?;
+        let who = auth::partner(&self.app, &credentials(&request)).await?;
         let req = request.into_inner();
         let grace = validate_roll(&req)?;
-        let result = self.roll_key(&actor, &req, grace).await;
-        audit::failure(
-            &self.state.db,
-            &actor,
-            Action::IntegrationKeyRoll,
-            &req.key_id,
-            result,
-        )
-        .await
-    }
-
-    async fn roll_key(
-        &self,
-        actor: &Actor,
-        req: &pb::RollIntegrationKeyRequest,
-        grace: i64,
-    ) -> Result<pb::RollIntegrationKeyResponse, Error> {
-        let integration = self.integration(&req.integration).await?;
-        let db = &self.state.db;
-        // A first look, so a refused roll costs no argon2; the decision is
-        // taken again below, on the locked row.
-        let old = store::integration_keys::find(db, integration.id, &req.key_id)
-            .await?
-            .ok_or_else(|| Error::KeyNotFound(req.key_id.clone()))?;
-        check_rollable(&old, now_micros())?;
-        // Hash before the transaction: argon2 must not hold the write lock.
-        let new_key = ApiKey::generate(KeyKind::Integration)?;
-        let key_hash = self.state.hasher.hash(&new_key).await?;
-
-        let txn = store::begin_write(db).await?;
-        // The old key, as it is now, locked until the commit: it may have
-        // been deleted, disabled or shortened while the new one was hashed.
-        let old = store::integration_keys::find_for_update(&txn, integration.id, &req.key_id)
-            .await?
-            .ok_or_else(|| Error::KeyNotFound(req.key_id.clone()))?;
+        let rolled = keys::roll(&self.app, &who, &req.integration, &req.key_id, grace).await?;
         let now = now_micros();
-        check_rollable(&old, now)?;
-        // Rolling never extends the old key's life.
-        let old_expire = now
-            .saturating_add(grace)
-            .min(old.expire_time.unwrap_or(i64::MAX));
-        let shortened = KeyChanges {
-            expire_time: Some(Some(old_expire)),
-            ..KeyChanges::default()
-        };
-        store::integration_keys::update(&txn, integration.id, &old.key_id, shortened).await?;
-        let new_row = store::integration_keys::insert(
-            &txn,
-            NewIntegrationKey {
-                key_id: new_key.key_id(),
-                integration_id: integration.id,
-                display_name: &old.display_name,
-                key_hash,
-                create_time: now,
-                expire_time: old.expire_time,
-            },
-        )
-        .await?;
-        audit::record(&txn, actor, Action::IntegrationKeyRoll, &old.key_id, true).await?;
-        self.state
-            .verifier
-            .commit_key_change(txn, &old.key_id)
-            .await?;
-
-        let previous = IntegrationKeyRow {
-            expire_time: Some(old_expire),
-            ..old
-        };
-        tracing::info!(key_id = %new_row.key_id, previous_key_id = %previous.key_id, integration = %integration.name, "integration key rolled");
+        let Issued { key, api_key } = rolled.issued;
         Ok(pb::RollIntegrationKeyResponse {
-            key: Some(key_to_proto(&new_row, &integration.name, now)),
-            api_key: new_key.expose_secret().to_owned(),
-            previous_key: Some(key_to_proto(&previous, &integration.name, now)),
+            key: Some(key_to_proto(&key, now)),
+            api_key: api_key.expose_secret().to_owned(),
+            previous_key: Some(key_to_proto(&rolled.previous, now)),
         })
     }
 
@@ -331,15 +163,12 @@ impl IntegrationKeys {
         &self,
         request: Request<pb::ListIntegrationsRequest>,
     ) -> Result<pb::ListIntegrationsResponse, Error> {
-        auth::authenticate_partner_only(&self.state, &request).await?;
+        auth::partner(&self.app, &credentials(&request)).await?;
         let req = request.into_inner();
         let (page_size, after) = validate_list_integrations(&req)?;
-
-        let mut rows =
-            store::integrations::list(&self.state.db, after.as_deref(), page_size + 1).await?;
-        let next_page_token = page_token::next(&mut rows, page_size, |last| {
-            page_token::encode(&["i", &last.name])
-        });
+        let (rows, more) = keys::list_integrations(&self.app, after.as_deref(), page_size).await?;
+        let next_page_token =
+            page_token::next(&rows, more, |last| page_token::encode(&["i", &last.name]));
         Ok(pb::ListIntegrationsResponse {
             integrations: rows.into_iter().map(integration_to_proto).collect(),
             next_page_token,
@@ -350,32 +179,13 @@ impl IntegrationKeys {
         &self,
         request: Request<pb::GetIntegrationRequest>,
     ) -> Result<pb::GetIntegrationResponse, Error> {
-        auth::authenticate_partner_only(&self.state, &request).await?;
+        auth::partner(&self.app, &credentials(&request)).await?;
         let req = request.into_inner();
         validate_get_integration(&req)?;
-        let integration = store::integrations::find_by_name(&self.state.db, &req.name)
-            .await?
-            .ok_or_else(|| Error::IntegrationNotFound(req.name.clone()))?;
+        let integration = keys::get_integration(&self.app, &req.name).await?;
         Ok(pb::GetIntegrationResponse {
             integration: Some(integration_to_proto(integration)),
         })
-    }
-
-    /// Authenticates a partner and names them for the audit trail.
-    async fn actor<T>(&self, request: &Request<T>) -> Result<Actor, Error> {
-        let partner = auth::authenticate_partner_only(&self.state, request).await?;
-        Ok(Actor::of(
-            &Caller::Partner(partner),
-            super::peer_of(request),
-        ))
-    }
-
-    /// The integration called `name` (without grants), or NOT_FOUND in the
-    /// seed's words.
-    async fn integration(&self, name: &str) -> Result<IntegrationRef, Error> {
-        store::integrations::find_ref_by_name(&self.state.db, name)
-            .await?
-            .ok_or_else(|| Error::IntegrationNotFound(name.to_owned()))
     }
 }
 
@@ -555,7 +365,11 @@ fn key_state(row: &IntegrationKeyRow, now: i64) -> pb::IntegrationKeyState {
     }
 }
 
-fn key_to_proto(row: &IntegrationKeyRow, integration: &str, now: i64) -> pb::IntegrationKey {
+fn key_to_proto(key: &IntegrationKey, now: i64) -> pb::IntegrationKey {
+    row_to_proto(&key.row, &key.integration, now)
+}
+
+fn row_to_proto(row: &IntegrationKeyRow, integration: &str, now: i64) -> pb::IntegrationKey {
     pb::IntegrationKey {
         key_id: row.key_id.clone(),
         integration: integration.to_owned(),
@@ -566,18 +380,6 @@ fn key_to_proto(row: &IntegrationKeyRow, integration: &str, now: i64) -> pb::Int
         disabled: row.disabled,
         state: key_state(row, now).into(),
     }
-}
-
-/// Whether `key` may be rolled at `now`: not once it is disabled (the
-/// successor would work) or expired (it would be born expired).
-fn check_rollable(key: &IntegrationKeyRow, now: i64) -> Result<(), Error> {
-    if key.disabled {
-        return Err(Error::KeyDisabled(key.key_id.clone()));
-    }
-    if key.expire_time.is_some_and(|t| t <= now) {
-        return Err(Error::KeyExpired(key.key_id.clone()));
-    }
-    Ok(())
 }
 
 fn verdict_to_proto(verdict: Verdict) -> pb::VerifyIntegrationKeyResponse {

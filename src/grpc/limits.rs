@@ -15,7 +15,7 @@ use std::{
 use tokio::sync::Semaphore;
 use tonic::codegen::http;
 
-use crate::error::{OVERLOADED_RETRY_AFTER, resource_exhausted};
+use crate::{error::OVERLOADED_RETRY_AFTER, grpc::status::resource_exhausted};
 
 /// Builds [`InFlightLimit`] services that share one budget of calls.
 #[derive(Clone)]

@@ -3,12 +3,14 @@
 //! convert the error into a `Status`.
 
 pub mod audit;
+pub mod call_layer;
 pub mod client_configuration;
 pub mod health;
 pub mod integration_keys;
 pub mod limits;
 mod page_token;
 pub mod proto;
+pub mod status;
 pub mod time;
 mod validate;
 pub mod wire_errors;
@@ -21,6 +23,19 @@ pub use integration_keys::IntegrationKeys;
 /// The caller's IP address, for per-peer throttling.
 fn peer_of<T>(request: &tonic::Request<T>) -> Option<std::net::IpAddr> {
     request.remote_addr().map(|addr| addr.ip())
+}
+
+/// The credentials a call presents, its peer and the method called.
+fn credentials<T>(request: &tonic::Request<T>) -> crate::app::auth::Credentials {
+    let method = request
+        .extensions()
+        .get::<call_layer::CalledMethod>()
+        .map_or("", |m| m.0);
+    crate::app::auth::Credentials::from_headers(
+        request.metadata().as_ref(),
+        peer_of(request),
+        method,
+    )
 }
 
 /// Default page size of every List call.

@@ -21,14 +21,12 @@ pub fn decode<const N: usize>(token: &str) -> Option<[String; N]> {
 /// The description of a bad `page_token` field.
 pub const INVALID: &str = "is not a next_page_token returned by this list";
 
-/// Trims `rows` (fetched with one extra) to `page_size` and returns the token
-/// of the next page, empty when this is the last.
-pub fn next<T>(rows: &mut Vec<T>, page_size: u64, token_for: impl Fn(&T) -> String) -> String {
-    let page_size = usize::try_from(page_size).unwrap_or(usize::MAX);
-    if rows.len() <= page_size {
+/// The token of the page after `rows`, empty when there is none (`more`
+/// is false).
+pub fn next<T>(rows: &[T], more: bool, token_for: impl Fn(&T) -> String) -> String {
+    if !more {
         return String::new();
     }
-    rows.truncate(page_size);
     rows.last().map(token_for).unwrap_or_default()
 }
 

@@ -15,7 +15,7 @@ pub struct NewEvent<'a> {
     pub actor: &'a str,
     pub action: &'a str,
     pub target: &'a str,
-    pub outcome: &'a str,
+    pub outcome: entity::Outcome,
     pub peer: &'a str,
 }
 
@@ -26,7 +26,7 @@ pub async fn insert<C: ConnectionTrait>(db: &C, event: NewEvent<'_>) -> Result<(
         actor: Set(event.actor.to_owned()),
         action: Set(event.action.to_owned()),
         target: Set(event.target.to_owned()),
-        outcome: Set(event.outcome.to_owned()),
+        outcome: Set(event.outcome),
         peer: Set(event.peer.to_owned()),
         ..Default::default()
     })

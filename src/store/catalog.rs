@@ -36,7 +36,7 @@ pub async fn apply_changes<C: ConnectionTrait>(
             } => {
                 integration::Entity::insert(integration::ActiveModel {
                     name: Set(name.clone()),
-                    kind: Set(kind.as_str().to_owned()),
+                    kind: Set(*kind),
                     description: Set(description.clone()),
                     create_time: Set(now),
                     update_time: Set(now),
@@ -51,7 +51,7 @@ pub async fn apply_changes<C: ConnectionTrait>(
                 description,
             } => {
                 integration::Entity::update_many()
-                    .col_expr(integration::Column::Kind, Expr::value(kind.as_str()))
+                    .col_expr(integration::Column::Kind, Expr::value(*kind))
                     .col_expr(
                         integration::Column::Description,
                         Expr::value(description.clone()),

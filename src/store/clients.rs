@@ -93,7 +93,7 @@ pub async fn clients_with_user<C: ConnectionTrait>(
 pub struct NewUser<'a> {
     pub user: &'a str,
     pub key_hash: String,
-    pub scope: &'a str,
+    pub scope: entity::Scope,
     pub short_key: bool,
 }
 
@@ -120,7 +120,7 @@ pub async fn upsert_user<C: ConnectionTrait>(
                 client_pk: Set(client_pk),
                 user: Set(new.user.to_owned()),
                 key_hash: Set(new.key_hash),
-                scope: Set(new.scope.to_owned()),
+                scope: Set(new.scope),
                 short_key: Set(new.short_key),
                 create_time: Set(now),
                 update_time: Set(now),

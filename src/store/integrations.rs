@@ -7,40 +7,7 @@ use sea_orm::{
     ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, prelude::*,
 };
 
-/// What kind of integration: only custom ones may hold keys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum IntegrationKind {
-    Custom,
-    Builtin,
-}
-
-impl IntegrationKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IntegrationKind::Custom => "custom",
-            IntegrationKind::Builtin => "builtin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "custom" => Some(IntegrationKind::Custom),
-            "builtin" => Some(IntegrationKind::Builtin),
-            _ => None,
-        }
-    }
-}
-
-/// An integration with its grants.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Integration {
-    pub id: i64,
-    pub name: String,
-    pub kind: IntegrationKind,
-    pub description: String,
-    /// Granted endpoints and prefix patterns, sorted.
-    pub endpoints: Vec<String>,
-}
+pub use crate::domain::catalog::{Integration, IntegrationKind};
 
 /// An integration without its grants: what key management needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,19 +26,10 @@ pub async fn find_ref_by_name<C: ConnectionTrait>(
         return Ok(None);
     };
     Ok(Some(IntegrationRef {
-        kind: parse_kind(&row)?,
+        kind: row.kind,
         id: row.id,
         name: row.name,
     }))
-}
-
-fn parse_kind(row: &integration::Model) -> Result<IntegrationKind, DbErr> {
-    IntegrationKind::parse(&row.kind).ok_or_else(|| {
-        DbErr::Type(format!(
-            "integration '{}' has unknown kind '{}'",
-            row.name, row.kind
-        ))
-    })
 }
 
 /// The integration called `name`, with its grants.
@@ -141,7 +99,7 @@ async fn with_grants<C: ConnectionTrait>(
     }
     rows.into_iter()
         .map(|row| {
-            let kind = parse_kind(&row)?;
+            let kind = row.kind;
             Ok(Integration {
                 endpoints: grants.remove(&row.id).unwrap_or_default(),
                 id: row.id,

@@ -74,6 +74,8 @@ async fn changes_are_audited_newest_first_without_secrets() {
                 AuditOutcome::Success
             ),
             ("catalog.apply", "catalog revision 1", AuditOutcome::Success),
+            // The test's partner key, made as `partner-keys create` makes one.
+            ("partner_key.create", partner_id, AuditOutcome::Success),
         ]
     );
     for event in &all.events[..4] {

@@ -133,7 +133,7 @@ async fn sigkill_during_creates_loses_no_acknowledged_key() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|e| e.action == "integration_key.create" && e.outcome == "success")
+        .filter(|e| e.action == "integration_key.create" && e.outcome == entity::Outcome::Success)
         .map(|e| e.target)
         .collect();
     db.close().await.unwrap();

@@ -4,9 +4,8 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use latchkey::{
-    app::AppState,
+    app::App,
     config::Settings,
-    domain::{ApiKey, KeyKind},
     grpc::proto::v1::integration_keys_service_client::IntegrationKeysServiceClient,
     security::{HashParams, Hasher},
     store,
@@ -63,7 +62,7 @@ pub struct TestApp {
     pub partner_key: String,
     pub db: DatabaseConnection,
     /// The server's shared state: its hasher, caches and query counts.
-    pub state: Arc<AppState>,
+    pub state: Arc<App>,
     pub dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -151,21 +150,13 @@ pub async fn spawn_app_in(
     app
 }
 
-/// Creates a partner key straight in the store, as `partner-keys create` does.
+/// Creates a partner key as `partner-keys create` does.
 pub async fn create_partner_key(db: &DatabaseConnection, name: &str) -> String {
     let hasher = Hasher::new(test_hash_params()).expect("hasher");
-    let key = ApiKey::generate(KeyKind::Partner).expect("random");
-    let hash = hasher.hash(&key).await.expect("hash");
-    store::partner_keys::insert(
-        db,
-        key.key_id(),
-        name,
-        hash,
-        latchkey::domain::time::now_micros(),
-    )
-    .await
-    .expect("insert partner key");
-    key.expose_secret().to_owned()
+    let issued = latchkey::app::partner_keys::create(db, &hasher, name)
+        .await
+        .expect("create partner key");
+    secrecy::ExposeSecret::expose_secret(&issued.key).to_owned()
 }
 
 impl TestApp {

@@ -82,7 +82,7 @@ pub(crate) async fn grant_health_check(app: &crate::helpers::TestApp) {
         "\"permissions.v1.*\", \"grpc.health.v1.Health/Check\"",
     );
     let parsed = latchkey::domain::catalog::Catalog::parse(&catalog, "with-health").unwrap();
-    latchkey::domain::catalog::apply(&app.db, &parsed, false)
+    latchkey::app::catalog::apply(&app.db, &latchkey::app::audit::Actor::cli(), &parsed, false)
         .await
         .unwrap();
     app.state

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use latchkey::{
-    domain::catalog::{self, Catalog},
+    app::{audit::Actor, catalog},
+    domain::catalog::Catalog,
     domain::{ApiKey, KeyKind, key_format::checksum},
     grpc::proto::v1::{
         Decision, DeleteIntegrationKeyRequest, GetIntegrationKeyRequest, IntegrationKey,
@@ -298,7 +299,9 @@ async fn catalog_changes_reach_warm_keys() {
     // catalog without the GetOutline grant.
     let narrowed = TEST_CATALOG.replace("\"course.v1.CourseService/GetOutline\", ", "");
     let catalog = Catalog::parse(&narrowed, "narrowed").unwrap();
-    catalog::apply(&app.db, &catalog, false).await.unwrap();
+    catalog::apply(&app.db, &Actor::cli(), &catalog, false)
+        .await
+        .unwrap();
     eventually(Duration::from_secs(10), "the grant removal", || async {
         (app.verify(&api_key, OUTLINE).await.decision() == Decision::EndpointNotGranted)
             .then_some(())
@@ -316,6 +319,7 @@ async fn catalog_changes_reach_warm_keys() {
     );
     catalog::apply(
         &app.db,
+        &Actor::cli(),
         &Catalog::parse(&widened, "widened").unwrap(),
         false,
     )

@@ -1,0 +1,86 @@
+//! Partner keys, the admin credential: created and revoked at the command
+//! line (never over the API), each change with its audit event in the same
+//! transaction.
+
+use sea_orm::DatabaseConnection;
+use secrecy::SecretString;
+
+pub use crate::store::partner_keys::PartnerKeyRow;
+use crate::{
+    app::audit::{self, Action, Actor},
+    domain::{ApiKey, KeyKind, key_format::is_key_id, time::now_micros},
+    error::Error,
+    security::Hasher,
+    store,
+};
+
+/// A new partner key: its public id, and the key itself, shown only now.
+pub struct IssuedPartnerKey {
+    pub key_id: String,
+    pub key: SecretString,
+}
+
+/// Creates a partner key named `name` (1 to 255 characters, no control
+/// characters; surrounding whitespace is dropped).
+pub async fn create(
+    db: &DatabaseConnection,
+    hasher: &Hasher,
+    name: &str,
+) -> Result<IssuedPartnerKey, Error> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        return Err(Error::bad_field(
+            "name",
+            "must be 1 to 255 characters without control characters",
+        ));
+    }
+    let key = ApiKey::generate(KeyKind::Partner)?;
+    let hash = hasher.hash(&key).await?;
+    let txn = store::begin_write(db).await?;
+    store::partner_keys::insert(&txn, key.key_id(), name, hash, now_micros()).await?;
+    audit::record(
+        &txn,
+        &Actor::cli(),
+        Action::PartnerKeyCreate,
+        key.key_id(),
+        true,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(IssuedPartnerKey {
+        key_id: key.key_id().to_owned(),
+        key: key.into_secret(),
+    })
+}
+
+/// Every partner key, oldest first, revoked ones included.
+pub async fn list(db: &DatabaseConnection) -> Result<Vec<PartnerKeyRow>, Error> {
+    Ok(store::partner_keys::list(db).await?)
+}
+
+/// Revokes `key_id` at once: every replica reads the key row on each call.
+/// NOT_FOUND when there is no active key of that id.
+pub async fn revoke(db: &DatabaseConnection, key_id: &str) -> Result<(), Error> {
+    if !is_key_id(KeyKind::Partner, key_id) {
+        return Err(Error::bad_field(
+            "key_id",
+            "not a partner key id (lkp_ followed by 16 letters or digits)",
+        ));
+    }
+    let txn = store::begin_write(db).await?;
+    let revoked = store::partner_keys::revoke(&txn, key_id, now_micros()).await?;
+    audit::record(
+        &txn,
+        &Actor::cli(),
+        Action::PartnerKeyRevoke,
+        key_id,
+        revoked,
+    )
+    .await?;
+    txn.commit().await?;
+    if revoked {
+        Ok(())
+    } else {
+        Err(Error::KeyNotFound(key_id.to_owned()))
+    }
+}
