@@ -2,16 +2,15 @@
 //! integrations, and keeps per-client configuration and credentials, with no
 //! secret stored in the clear.
 //!
-//! The binary is a thin shell over this library (see `cli`); tests and the
-//! SDK use the same modules.
+//! The binary is a thin shell over this library (see `cli`); tests use the
+//! same modules. The Rust SDK is its own crate, `latchkey-client`
+//! (`sdk/rust`), and the benchmark is part of the binary only.
 
 pub mod audit;
 pub mod auth;
-pub mod bench;
 pub mod callers;
 pub mod catalog;
 pub mod cli;
-pub mod client;
 pub mod client_config;
 pub mod config;
 pub mod crypto;
