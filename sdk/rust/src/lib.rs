@@ -20,7 +20,12 @@ pub use api::{Client, ClientBuilder, ClientError, PartnerKey, TlsOptions};
 pub use guard::{RequireIntegrationKey, RequireIntegrationKeyLayer, VerifiedCaller};
 
 /// Generated messages and clients (`pb::integration_keys_service_client::...`).
-#[allow(clippy::doc_lazy_continuation, clippy::large_enum_variant)]
+/// (The proto comments quote messages like `'<name>'`, not HTML.)
+#[allow(
+    clippy::doc_lazy_continuation,
+    clippy::large_enum_variant,
+    rustdoc::invalid_html_tags
+)]
 pub mod pb {
     tonic::include_proto!("latchkey.v1");
 }
