@@ -7,14 +7,13 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Du
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use latchkey_client::{Client, TlsOptions};
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 use crate::{
     app::{self, audit::Actor},
-    bench::{self, BenchOptions},
-    client::{Client, TlsOptions},
     config::{ConnectionLimits, DEFAULT_DATABASE_URL, DEFAULT_LISTEN, Settings, TlsSettings},
     domain::catalog::Catalog,
     error::Error,
@@ -426,24 +425,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::RotateMasterKey {
             new_master_key_file,
         } => rotate_master_key(&global, new_master_key_file).await?,
-        Command::Bench(args) => {
-            let report = bench::run(BenchOptions {
-                addr: args.addr,
-                partner_key: args.partner_key,
-                integration: args.integration,
-                endpoint: args.endpoint,
-                concurrency: args.concurrency,
-                duration: Duration::from_secs(args.duration.max(1)),
-                flood_rate: args.flood_rate.max(1),
-                metrics_addr: args.metrics_addr,
-            })
-            .await?;
-            if args.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{}", bench::render_table(&report));
-            }
-        }
+        // The benchmark is part of the binary, not of this library: main.rs
+        // runs it before it gets here.
+        Command::Bench(_) => bail!("`bench` is run by the latchkey binary"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,11 +5,11 @@
 //! Layers, each using only those below it: `domain` (pure rules) <- `store`
 //! (SeaORM data access), `security` (hashing, caches, budgets, sealing) <-
 //! `app` (the use cases) <- `grpc` and `cli` (transports that translate).
+//! The Rust SDK is its own crate, `latchkey-client` (`sdk/rust`), and the
+//! benchmark is part of the binary only.
 
 pub mod app;
-pub mod bench;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;

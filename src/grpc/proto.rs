@@ -14,6 +14,8 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// `Debug` for the messages that carry a key or a credential (build.rs
 /// skips their derived one): every other field as usual, the secret as
 /// `<redacted>`, so a `{:?}` in a log or a panic message cannot leak it.
+/// The SDK's generated types get the same impls
+/// (sdk/rust/src/redacted_debug.rs); keep the two in step.
 mod redacted_debug {
     use std::fmt;
 

@@ -1,9 +1,7 @@
 //! The Rust SDK's guard layer, in front of a real second tonic server.
 
-use latchkey::{
-    client::{RequireIntegrationKeyLayer, VerifiedCaller},
-    grpc::proto::v1::DeleteIntegrationKeyRequest,
-};
+use latchkey::grpc::proto::v1::DeleteIntegrationKeyRequest;
+use latchkey_client::{RequireIntegrationKeyLayer, VerifiedCaller};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Code, Request, transport::Channel};
@@ -183,8 +181,7 @@ async fn the_guard_fails_closed_when_latchkey_is_unreachable() {
 
 #[tokio::test]
 async fn the_client_offers_plain_methods_and_typed_errors() {
-    use latchkey::client::{Client, ClientError};
-    use latchkey::grpc::proto::v1::Decision;
+    use latchkey_client::{Client, ClientError, pb::Decision};
     let app = spawn_app().await;
     let client = Client::builder(app.endpoint())
         .partner_key(app.partner_key.clone())

@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
-use latchkey::{
-    client::{Client, TlsOptions},
-    config::{Settings, TlsSettings},
-};
+use latchkey::config::{Settings, TlsSettings};
+use latchkey_client::{Client, TlsOptions};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio::net::TcpListener;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};

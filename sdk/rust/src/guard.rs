@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn example(channel: tonic::transport::Channel) -> Result<(), Box<dyn std::error::Error>> {
-//! use latchkey::client::RequireIntegrationKeyLayer;
+//! use latchkey_client::RequireIntegrationKeyLayer;
 //! use tower::Layer;
 //! # use tonic_health::server::health_reporter;
 //! # let (_, my_service) = health_reporter();
@@ -45,19 +45,24 @@ use tonic::{
     server::NamedService,
     transport::Channel,
 };
-use tonic_types::StatusExt;
+use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 use zeroize::Zeroizing;
 
 use crate::{
-    domain::time::now_micros,
-    grpc::proto::v1::{
+    pb::{
         Decision, VerifyIntegrationKeyRequest,
         integration_keys_service_client::IntegrationKeysServiceClient,
     },
-    grpc::status::resource_exhausted,
-    grpc::time::from_timestamp,
+    time::{from_timestamp, now_micros},
 };
+
+/// `RESOURCE_EXHAUSTED` with `google.rpc.RetryInfo`, as latchkey answers it.
+fn resource_exhausted(message: &str, retry_after: Duration) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_retry_info(Some(retry_after));
+    Status::with_error_details(tonic::Code::ResourceExhausted, message, details)
+}
 
 /// The address this server's own caller connected from (plaintext or TLS).
 fn peer_address<B>(request: &http::Request<B>) -> Option<IpAddr> {

@@ -1,6 +1,6 @@
 //! [`Client`]: the latchkey API as plain async methods with typed errors.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tonic::{
     Code, Request, Status,
@@ -10,8 +10,8 @@ use tonic::{
 };
 use tonic_types::StatusExt;
 
-use crate::grpc::proto::v1::{
-    self as pb, client_configuration_service_client::ClientConfigurationServiceClient,
+use crate::pb::{
+    self, client_configuration_service_client::ClientConfigurationServiceClient,
     health_service_client::HealthServiceClient,
     integration_keys_service_client::IntegrationKeysServiceClient,
 };
@@ -175,8 +175,8 @@ impl ClientBuilder {
 /// A connection to latchkey with the partner key attached.
 ///
 /// ```no_run
-/// # async fn example() -> Result<(), latchkey::client::ClientError> {
-/// use latchkey::client::{Client, ClientError};
+/// # async fn example() -> Result<(), latchkey_client::ClientError> {
+/// use latchkey_client::{Client, ClientError};
 ///
 /// let client = Client::builder("http://127.0.0.1:50051")
 ///     .partner_key(std::env::var("LATCHKEY_PARTNER_KEY").unwrap_or_default())
@@ -241,13 +241,7 @@ impl Client {
         display_name: &str,
         expire_time: Option<SystemTime>,
     ) -> Result<pb::CreateIntegrationKeyResponse, ClientError> {
-        let expire_time = expire_time.map(|t| {
-            let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-            prost_types::Timestamp {
-                seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-                nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
-            }
-        });
+        let expire_time = expire_time.map(crate::time::to_timestamp);
         Ok(self
             .integration_keys()
             .create_integration_key(pb::CreateIntegrationKeyRequest {
@@ -366,5 +360,56 @@ impl Client {
             })
             .await?
             .into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::{ErrorDetails, StatusExt};
+
+    use super::*;
+
+    #[test]
+    fn statuses_become_typed_errors() {
+        let mut details = ErrorDetails::new();
+        details.add_bad_request_violation("integration", "must not be empty");
+        let status = Status::with_error_details(Code::InvalidArgument, "bad request", details);
+        match ClientError::from(status) {
+            ClientError::InvalidArgument {
+                message,
+                violations,
+            } => {
+                assert_eq!(message, "bad request");
+                assert_eq!(
+                    violations,
+                    vec![("integration".to_owned(), "must not be empty".to_owned())]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ClientError::from(Status::not_found("Integration 'x' not found")),
+            ClientError::NotFound(m) if m == "Integration 'x' not found"
+        ));
+        assert!(matches!(
+            ClientError::from(Status::unauthenticated("no")),
+            ClientError::Unauthenticated(_)
+        ));
+        assert!(matches!(
+            ClientError::from(Status::internal("boom")),
+            ClientError::Other(s) if s.code() == Code::Internal
+        ));
+    }
+
+    #[test]
+    fn tls_options_debug_hides_the_key() {
+        let tls = TlsOptions {
+            ca_pem: Some(b"ca".to_vec()),
+            domain: Some("localhost".into()),
+            identity: Some((b"cert".to_vec(), b"PRIVATE KEY BYTES".to_vec())),
+        };
+        let shown = format!("{tls:?}");
+        assert!(!shown.contains("PRIVATE"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 }

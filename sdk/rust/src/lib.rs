@@ -6,12 +6,26 @@
 //! - [`RequireIntegrationKeyLayer`]: guards a tonic service of a resource
 //!   server, so that every call must carry an integration key that latchkey
 //!   allows for the called method.
+//!
+//! Messages that carry a key or a credential (`CreateIntegrationKeyResponse`,
+//! `VerifyIntegrationKeyRequest`, `Setting`, ...) print their secrets as
+//! `<redacted>` with `{:?}`.
 
 mod api;
 mod guard;
+mod redacted_debug;
+mod time;
 
 pub use api::{Client, ClientBuilder, ClientError, PartnerKey, TlsOptions};
 pub use guard::{RequireIntegrationKey, RequireIntegrationKeyLayer, VerifiedCaller};
 
 /// Generated messages and clients (`pb::integration_keys_service_client::...`).
-pub use crate::grpc::proto::v1 as pb;
+/// (The proto comments quote messages like `'<name>'`, not HTML.)
+#[allow(
+    clippy::doc_lazy_continuation,
+    clippy::large_enum_variant,
+    rustdoc::invalid_html_tags
+)]
+pub mod pb {
+    tonic::include_proto!("latchkey.v1");
+}
