@@ -1,5 +1,6 @@
-//! One `Settings` struct for the server, built from the command line (flags
-//! override `LATCHKEY_*` environment variables, which override defaults).
+//! One `Settings` struct for the server. Its `Default` holds every default;
+//! the command line builds it in layers (`cli::options`): defaults < config
+//! file < `LATCHKEY_*` environment variables < flags.
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -101,10 +102,21 @@ impl Default for ConnectionLimits {
 }
 
 impl Settings {
-    /// Defaults for a database URL.
+    /// The defaults, on the database at `database_url`.
     pub fn new(database_url: impl Into<String>) -> Self {
         Self {
             database: DbOptions::new(database_url),
+            ..Self::default()
+        }
+    }
+}
+
+/// Every default of the server, written once: the command line, the config
+/// file and the environment only override these.
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database: DbOptions::new(DEFAULT_DATABASE_URL),
             listen: DEFAULT_LISTEN
                 .parse()
                 .unwrap_or_else(|_| unreachable!("the default address parses")),

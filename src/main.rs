@@ -7,18 +7,20 @@ mod bench;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = cli::Cli::parse_args();
-    telemetry::init(cli.global.log_format);
+    let cli = match cli::Cli::parse_args().with_config_file() {
+        Ok(cli) => cli,
+        Err(error) => return fail(&error),
+    };
+    telemetry::init(cli.global.log_format());
     let outcome = match cli.command {
         Some(cli::Command::Bench(args)) => bench::command(args).await.map(|()| ExitCode::SUCCESS),
         command => cli::run(cli::Cli { command, ..cli }).await,
     };
-    match outcome {
-        Ok(code) => code,
-        Err(error) => {
-            // One line: the error and its causes.
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    outcome.unwrap_or_else(|error| fail(&error))
+}
+
+/// One line on stderr: the error and its causes.
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::FAILURE
 }

@@ -6,7 +6,10 @@ use std::io::IsTerminal;
 use clap::ValueEnum;
 use tracing_subscriber::{EnvFilter, fmt};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Human,

@@ -10,7 +10,7 @@ use crate::{
     app::audit::{self, Action, Actor},
     domain::{ApiKey, KeyKind, key_format::is_key_id, time::now_micros},
     error::Error,
-    security::Hasher,
+    security::{HashParams, Hasher},
     store,
 };
 
@@ -24,7 +24,7 @@ pub struct IssuedPartnerKey {
 /// characters; surrounding whitespace is dropped).
 pub async fn create(
     db: &DatabaseConnection,
-    hasher: &Hasher,
+    params: HashParams,
     name: &str,
 ) -> Result<IssuedPartnerKey, Error> {
     let name = name.trim();
@@ -34,6 +34,7 @@ pub async fn create(
             "must be 1 to 255 characters without control characters",
         ));
     }
+    let hasher = Hasher::new(params).map_err(|e| Error::Internal(e.to_string()))?;
     let key = ApiKey::generate(KeyKind::Partner)?;
     let hash = hasher.hash(&key).await?;
     let txn = store::begin_write(db).await?;

@@ -285,3 +285,73 @@ fn global_options_go_before_or_after_the_command() {
         stderr(&output)
     );
 }
+
+/// Runs `latchkey` with `env` only (no LATCHKEY_* from the test helper).
+fn latchkey_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    command
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("LATCHKEY_DATABASE_URL")
+        .env_remove("LATCHKEY_CONFIG")
+        .env("LATCHKEY_MASTER_KEY", crate::helpers::TEST_MASTER_KEY);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run latchkey")
+}
+
+#[test]
+fn options_layer_defaults_file_env_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = |name: &str| {
+        let path = dir.path().join(name);
+        (format!("sqlite://{}?mode=rwc", path.display()), path)
+    };
+    let (file_url, file_db) = db("from-file.db");
+    let (env_url, env_db) = db("from-env.db");
+    let (flag_url, flag_db) = db("from-flag.db");
+    let config = dir.path().join("latchkey.toml");
+    std::fs::write(
+        &config,
+        format!("database-url = \"{file_url}\"\nargon2-iterations = 1\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+
+    // The file over the defaults, by flag or by LATCHKEY_CONFIG.
+    let output = latchkey_with_env(&["--config", config, "migrate"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(file_db.exists());
+    std::fs::remove_file(&file_db).unwrap();
+    let output = latchkey_with_env(&["migrate"], &[("LATCHKEY_CONFIG", config)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(file_db.exists());
+
+    // The environment over the file, and a flag over both.
+    let env = [
+        ("LATCHKEY_CONFIG", config),
+        ("LATCHKEY_DATABASE_URL", env_url.as_str()),
+    ];
+    let output = latchkey_with_env(&["migrate"], &env);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(env_db.exists());
+    let output = latchkey_with_env(&["migrate", "--database-url", &flag_url], &env);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(flag_db.exists());
+
+    // A key the file must not hold, or a value of the wrong type: a
+    // one-line error naming it, nothing done.
+    for (content, needle) in [
+        ("no-such-option = 1\n", "no-such-option"),
+        ("key-failure-burst = \"many\"\n", "key-failure-burst"),
+        ("database-url = \n", "config file"),
+    ] {
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, content).unwrap();
+        let output = latchkey_with_env(&["--config", bad.to_str().unwrap(), "migrate"], &[]);
+        assert_fails_with(&output, needle);
+    }
+    let output = latchkey_with_env(&["--config", "/nonexistent/latchkey.toml", "migrate"], &[]);
+    assert_fails_with(&output, "cannot read config file");
+}

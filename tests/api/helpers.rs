@@ -4,11 +4,9 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use latchkey::{
-    app::App,
-    config::Settings,
+    app::App, config::Settings,
     grpc::proto::v1::integration_keys_service_client::IntegrationKeysServiceClient,
-    security::{HashParams, Hasher},
-    store,
+    security::HashParams, store,
 };
 use sea_orm::DatabaseConnection;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -152,8 +150,7 @@ pub async fn spawn_app_in(
 
 /// Creates a partner key as `partner-keys create` does.
 pub async fn create_partner_key(db: &DatabaseConnection, name: &str) -> String {
-    let hasher = Hasher::new(test_hash_params()).expect("hasher");
-    let issued = latchkey::app::partner_keys::create(db, &hasher, name)
+    let issued = latchkey::app::partner_keys::create(db, test_hash_params(), name)
         .await
         .expect("create partner key");
     secrecy::ExposeSecret::expose_secret(&issued.key).to_owned()

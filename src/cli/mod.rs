@@ -3,29 +3,28 @@
 //! keep them stable. Exit codes: 0 success, 2 bad usage (clap), 1 anything
 //! else with a one-line error on stderr.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+mod options;
+
+use options::read_file;
+pub use options::{GlobalArgs, ServeArgs, serve_settings};
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use latchkey_client::{Client, TlsOptions};
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
-use zeroize::Zeroizing;
 
 use crate::{
     app::{self, audit::Actor},
-    config::{ConnectionLimits, DEFAULT_DATABASE_URL, DEFAULT_LISTEN, Settings, TlsSettings},
+    config::DEFAULT_LISTEN,
     domain::catalog::Catalog,
     error::Error,
     grpc::time::to_timestamp,
-    security::callers::TrustedPeers,
+    security::HashParams,
     security::sealing::{self, MasterKey, MasterKeyOrigin},
-    security::{
-        HashParams, Hasher,
-        throttle::{Budget, ThrottleSettings},
-    },
     server, store,
-    telemetry::LogFormat,
 };
 
 #[derive(Parser)]
@@ -55,6 +54,17 @@ impl Cli {
         Self::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
     }
 
+    /// Fills what the command line and environment left empty from the
+    /// config file (`--config` / `LATCHKEY_CONFIG`), if one is named.
+    pub fn with_config_file(mut self) -> anyhow::Result<Self> {
+        let serve = match &mut self.command {
+            Some(Command::Serve(args)) => args,
+            _ => &mut self.serve,
+        };
+        options::layer_config_file(&mut self.global, serve)?;
+        Ok(self)
+    }
+
     /// `parse_args` over `args` (the program name first).
     pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
     where
@@ -81,173 +91,6 @@ impl Cli {
         }
         Self::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
     }
-}
-
-/// Options every command takes. (No `Debug` on the command line types:
-/// `bench` takes a partner key.)
-#[derive(Args, Clone)]
-pub struct GlobalArgs {
-    /// Database URL: sqlite://FILE?mode=rwc, postgres://..., mysql://...
-    #[arg(long, global = true, env = "LATCHKEY_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    pub database_url: String,
-    /// Log format on stderr.
-    #[arg(long, global = true, env = "LATCHKEY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
-    pub log_format: LogFormat,
-    /// argon2id memory per hash, KiB (OWASP minimum: 19456).
-    #[arg(
-        long,
-        global = true,
-        env = "LATCHKEY_ARGON2_MEMORY_KIB",
-        default_value_t = 19456
-    )]
-    pub argon2_memory_kib: u32,
-    /// argon2id passes.
-    #[arg(
-        long,
-        global = true,
-        env = "LATCHKEY_ARGON2_ITERATIONS",
-        default_value_t = 2
-    )]
-    pub argon2_iterations: u32,
-    /// argon2id lanes.
-    #[arg(
-        long,
-        global = true,
-        env = "LATCHKEY_ARGON2_PARALLELISM",
-        default_value_t = 1
-    )]
-    pub argon2_parallelism: u32,
-    /// File holding the master key (base64 of 32 bytes) that seals client
-    /// credentials. LATCHKEY_MASTER_KEY (the key itself) takes precedence.
-    /// Without either, the embedded SQLite default uses a development key
-    /// file beside the database.
-    #[arg(long, global = true, env = "LATCHKEY_MASTER_KEY_FILE")]
-    pub master_key_file: Option<PathBuf>,
-}
-
-impl GlobalArgs {
-    /// The master key from LATCHKEY_MASTER_KEY, --master-key-file or the
-    /// development default. Read from the environment, never from a flag,
-    /// so the key does not show in process listings.
-    fn master_key(&self) -> anyhow::Result<(MasterKey, MasterKeyOrigin)> {
-        let from_env = std::env::var("LATCHKEY_MASTER_KEY")
-            .ok()
-            .map(Zeroizing::new);
-        Ok(sealing::resolve_master_key(
-            &self.database_url,
-            from_env.as_deref().map(String::as_str),
-            self.master_key_file.as_deref(),
-        )?)
-    }
-
-    fn hash_params(&self, concurrency: usize) -> HashParams {
-        HashParams {
-            memory_kib: self.argon2_memory_kib,
-            iterations: self.argon2_iterations,
-            parallelism: self.argon2_parallelism,
-            concurrency,
-            ..HashParams::default()
-        }
-    }
-}
-
-#[derive(Args, Clone)]
-pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "LATCHKEY_LISTEN", default_value = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
-    /// Catalog file to apply before serving.
-    #[arg(long, env = "LATCHKEY_CATALOG")]
-    pub catalog: Option<PathBuf>,
-    /// argon2 hashes allowed at once; 0: one per core.
-    #[arg(long, env = "LATCHKEY_HASH_CONCURRENCY", default_value_t = 0)]
-    pub hash_concurrency: usize,
-    /// Database connection pool size.
-    #[arg(long, env = "LATCHKEY_DB_MAX_CONNECTIONS", default_value_t = 16)]
-    pub db_max_connections: u32,
-    /// Seconds to wait for a database connection before failing a call.
-    #[arg(long, env = "LATCHKEY_DB_ACQUIRE_TIMEOUT", default_value_t = 5)]
-    pub db_acquire_timeout: u64,
-    /// Seconds a single database statement may run (PostgreSQL, MySQL).
-    #[arg(long, env = "LATCHKEY_DB_STATEMENT_TIMEOUT", default_value_t = 30)]
-    pub db_statement_timeout: u64,
-    /// Seconds a verified key's state is trusted without the database; then
-    /// it is re-read (no argon2). Changes made on this replica take effect at
-    /// once regardless; this bounds staleness for changes made elsewhere.
-    #[arg(long, env = "LATCHKEY_VERIFY_CACHE_TTL", default_value_t = 30)]
-    pub verify_cache_ttl: u64,
-    /// Failed verifications allowed per key id before RATE_LIMITED.
-    #[arg(long, env = "LATCHKEY_KEY_FAILURE_BURST", default_value_t = 5)]
-    pub key_failure_burst: u32,
-    /// Failed verifications forgiven per key id per minute.
-    #[arg(long, env = "LATCHKEY_KEY_FAILURES_PER_MINUTE", default_value_t = 6.0)]
-    pub key_failures_per_minute: f64,
-    /// Failed verifications allowed per peer address before RATE_LIMITED.
-    #[arg(long, env = "LATCHKEY_PEER_FAILURE_BURST", default_value_t = 50)]
-    pub peer_failure_burst: u32,
-    /// Failed verifications forgiven per peer address per minute.
-    #[arg(
-        long,
-        env = "LATCHKEY_PEER_FAILURES_PER_MINUTE",
-        default_value_t = 300.0
-    )]
-    pub peer_failures_per_minute: f64,
-    /// Serve TLS with this PEM certificate (chain); needs --tls-key.
-    #[arg(long, env = "LATCHKEY_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, env = "LATCHKEY_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// Require client certificates signed by this PEM CA (mutual TLS).
-    #[arg(long, env = "LATCHKEY_TLS_CLIENT_CA", requires = "tls_cert")]
-    pub tls_client_ca: Option<PathBuf>,
-    /// Seconds in-flight calls get to finish after SIGTERM/Ctrl-C.
-    #[arg(long, env = "LATCHKEY_SHUTDOWN_GRACE", default_value_t = 30)]
-    pub shutdown_grace: u64,
-    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9090).
-    #[arg(long, env = "LATCHKEY_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
-    /// Per-client LearningBuilder host template, e.g. {client_id}.lb.example.com.
-    #[arg(long, env = "LATCHKEY_CLIENT_LB_DOMAIN")]
-    pub client_lb_domain: Option<String>,
-    /// Milliseconds a RATE_LIMITED answer is held back (slows floods).
-    #[arg(long, env = "LATCHKEY_RATE_LIMITED_DELAY_MS", default_value_t = 250)]
-    pub rate_limited_delay_ms: u64,
-    /// Peers whose VerifyIntegrationKey `caller_address` names the end
-    /// caller: comma-separated CIDRs or addresses (default: none).
-    #[arg(long, env = "LATCHKEY_TRUSTED_PEERS", default_value = "")]
-    pub trusted_peers: String,
-    /// Callers that may wait for argon2, per lane; past it they get
-    /// RESOURCE_EXHAUSTED at once.
-    #[arg(long, env = "LATCHKEY_ARGON2_QUEUE", default_value_t = 256)]
-    pub argon2_queue: usize,
-    /// Percent of the argon2 threads that attempts for recently failing key
-    /// ids or callers may use (at least one thread stays for the rest).
-    #[arg(long, env = "LATCHKEY_ARGON2_SUSPECT_SHARE", default_value_t = 50,
-          value_parser = clap::value_parser!(u8).range(0..=100))]
-    pub argon2_suspect_share: u8,
-    /// Concurrent HTTP/2 streams per connection.
-    #[arg(long, env = "LATCHKEY_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
-    pub max_concurrent_streams: u32,
-    /// Calls in flight in the whole server; more are shed with
-    /// RESOURCE_EXHAUSTED (health probes never are).
-    #[arg(long, env = "LATCHKEY_MAX_IN_FLIGHT", default_value_t = 4096)]
-    pub max_in_flight: usize,
-    /// Seconds between HTTP/2 keepalive pings (and TCP keepalive probes).
-    #[arg(long, env = "LATCHKEY_KEEPALIVE_INTERVAL", default_value_t = 30)]
-    pub keepalive_interval: u64,
-    /// Seconds between checks for a catalog revision applied by another
-    /// process (on PostgreSQL, a notification also reloads at once).
-    #[arg(long, env = "LATCHKEY_CATALOG_POLL_INTERVAL", default_value_t = 1)]
-    pub catalog_poll_interval: u64,
-    /// PostgreSQL: seconds the replica-notification listener may stay silent
-    /// (heartbeats every third of it) before it is reconnected and every
-    /// cached key state is re-read.
-    #[arg(long, env = "LATCHKEY_NOTIFY_HEARTBEAT", default_value_t = 15)]
-    pub notify_heartbeat: u64,
-    /// Seconds a ping may go unanswered before the connection is closed.
-    #[arg(long, env = "LATCHKEY_KEEPALIVE_TIMEOUT", default_value_t = 10)]
-    pub keepalive_timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -363,7 +206,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = cli.global;
     match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(args) => {
-            let settings = serve_settings(&global, &args)?;
+            let mut settings = serve_settings(&global, &args)?;
+            let (master_key, origin) = global.master_key()?;
+            origin.warn_if_development();
+            settings.master_key = Some(std::sync::Arc::new(master_key));
             if let Some(addr) = args.metrics_listen {
                 crate::telemetry::install_metrics(addr)
                     .with_context(|| format!("cannot serve metrics on {addr}"))?;
@@ -488,62 +334,9 @@ async fn rotate_master_key(global: &GlobalArgs, new_file: Option<PathBuf>) -> an
     Ok(())
 }
 
-fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Settings> {
-    let mut settings = Settings::new(global.database_url.clone());
-    let (master_key, origin) = global.master_key()?;
-    origin.warn_if_development();
-    settings.master_key = Some(Arc::new(master_key));
-    settings.client_lb_domain = args.client_lb_domain.clone();
-    settings.shutdown_grace = Duration::from_secs(args.shutdown_grace);
-    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        settings.tls = Some(TlsSettings {
-            cert_pem: read_file(cert)?,
-            key_pem: read_file(key)?,
-            client_ca_pem: args.tls_client_ca.as_deref().map(read_file).transpose()?,
-        });
-    }
-    settings.listen = args.listen;
-    settings.catalog = args.catalog.clone();
-    settings.hash = HashParams {
-        queue: args.argon2_queue,
-        suspect_share_percent: args.argon2_suspect_share,
-        ..global.hash_params(args.hash_concurrency)
-    };
-    settings.trusted_peers = TrustedPeers::parse(&args.trusted_peers)
-        .map_err(|e| anyhow::anyhow!("--trusted-peers: {e}"))?;
-    settings.notify_heartbeat = Duration::from_secs(args.notify_heartbeat.max(1));
-    settings.catalog_poll_interval = Duration::from_secs(args.catalog_poll_interval.max(1));
-    settings.limits = ConnectionLimits {
-        max_concurrent_streams: args.max_concurrent_streams.max(1),
-        max_in_flight: args.max_in_flight.max(1),
-        keepalive_interval: Duration::from_secs(args.keepalive_interval.max(1)),
-        keepalive_timeout: Duration::from_secs(args.keepalive_timeout.max(1)),
-    };
-    settings.database.max_connections = args.db_max_connections;
-    settings.database.acquire_timeout = Duration::from_secs(args.db_acquire_timeout);
-    settings.database.statement_timeout = Duration::from_secs(args.db_statement_timeout.max(1));
-    settings.verifier.cache_ttl = Duration::from_secs(args.verify_cache_ttl.max(1));
-    settings.verifier.throttle = ThrottleSettings {
-        per_key: Budget {
-            burst: args.key_failure_burst,
-            per_second: args.key_failures_per_minute / 60.0,
-        },
-        per_peer: Budget {
-            burst: args.peer_failure_burst,
-            per_second: args.peer_failures_per_minute / 60.0,
-        },
-    };
-    settings.rate_limited_delay = Duration::from_millis(args.rate_limited_delay_ms);
-    Ok(settings)
-}
-
 /// Opens and migrates the database, so every command works on a fresh one.
 async fn open(global: &GlobalArgs) -> anyhow::Result<DatabaseConnection> {
-    let db = store::connect(&store::DbOptions::new(global.database_url.clone()))
+    let db = store::connect(&store::DbOptions::new(global.database_url()))
         .await
         .context("cannot open the database")?;
     store::migrate(&db)
@@ -556,8 +349,11 @@ async fn partner_keys(global: &GlobalArgs, command: PartnerKeysCommand) -> anyho
     let db = open(global).await?;
     match command {
         PartnerKeysCommand::Create { name } => {
-            let hasher = Hasher::new(global.hash_params(1))?;
-            let issued = app::partner_keys::create(&db, &hasher, &name)
+            let params = HashParams {
+                concurrency: 1,
+                ..global.hash_params()
+            };
+            let issued = app::partner_keys::create(&db, params, &name)
                 .await
                 .map_err(|e| match e {
                     Error::BadRequest(_) => anyhow::anyhow!(
