@@ -1,4 +1,4 @@
-//! Compiles `proto/` into tonic server and client stubs, plus the encoded file
+//! Compiles `proto/` into tonic server stubs (over the SDK's messages), plus the encoded file
 //! descriptor set that server reflection serves. `protox` parses the protos in
 //! pure Rust, so no system `protoc` is needed.
 
@@ -13,18 +13,6 @@ const PROTOS: &[&str] = &[
     "proto/latchkey/v1/audit.proto",
 ];
 
-/// Messages whose `Debug` is written by hand, to leave their secrets out.
-const REDACTED_DEBUG: &[&str] = &[
-    ".latchkey.v1.CreateIntegrationKeyResponse",
-    ".latchkey.v1.RollIntegrationKeyResponse",
-    ".latchkey.v1.VerifyIntegrationKeyRequest",
-    ".latchkey.v1.UserApiKey",
-    ".latchkey.v1.ClientCredentials",
-    ".latchkey.v1.Setting",
-    ".latchkey.v1.SetUserCredentialsRequest",
-    ".latchkey.v1.VerifyUserCredentialsRequest",
-];
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // tonic-prost-build prints no rerun-if-changed of its own.
     println!("cargo:rerun-if-changed=proto");
@@ -35,10 +23,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     tonic_prost_build::configure()
         .build_server(true)
-        .build_client(true)
-        // Messages that carry a key or credential get a redacting Debug
-        // (src/proto.rs) instead of the derived one.
-        .skip_debug(REDACTED_DEBUG)
+        .build_client(false)
+        // The messages (with the redacting Debug of those that carry a key
+        // or a credential) and the clients are the SDK's: one set of types
+        // for the server, its tests and every Rust caller.
+        .extern_path(".latchkey.v1", "::latchkey_client::pb")
         .compile_fds(fds)?;
     Ok(())
 }

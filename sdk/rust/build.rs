@@ -12,7 +12,8 @@ const PROTOS: &[&str] = &[
 ];
 
 /// Messages whose `Debug` is written by hand (src/redacted_debug.rs), to
-/// leave their secrets out. The same list as the server's build.rs.
+/// leave their secrets out. The server uses these same types (its build.rs
+/// names them with `extern_path`), so this list and those impls are the only ones.
 const REDACTED_DEBUG: &[&str] = &[
     ".latchkey.v1.CreateIntegrationKeyResponse",
     ".latchkey.v1.RollIntegrationKeyResponse",

@@ -108,7 +108,7 @@ pub async fn record<C: ConnectionTrait>(
 ) -> Result<(), Error> {
     let mut id = [0u8; 16];
     getrandom::fill(&mut id)?;
-    let event_id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let event_id = hex::encode(id);
     store::audit::insert(
         db,
         store::audit::NewEvent {
@@ -174,6 +174,29 @@ pub async fn failure<C: ConnectionTrait, T>(
         Ok(done) => Ok(done),
         Err(e) => outcome(db, actor, action, target, Err(e)).await,
     }
+}
+
+/// Runs `change` by `who` and records how it ended (`outcome`).
+pub async fn on_outcome<T>(
+    app: &crate::app::App,
+    who: &crate::app::auth::Principal,
+    action: Action,
+    target: &str,
+    change: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    outcome(&app.db, &who.actor, action, target, change.await).await
+}
+
+/// Runs `change` by `who`, which records its success itself in the
+/// transaction that makes it, and records only a failure (`failure`).
+pub async fn on_failure<T>(
+    app: &crate::app::App,
+    who: &crate::app::auth::Principal,
+    action: Action,
+    target: &str,
+    change: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    failure(&app.db, &who.actor, action, target, change.await).await
 }
 
 /// Keeps the audit trail of refusals bounded: a flood of refused calls must

@@ -50,7 +50,7 @@ pub async fn configure<'a>(
     client_id: &str,
     valid: impl FnOnce() -> Result<(Vec<NewUserKey<'a>>, Vec<SettingChange>), Error>,
 ) -> Result<Configuration, Error> {
-    let result = async {
+    audit::on_outcome(app, who, Action::ClientConfigure, client_id, async {
         who.require_partner("Configure")?;
         let (users, changes) = valid()?;
         // argon2 before the transaction, which must not wait on it.
@@ -79,15 +79,7 @@ pub async fn configure<'a>(
             .map_err(|e| already_exists_or(e, client_id))?;
         tracing::info!(client_id = %client.client_id, "client configured");
         configuration(app, client).await
-    }
-    .await;
-    audit::outcome(
-        &app.db,
-        &who.actor,
-        Action::ClientConfigure,
-        client_id,
-        result,
-    )
+    })
     .await
 }
 
@@ -101,7 +93,7 @@ pub async fn configure_settings(
     changes: impl FnOnce() -> Result<Vec<SettingChange>, Error>,
     names: &[&str],
 ) -> Result<Configuration, Error> {
-    let result = async {
+    audit::on_outcome(app, who, Action::ClientSettingsChange, client_id, async {
         may_change(who, names)?;
         let changes = changes()?;
         let mut client = find_client(app, client_id).await?;
@@ -117,15 +109,7 @@ pub async fn configure_settings(
         let names: Vec<_> = changes.iter().map(|c| c.name.as_str()).collect();
         tracing::info!(client_id = %client.client_id, settings = ?names, "client settings changed");
         configuration(app, client).await
-    }
-    .await;
-    audit::outcome(
-        &app.db,
-        &who.actor,
-        Action::ClientSettingsChange,
-        client_id,
-        result,
-    )
+    })
     .await
 }
 
@@ -155,7 +139,7 @@ pub async fn set_user_credentials<'a>(
     valid: impl FnOnce() -> Result<NewUserKey<'a>, Error>,
 ) -> Result<UserRow, Error> {
     let target = format!("{user}@{client_id}");
-    let result = async {
+    audit::on_outcome(app, who, Action::ClientUserSet, &target, async {
         who.require_partner_or_system("SetUserCredentials")?;
         let entry = valid()?;
         let client = find_client(app, client_id).await?;
@@ -169,9 +153,8 @@ pub async fn set_user_credentials<'a>(
         auth::forget_client_user(app, client.id, entry.user);
         tracing::info!(client_id = %client.client_id, user = %row.user, scope = %row.scope, "user credentials set");
         Ok(row)
-    }
-    .await;
-    audit::outcome(&app.db, &who.actor, Action::ClientUserSet, &target, result).await
+    })
+    .await
 }
 
 /// DeleteUserCredentials. `valid` runs after authorization.
@@ -183,7 +166,7 @@ pub async fn delete_user_credentials(
     valid: impl FnOnce() -> Result<(), Error>,
 ) -> Result<(), Error> {
     let target = format!("{user}@{client_id}");
-    let result = async {
+    audit::on_outcome(app, who, Action::ClientUserDelete, &target, async {
         who.require_partner_or_system("DeleteUserCredentials")?;
         valid()?;
         let client = find_client(app, client_id).await?;
@@ -196,15 +179,7 @@ pub async fn delete_user_credentials(
         auth::forget_client_user(app, client.id, user);
         tracing::info!(client_id = %client.client_id, user, "user credentials deleted");
         Ok(())
-    }
-    .await;
-    audit::outcome(
-        &app.db,
-        &who.actor,
-        Action::ClientUserDelete,
-        &target,
-        result,
-    )
+    })
     .await
 }
 

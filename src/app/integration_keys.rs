@@ -61,7 +61,7 @@ pub struct NewKey<'a> {
 /// Stores a new key and its audit event in one transaction, so no crash can
 /// leave a key nobody recorded creating.
 pub async fn create(app: &App, who: &Principal, new: NewKey<'_>) -> Result<Issued, Error> {
-    let result = async {
+    audit::on_failure(app, who, Action::IntegrationKeyCreate, new.integration, async {
         let integration = integration(app, new.integration).await?;
         if integration.kind != IntegrationKind::Custom {
             return Err(Error::NotCustomIntegration);
@@ -92,15 +92,7 @@ pub async fn create(app: &App, who: &Principal, new: NewKey<'_>) -> Result<Issue
             },
             api_key: key.into_secret(),
         })
-    }
-    .await;
-    audit::failure(
-        &app.db,
-        &who.actor,
-        Action::IntegrationKeyCreate,
-        new.integration,
-        result,
-    )
+    })
     .await
 }
 
@@ -141,7 +133,7 @@ pub async fn delete(
     integration_name: &str,
     key_id: &str,
 ) -> Result<(), Error> {
-    let result = async {
+    audit::on_failure(app, who, Action::IntegrationKeyDelete, key_id, async {
         let integration = integration(app, integration_name).await?;
         let txn = store::begin_write(&app.db).await?;
         if !store::integration_keys::delete(&txn, integration.id, key_id).await? {
@@ -151,15 +143,7 @@ pub async fn delete(
         app.verifier.commit_key_change(txn, key_id).await?;
         tracing::info!(key_id, integration = %integration.name, "integration key deleted");
         Ok(())
-    }
-    .await;
-    audit::failure(
-        &app.db,
-        &who.actor,
-        Action::IntegrationKeyDelete,
-        key_id,
-        result,
-    )
+    })
     .await
 }
 
@@ -173,7 +157,7 @@ pub async fn update(
     changes: KeyChanges,
     paths: &[String],
 ) -> Result<IntegrationKey, Error> {
-    let result = async {
+    audit::on_failure(app, who, Action::IntegrationKeyUpdate, key_id, async {
         let integration = integration(app, integration_name).await?;
         let txn = store::begin_write(&app.db).await?;
         if !store::integration_keys::update(&txn, integration.id, key_id, changes).await? {
@@ -189,15 +173,7 @@ pub async fn update(
             row,
             integration: integration.name,
         })
-    }
-    .await;
-    audit::failure(
-        &app.db,
-        &who.actor,
-        Action::IntegrationKeyUpdate,
-        key_id,
-        result,
-    )
+    })
     .await
 }
 
@@ -210,14 +186,9 @@ pub async fn roll(
     key_id: &str,
     grace: i64,
 ) -> Result<Rolled, Error> {
-    let result = roll_key(app, who, integration_name, key_id, grace).await;
-    audit::failure(
-        &app.db,
-        &who.actor,
-        Action::IntegrationKeyRoll,
-        key_id,
-        result,
-    )
+    audit::on_failure(app, who, Action::IntegrationKeyRoll, key_id, async {
+        roll_key(app, who, integration_name, key_id, grace).await
+    })
     .await
 }
 

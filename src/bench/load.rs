@@ -113,29 +113,29 @@ pub async fn open_loop(
 }
 
 /// A scenario's figures from its successful calls' latencies (µs).
-fn summarize(name: &str, mut latencies: Vec<u64>, errors: u64, took: Duration) -> ScenarioResult {
-    latencies.sort_unstable();
+fn summarize(name: &str, latencies: Vec<u64>, errors: u64, took: Duration) -> ScenarioResult {
     let elapsed = took.as_secs_f64().max(1e-9);
+    let histogram = histogram(&latencies);
     ScenarioResult {
         name: name.to_owned(),
         calls: latencies.len() as u64,
         calls_per_sec: latencies.len() as f64 / elapsed,
-        p50_us: percentile(&latencies, 0.50),
-        p99_us: percentile(&latencies, 0.99),
+        p50_us: histogram.value_at_quantile(0.50),
+        p99_us: histogram.value_at_quantile(0.99),
         errors,
         argon2_runs: None,
         server_rss_mib: None,
     }
 }
 
-/// The `q` quantile (0..=1) of `sorted` by the nearest-rank-below rule; 0
-/// when it is empty.
-fn percentile(sorted: &[u64], q: f64) -> u64 {
-    let rank = (sorted.len() as f64 * q) as usize;
-    sorted
-        .get(rank.min(sorted.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or(0)
+/// Latencies (µs) in an HDR histogram, 3 significant digits.
+fn histogram(latencies: &[u64]) -> hdrhistogram::Histogram<u64> {
+    let mut histogram = hdrhistogram::Histogram::new(3)
+        .unwrap_or_else(|_| unreachable!("3 significant digits is a valid precision"));
+    for &latency in latencies {
+        histogram.saturating_record(latency);
+    }
+    histogram
 }
 
 fn micros(d: Duration) -> u64 {
@@ -147,12 +147,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_of_sorted_latencies() {
-        let latencies: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&latencies, 0.50), 51);
-        assert_eq!(percentile(&latencies, 0.99), 100);
-        assert_eq!(percentile(&[7], 0.99), 7);
-        assert_eq!(percentile(&[], 0.50), 0);
+    fn percentiles_of_latencies() {
+        let latencies: Vec<u64> = (1..=100).rev().collect();
+        assert_eq!(histogram(&latencies).value_at_quantile(0.50), 50);
+        assert_eq!(histogram(&latencies).value_at_quantile(0.99), 99);
+        assert_eq!(histogram(&[7]).value_at_quantile(0.99), 7);
+        assert_eq!(histogram(&[]).value_at_quantile(0.50), 0);
     }
 
     #[tokio::test]

@@ -96,7 +96,7 @@ impl Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Serve gRPC (the default command).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Bring the database schema up to date.
     Migrate,
     /// Manage the integration catalog.
@@ -204,7 +204,7 @@ pub enum PartnerKeysCommand {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = cli.global;
-    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+    match cli.command.unwrap_or(Command::Serve(Box::new(cli.serve))) {
         Command::Serve(args) => {
             let mut settings = serve_settings(&global, &args)?;
             let (master_key, origin) = global.master_key()?;

@@ -214,11 +214,7 @@ impl Catalog {
             }
             hasher.update(b"\n");
         }
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(hasher.finalize())
     }
 }
 

@@ -1,15 +1,12 @@
 //! `latchkey.v1.AuditService`: the audit trail, newest first.
 
-use std::sync::Arc;
-
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
 use entity::Outcome;
 
 use super::{credentials, page_token, validate::Violations};
 use crate::{
     app::{
-        App,
         audit::{self, EventFilter},
         auth,
     },
@@ -20,15 +17,9 @@ use crate::{
     },
 };
 
-pub struct Audit {
-    app: Arc<App>,
-}
+service!(Audit);
 
 impl Audit {
-    pub fn new(app: Arc<App>) -> Self {
-        Self { app }
-    }
-
     async fn list(
         &self,
         request: Request<pb::ListAuditEventsRequest>,
@@ -106,12 +97,8 @@ pub fn validate_list(req: &pb::ListAuditEventsRequest) -> Result<(u64, EventFilt
     ))
 }
 
-#[tonic::async_trait]
-impl AuditService for Audit {
-    async fn list_audit_events(
-        &self,
-        request: Request<pb::ListAuditEventsRequest>,
-    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
-        Ok(Response::new(self.list(request).await?))
+rpcs! {
+    Audit: AuditService {
+        list_audit_events(pb::ListAuditEventsRequest) -> pb::ListAuditEventsResponse = list;
     }
 }

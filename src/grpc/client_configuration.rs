@@ -1,15 +1,15 @@
 //! `latchkey.v1.ClientConfigurationService`: decode -> authenticate ->
 //! `app` call -> encode.
 
-use std::{collections::HashSet, sync::Arc};
+use std::collections::HashSet;
 
 use secrecy::SecretString;
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
 use super::{credentials, peer_of, validate::Violations};
 use crate::{
     app::{
-        App, auth,
+        auth,
         clients::{self, Configuration, NewUserKey, UserRow, UserVerdict},
     },
     domain::clients::{
@@ -23,9 +23,7 @@ use crate::{
     },
 };
 
-pub struct ClientConfiguration {
-    app: Arc<App>,
-}
+service!(ClientConfiguration);
 
 /// A valid Configure request: the scope of each entry of
 /// `client_credentials.user_api_keys`, in order, and the settings to write.
@@ -35,10 +33,6 @@ pub struct ValidConfigure {
 }
 
 impl ClientConfiguration {
-    pub fn new(app: Arc<App>) -> Self {
-        Self { app }
-    }
-
     async fn configure(
         &self,
         request: Request<pb::ConfigureRequest>,
@@ -370,59 +364,13 @@ fn configuration_to_proto(configuration: &Configuration) -> pb::ClientConfigurat
     }
 }
 
-#[tonic::async_trait]
-impl ClientConfigurationService for ClientConfiguration {
-    async fn configure(
-        &self,
-        request: Request<pb::ConfigureRequest>,
-    ) -> Result<Response<pb::ConfigureResponse>, Status> {
-        Ok(Response::new(
-            ClientConfiguration::configure(self, request).await?,
-        ))
-    }
-
-    async fn configure_settings(
-        &self,
-        request: Request<pb::ConfigureSettingsRequest>,
-    ) -> Result<Response<pb::ConfigureSettingsResponse>, Status> {
-        Ok(Response::new(
-            ClientConfiguration::configure_settings(self, request).await?,
-        ))
-    }
-
-    async fn set_user_credentials(
-        &self,
-        request: Request<pb::SetUserCredentialsRequest>,
-    ) -> Result<Response<pb::SetUserCredentialsResponse>, Status> {
-        Ok(Response::new(
-            ClientConfiguration::set_user_credentials(self, request).await?,
-        ))
-    }
-
-    async fn delete_user_credentials(
-        &self,
-        request: Request<pb::DeleteUserCredentialsRequest>,
-    ) -> Result<Response<pb::DeleteUserCredentialsResponse>, Status> {
-        Ok(Response::new(
-            ClientConfiguration::delete_user_credentials(self, request).await?,
-        ))
-    }
-
-    async fn get_client_configuration(
-        &self,
-        request: Request<pb::GetClientConfigurationRequest>,
-    ) -> Result<Response<pb::GetClientConfigurationResponse>, Status> {
-        Ok(Response::new(
-            ClientConfiguration::get_client_configuration(self, request).await?,
-        ))
-    }
-
-    async fn verify_user_credentials(
-        &self,
-        request: Request<pb::VerifyUserCredentialsRequest>,
-    ) -> Result<Response<pb::VerifyUserCredentialsResponse>, Status> {
-        Ok(Response::new(
-            ClientConfiguration::verify_user_credentials(self, request).await?,
-        ))
+rpcs! {
+    ClientConfiguration: ClientConfigurationService {
+        configure(pb::ConfigureRequest) -> pb::ConfigureResponse = configure;
+        configure_settings(pb::ConfigureSettingsRequest) -> pb::ConfigureSettingsResponse = configure_settings;
+        set_user_credentials(pb::SetUserCredentialsRequest) -> pb::SetUserCredentialsResponse = set_user_credentials;
+        delete_user_credentials(pb::DeleteUserCredentialsRequest) -> pb::DeleteUserCredentialsResponse = delete_user_credentials;
+        get_client_configuration(pb::GetClientConfigurationRequest) -> pb::GetClientConfigurationResponse = get_client_configuration;
+        verify_user_credentials(pb::VerifyUserCredentialsRequest) -> pb::VerifyUserCredentialsResponse = verify_user_credentials;
     }
 }

@@ -1,13 +1,11 @@
 //! `latchkey.v1.HealthService`: configuration health of a client and of the
 //! service (not the probe protocol, which is grpc.health.v1).
 
-use std::sync::Arc;
-
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
 use super::{client_configuration::validate_client_id, credentials};
 use crate::{
-    app::{App, auth, clients, health},
+    app::{auth, clients, health},
     domain::clients::{Check, Diagnostic},
     error::Error,
     grpc::{
@@ -16,15 +14,9 @@ use crate::{
     },
 };
 
-pub struct ConfigurationHealth {
-    app: Arc<App>,
-}
+service!(ConfigurationHealth);
 
 impl ConfigurationHealth {
-    pub fn new(app: Arc<App>) -> Self {
-        Self { app }
-    }
-
     async fn client_health(
         &self,
         request: Request<pb::CheckClientHealthRequest>,
@@ -87,19 +79,9 @@ fn diagnostic_to_proto(d: Diagnostic) -> pb::Diagnostic {
     }
 }
 
-#[tonic::async_trait]
-impl HealthService for ConfigurationHealth {
-    async fn check_client_health(
-        &self,
-        request: Request<pb::CheckClientHealthRequest>,
-    ) -> Result<Response<pb::CheckClientHealthResponse>, Status> {
-        Ok(Response::new(self.client_health(request).await?))
-    }
-
-    async fn check_service_health(
-        &self,
-        request: Request<pb::CheckServiceHealthRequest>,
-    ) -> Result<Response<pb::CheckServiceHealthResponse>, Status> {
-        Ok(Response::new(self.service_health(request).await?))
+rpcs! {
+    ConfigurationHealth: HealthService {
+        check_client_health(pb::CheckClientHealthRequest) -> pb::CheckClientHealthResponse = client_health;
+        check_service_health(pb::CheckServiceHealthRequest) -> pb::CheckServiceHealthResponse = service_health;
     }
 }

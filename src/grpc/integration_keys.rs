@@ -1,15 +1,13 @@
 //! `latchkey.v1.IntegrationKeysService`: decode -> authenticate -> `app`
 //! call -> encode.
 
-use std::sync::Arc;
-
 use secrecy::ExposeSecret;
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
 use super::{credentials, page_token, peer_of, validate, validate::Violations};
 use crate::{
     app::{
-        App, auth,
+        auth,
         integration_keys::{
             self as keys, Integration, IntegrationKey, IntegrationKeyRow, IntegrationKind, Issued,
             KeyChanges, NewKey,
@@ -24,15 +22,9 @@ use crate::{
     },
 };
 
-pub struct IntegrationKeys {
-    app: Arc<App>,
-}
+service!(IntegrationKeys);
 
 impl IntegrationKeys {
-    pub fn new(app: Arc<App>) -> Self {
-        Self { app }
-    }
-
     async fn create(
         &self,
         request: Request<pb::CreateIntegrationKeyRequest>,
@@ -423,68 +415,16 @@ fn integration_to_proto(integration: Integration) -> pb::Integration {
     }
 }
 
-#[tonic::async_trait]
-impl IntegrationKeysService for IntegrationKeys {
-    async fn create_integration_key(
-        &self,
-        request: Request<pb::CreateIntegrationKeyRequest>,
-    ) -> Result<Response<pb::CreateIntegrationKeyResponse>, Status> {
-        Ok(Response::new(self.create(request).await?))
-    }
-
-    async fn get_integration_key(
-        &self,
-        request: Request<pb::GetIntegrationKeyRequest>,
-    ) -> Result<Response<pb::GetIntegrationKeyResponse>, Status> {
-        Ok(Response::new(self.get(request).await?))
-    }
-
-    async fn list_integration_keys(
-        &self,
-        request: Request<pb::ListIntegrationKeysRequest>,
-    ) -> Result<Response<pb::ListIntegrationKeysResponse>, Status> {
-        Ok(Response::new(self.list(request).await?))
-    }
-
-    async fn delete_integration_key(
-        &self,
-        request: Request<pb::DeleteIntegrationKeyRequest>,
-    ) -> Result<Response<pb::DeleteIntegrationKeyResponse>, Status> {
-        Ok(Response::new(self.delete(request).await?))
-    }
-
-    async fn verify_integration_key(
-        &self,
-        request: Request<pb::VerifyIntegrationKeyRequest>,
-    ) -> Result<Response<pb::VerifyIntegrationKeyResponse>, Status> {
-        Ok(Response::new(self.verify(request).await?))
-    }
-
-    async fn update_integration_key(
-        &self,
-        request: Request<pb::UpdateIntegrationKeyRequest>,
-    ) -> Result<Response<pb::UpdateIntegrationKeyResponse>, Status> {
-        Ok(Response::new(self.update(request).await?))
-    }
-
-    async fn roll_integration_key(
-        &self,
-        request: Request<pb::RollIntegrationKeyRequest>,
-    ) -> Result<Response<pb::RollIntegrationKeyResponse>, Status> {
-        Ok(Response::new(self.roll(request).await?))
-    }
-
-    async fn list_integrations(
-        &self,
-        request: Request<pb::ListIntegrationsRequest>,
-    ) -> Result<Response<pb::ListIntegrationsResponse>, Status> {
-        Ok(Response::new(self.integrations_page(request).await?))
-    }
-
-    async fn get_integration(
-        &self,
-        request: Request<pb::GetIntegrationRequest>,
-    ) -> Result<Response<pb::GetIntegrationResponse>, Status> {
-        Ok(Response::new(self.describe_integration(request).await?))
+rpcs! {
+    IntegrationKeys: IntegrationKeysService {
+        create_integration_key(pb::CreateIntegrationKeyRequest) -> pb::CreateIntegrationKeyResponse = create;
+        get_integration_key(pb::GetIntegrationKeyRequest) -> pb::GetIntegrationKeyResponse = get;
+        list_integration_keys(pb::ListIntegrationKeysRequest) -> pb::ListIntegrationKeysResponse = list;
+        delete_integration_key(pb::DeleteIntegrationKeyRequest) -> pb::DeleteIntegrationKeyResponse = delete;
+        verify_integration_key(pb::VerifyIntegrationKeyRequest) -> pb::VerifyIntegrationKeyResponse = verify;
+        update_integration_key(pb::UpdateIntegrationKeyRequest) -> pb::UpdateIntegrationKeyResponse = update;
+        roll_integration_key(pb::RollIntegrationKeyRequest) -> pb::RollIntegrationKeyResponse = roll;
+        list_integrations(pb::ListIntegrationsRequest) -> pb::ListIntegrationsResponse = integrations_page;
+        get_integration(pb::GetIntegrationRequest) -> pb::GetIntegrationResponse = describe_integration;
     }
 }

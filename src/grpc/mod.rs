@@ -2,6 +2,41 @@
 //! domain call -> encode, returning `Result<_, Error>`; the trait methods only
 //! convert the error into a `Status`.
 
+/// A proto service's struct: the use cases it calls.
+macro_rules! service {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub struct $name {
+            app: std::sync::Arc<crate::app::App>,
+        }
+
+        impl $name {
+            pub fn new(app: std::sync::Arc<crate::app::App>) -> Self {
+                Self { app }
+            }
+        }
+    };
+}
+
+/// Implements a generated service trait by delegating each RPC to a method
+/// of the same struct that returns `Result<_, Error>`: the trait methods
+/// only turn the error into a `Status` (`grpc::status`).
+macro_rules! rpcs {
+    ($service:ty: $trait:ident { $($rpc:ident($request:ty) -> $response:ty = $handler:ident;)* }) => {
+        #[tonic::async_trait]
+        impl $trait for $service {
+            $(
+                async fn $rpc(
+                    &self,
+                    request: tonic::Request<$request>,
+                ) -> Result<tonic::Response<$response>, tonic::Status> {
+                    Ok(tonic::Response::new(self.$handler(request).await?))
+                }
+            )*
+        }
+    };
+}
+
 pub mod audit;
 pub mod call_layer;
 pub mod client_configuration;

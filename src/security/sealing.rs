@@ -50,7 +50,7 @@ impl SealingKey {
             .chain_update(b"latchkey master key v1\0")
             .chain_update(bytes)
             .finalize();
-        let version = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let version = hex::encode(&digest[..8]);
         Self {
             key: Zeroizing::new(bytes),
             version,

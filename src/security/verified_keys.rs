@@ -61,12 +61,7 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
     /// the first proves and caches, the others then find it cached. (A
     /// caller cancelled while holding it just lets the next one prove.)
     pub async fn lock_proof(&self, id: &str, secret: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.mac_key.as_ref())
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(id.as_bytes());
-        mac.update(b"\0");
-        mac.update(secret.as_bytes());
-        let digest: Digest = mac.finalize().into_bytes().into();
+        let digest = self.mac(&[id.as_bytes(), b"\0", secret.as_bytes()]);
         self.proving
             .get_with(digest, Default::default)
             .lock_owned()
@@ -126,10 +121,17 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
     }
 
     fn digest(&self, secret: &str) -> Digest {
+        self.mac(&[secret.as_bytes()])
+    }
+
+    /// HMAC-SHA256 under this cache's random key over `parts`, in order.
+    fn mac(&self, parts: &[&[u8]]) -> Digest {
         // HMAC accepts keys of any length; a 32-byte key cannot fail.
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.mac_key.as_ref())
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(secret.as_bytes());
+        for part in parts {
+            mac.update(part);
+        }
         mac.finalize().into_bytes().into()
     }
 }

@@ -46,22 +46,19 @@ impl std::fmt::Debug for DbOptions {
 
 /// `scheme://user:password@host/...` with the password replaced.
 fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest
-        .split_once('/')
-        .map_or((rest, None), |(a, p)| (a, Some(p)));
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:<redacted>@{host}"),
-            None => authority.to_owned(),
-        },
-        None => authority.to_owned(),
-    };
-    match path {
-        Some(path) => format!("{scheme}://{authority}/{path}"),
-        None => format!("{scheme}://{authority}"),
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // `url` percent-encodes what it is given; the marker is put in
+            // afterwards so it reads as one.
+            if parsed.set_password(Some("REDACTED")).is_err() {
+                return "<a database URL with a password>".into();
+            }
+            parsed.as_str().replacen(":REDACTED@", ":<redacted>@", 1)
+        }
+        Ok(_) => url.to_owned(),
+        // Not a URL: show it only if it cannot hold a password.
+        Err(_) if !url.contains('@') => url.to_owned(),
+        Err(_) => "<a database URL with a password>".into(),
     }
 }
 

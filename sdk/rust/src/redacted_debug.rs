@@ -1,8 +1,8 @@
 //! `Debug` for the messages that carry a key or a credential (build.rs
 //! skips their derived one): every other field as usual, the secret as
 //! `<redacted>`, so a `{:?}` in a log or a panic message cannot leak it.
-//! The server's own generated types get the same impls (src/proto.rs in
-//! the latchkey crate); keep the two and both build.rs lists in step.
+//! The server uses these same types (its build.rs maps the package here
+//! with `extern_path`), so these are the only impls.
 
 use std::fmt;
 
@@ -14,54 +14,31 @@ use crate::pb::{
 
 const REDACTED: &str = "<redacted>";
 
-impl fmt::Debug for CreateIntegrationKeyResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CreateIntegrationKeyResponse")
-            .field("key", &self.key)
-            .field("api_key", &REDACTED)
-            .finish()
-    }
+/// `Debug` for a message from its fields in order, each shown as usual or,
+/// marked `secret`, as `<redacted>`.
+macro_rules! redacted_debug {
+    ($($message:ident { $($field:ident $(: $secret:ident)?),* $(,)? })*) => {$(
+        impl fmt::Debug for $message {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($message))
+                    $(.field(stringify!($field), redacted_debug!(@value self.$field $(, $secret)?)))*
+                    .finish()
+            }
+        }
+    )*};
+    (@value $value:expr) => { &$value };
+    (@value $value:expr, secret) => { &REDACTED };
 }
 
-impl fmt::Debug for RollIntegrationKeyResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RollIntegrationKeyResponse")
-            .field("key", &self.key)
-            .field("api_key", &REDACTED)
-            .field("previous_key", &self.previous_key)
-            .finish()
-    }
-}
-
-impl fmt::Debug for VerifyIntegrationKeyRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifyIntegrationKeyRequest")
-            .field("api_key", &REDACTED)
-            .field("endpoint", &self.endpoint)
-            .field("caller_address", &self.caller_address)
-            .finish()
-    }
-}
-
-impl fmt::Debug for UserApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UserApiKey")
-            .field("user", &self.user)
-            .field("api_key", &REDACTED)
-            .field("scope", &self.scope)
-            .finish()
-    }
-}
-
-impl fmt::Debug for ClientCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Both LearningBuilder values are ClientCredentials.*: secrets.
-        f.debug_struct("ClientCredentials")
-            .field("user_api_keys", &self.user_api_keys)
-            .field("lb_api_key_owner", &REDACTED)
-            .field("lb_api_key", &REDACTED)
-            .finish()
-    }
+redacted_debug! {
+    CreateIntegrationKeyResponse { key, api_key: secret }
+    RollIntegrationKeyResponse { key, api_key: secret, previous_key }
+    VerifyIntegrationKeyRequest { api_key: secret, endpoint, caller_address }
+    UserApiKey { user, api_key: secret, scope }
+    // Both LearningBuilder values are ClientCredentials.*: secrets.
+    ClientCredentials { user_api_keys, lb_api_key_owner: secret, lb_api_key: secret }
+    SetUserCredentialsRequest { client_id, user, api_key: secret, scope }
+    VerifyUserCredentialsRequest { client_id, user, api_key: secret }
 }
 
 impl fmt::Debug for Setting {
@@ -73,27 +50,6 @@ impl fmt::Debug for Setting {
             .field("name", &self.name)
             .field("value", value)
             .field("secret", &self.secret)
-            .finish()
-    }
-}
-
-impl fmt::Debug for SetUserCredentialsRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SetUserCredentialsRequest")
-            .field("client_id", &self.client_id)
-            .field("user", &self.user)
-            .field("api_key", &REDACTED)
-            .field("scope", &self.scope)
-            .finish()
-    }
-}
-
-impl fmt::Debug for VerifyUserCredentialsRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifyUserCredentialsRequest")
-            .field("client_id", &self.client_id)
-            .field("user", &self.user)
-            .field("api_key", &REDACTED)
             .finish()
     }
 }
