@@ -19,7 +19,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 #[derive(Clone)]
 pub struct TlsSettings {
     pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
+    /// The private key: zeroed when dropped.
+    pub key_pem: secrecy::SecretSlice<u8>,
     /// With a client CA, clients must present a certificate it signed (mTLS).
     pub client_ca_pem: Option<Vec<u8>>,
 }

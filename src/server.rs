@@ -5,6 +5,7 @@ use crate::grpc::wire_errors::MAX_REQUEST_BYTES;
 use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic_health::{ServingStatus, server::HealthReporter};
@@ -365,7 +366,7 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 
 fn tls_config(tls: &crate::config::TlsSettings) -> tonic::transport::ServerTlsConfig {
     let mut config = tonic::transport::ServerTlsConfig::new().identity(
-        tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
+        tonic::transport::Identity::from_pem(&tls.cert_pem, tls.key_pem.expose_secret()),
     );
     if let Some(ca) = &tls.client_ca_pem {
         config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));

@@ -24,6 +24,14 @@ use crate::{
     store::QueryStats,
 };
 
+/// Opens the database at `url` and brings its schema up to date: what every
+/// command does first.
+pub async fn open_database(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
+    let db = crate::store::connect(&crate::store::DbOptions::new(url)).await?;
+    crate::store::migrate(&db).await?;
+    Ok(db)
+}
+
 /// What every use case shares: the database, the hasher, the verifier and
 /// what authentication remembers between calls.
 pub struct App {

@@ -3,7 +3,10 @@
 //! keep them stable. Exit codes: 0 success, 2 bad usage (clap), 1 anything
 //! else with a one-line error on stderr.
 
+mod healthcheck;
+mod master_key;
 mod options;
+mod partner_keys;
 
 use options::read_file;
 pub use options::{GlobalArgs, ServeArgs, serve_settings};
@@ -12,19 +15,13 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use latchkey_client::{Client, TlsOptions};
 use sea_orm::DatabaseConnection;
-use secrecy::ExposeSecret;
 
 use crate::{
     app::{self, audit::Actor},
     config::DEFAULT_LISTEN,
     domain::catalog::Catalog,
-    error::Error,
-    grpc::time::to_timestamp,
-    security::HashParams,
-    security::sealing::{self, MasterKey, MasterKeyOrigin},
-    server, store,
+    server,
 };
 
 #[derive(Parser)]
@@ -245,7 +242,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (false, None) => eprintln!("catalog already applied: no changes"),
             }
         }
-        Command::PartnerKeys(command) => partner_keys(&global, command).await?,
+        Command::PartnerKeys(command) => partner_keys::run(&global, command).await?,
         Command::Healthcheck {
             addr,
             service,
@@ -255,22 +252,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_client_cert,
             tls_client_key,
         } => {
-            let tls = match tls_ca {
-                None => None,
-                Some(ca) => Some(TlsOptions {
-                    ca_pem: Some(read_file(&ca)?),
-                    domain: tls_domain,
-                    identity: match (tls_client_cert, tls_client_key) {
-                        (Some(cert), Some(key)) => Some((read_file(&cert)?, read_file(&key)?)),
-                        _ => None,
-                    },
-                }),
-            };
-            return healthcheck(&addr, service, Duration::from_secs(timeout), tls).await;
+            let tls =
+                healthcheck::tls_options(tls_ca, tls_domain, tls_client_cert, tls_client_key)?;
+            return healthcheck::run(&addr, service, Duration::from_secs(timeout), tls).await;
         }
         Command::RotateMasterKey {
             new_master_key_file,
-        } => rotate_master_key(&global, new_master_key_file).await?,
+        } => master_key::rotate(&global, new_master_key_file).await?,
         // The benchmark is part of the binary, not of this library: main.rs
         // runs it before it gets here.
         Command::Bench(_) => bail!("`bench` is run by the latchkey binary"),
@@ -278,156 +266,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Re-seals every stored credential under the sealing (first) key of the
-/// master keyring. The keyring is LATCHKEY_MASTER_KEY / --master-key-file
-/// (`new,old`), or, with `--new-master-key-file`, that file's key before the
-/// current ones; the development key file of the embedded default is
-/// replaced by a new key when neither names one.
-async fn rotate_master_key(global: &GlobalArgs, new_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let (current, origin) = global.master_key()?;
-    let single = current.versions().count() == 1;
-    let (ring, new_path, replace_dev_file) = match (new_file, &origin) {
-        (Some(path), _) => {
-            let key = if path.exists() {
-                sealing::read_key_file(&path)?
-            } else {
-                let key = MasterKey::generate()?;
-                sealing::write_key_file(&path, &key)?;
-                key
-            };
-            if key.version() == current.version() {
-                bail!("the new master key is the current one");
-            }
-            (MasterKey::sealing_with(key, &current), Some(path), None)
-        }
-        (None, MasterKeyOrigin::DevelopmentFile(dev)) if single => {
-            // Written beside the old one first; swapped in after the commit.
-            let mut staged = dev.clone().into_os_string();
-            staged.push(".new");
-            let staged = PathBuf::from(staged);
-            let _ = std::fs::remove_file(&staged);
-            let key = MasterKey::generate()?;
-            sealing::write_key_file(&staged, &key)?;
-            (
-                MasterKey::sealing_with(key, &current),
-                Some(dev.clone()),
-                Some(staged),
-            )
-        }
-        (None, _) => (current, None, None),
-    };
-    let db = open(global).await?;
-    let count = app::clients::rotate_master_key(&db, &ring).await?;
-    db.close().await?;
-    if let (Some(staged), Some(path)) = (replace_dev_file, &new_path) {
-        std::fs::rename(&staged, path)
-            .with_context(|| format!("cannot move {} to {}", staged.display(), path.display()))?;
-    }
-    let next = match &new_path {
-        Some(path) => format!("use {} from now on", path.display()),
-        None => "every value now opens under the first key alone".into(),
-    };
-    eprintln!(
-        "re-encrypted {count} credential(s) to master key {}; {next}",
-        ring.version()
-    );
-    Ok(())
-}
-
 /// Opens and migrates the database, so every command works on a fresh one.
 async fn open(global: &GlobalArgs) -> anyhow::Result<DatabaseConnection> {
-    let db = store::connect(&store::DbOptions::new(global.database_url()))
+    app::open_database(&global.database_url())
         .await
-        .context("cannot open the database")?;
-    store::migrate(&db)
-        .await
-        .context("cannot migrate the database")?;
-    Ok(db)
-}
-
-async fn partner_keys(global: &GlobalArgs, command: PartnerKeysCommand) -> anyhow::Result<()> {
-    let db = open(global).await?;
-    match command {
-        PartnerKeysCommand::Create { name } => {
-            let params = HashParams {
-                concurrency: 1,
-                ..global.hash_params()
-            };
-            let issued = app::partner_keys::create(&db, params, &name)
-                .await
-                .map_err(|e| match e {
-                    Error::BadRequest(_) => anyhow::anyhow!(
-                        "--name must be 1 to 255 characters without control characters"
-                    ),
-                    e => e.into(),
-                })?;
-            eprintln!(
-                "created partner key {} ({}); it is shown only now",
-                issued.key_id,
-                name.trim()
-            );
-            println!("{}", issued.key.expose_secret());
-        }
-        PartnerKeysCommand::List => {
-            println!("{:<20}  {:<27}  {:<7}  NAME", "KEY_ID", "CREATED", "STATUS");
-            for row in app::partner_keys::list(&db).await? {
-                let status = if row.revoke_time.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
-                println!(
-                    "{:<20}  {:<27}  {:<7}  {}",
-                    row.key_id,
-                    to_timestamp(row.create_time).to_string(),
-                    status,
-                    row.name
-                );
-            }
-        }
-        PartnerKeysCommand::Revoke { key_id } => {
-            match app::partner_keys::revoke(&db, &key_id).await {
-                Ok(()) => eprintln!("revoked partner key {key_id}"),
-                Err(Error::KeyNotFound(_)) => bail!("no active partner key {key_id}"),
-                Err(Error::BadRequest(_)) => {
-                    bail!("not a partner key id (lkp_ followed by 16 letters or digits)")
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    db.close().await?;
-    Ok(())
-}
-
-async fn healthcheck(
-    addr: &str,
-    service: String,
-    timeout: Duration,
-    tls: Option<TlsOptions>,
-) -> anyhow::Result<ExitCode> {
-    use tonic_health::pb::{
-        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-    };
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut builder = Client::builder(format!("{scheme}://{addr}")).timeout(timeout);
-    if let Some(tls) = tls {
-        builder = builder.tls(tls);
-    }
-    let channel = builder
-        .channel()
-        .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    let response = HealthClient::new(channel)
-        .check(HealthCheckRequest { service })
-        .await
-        .map_err(|status| anyhow::anyhow!("health check failed: {}", status.message()))?;
-    let status = response.into_inner().status();
-    if status == ServingStatus::Serving {
-        println!("SERVING");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!("{}", status.as_str_name());
-        Ok(ExitCode::FAILURE)
-    }
+        .context("cannot open the database")
 }

@@ -375,7 +375,7 @@ fn tls(args: &ServeArgs) -> anyhow::Result<Option<TlsSettings>> {
         (None, None, None) => Ok(None),
         (Some(cert), Some(key), ca) => Ok(Some(TlsSettings {
             cert_pem: read_file(cert)?,
-            key_pem: read_file(key)?,
+            key_pem: read_file(key)?.into(),
             client_ca_pem: ca.as_deref().map(read_file).transpose()?,
         })),
         _ => anyhow::bail!("--tls-cert and --tls-key go together (and --tls-client-ca needs both)"),

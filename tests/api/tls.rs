@@ -71,7 +71,7 @@ async fn tls_server(
     ));
     settings.tls = Some(TlsSettings {
         cert_pem: pki.server.0.clone().into_bytes(),
-        key_pem: pki.server.1.clone().into_bytes(),
+        key_pem: pki.server.1.clone().into_bytes().into(),
         client_ca_pem: mutual.then(|| pki.ca_pem.clone().into_bytes()),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
