@@ -8,6 +8,7 @@ mod m20261122_000002_create_keys;
 mod m20261122_000003_create_clients;
 mod m20261122_000004_create_audit_events;
 mod m20261202_000005_exact_names_without_pad;
+mod m20261202_000006_partner_keys_listing;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_clients::Migration),
             Box::new(m20261122_000004_create_audit_events::Migration),
             Box::new(m20261202_000005_exact_names_without_pad::Migration),
+            Box::new(m20261202_000006_partner_keys_listing::Migration),
         ]
     }
 }

@@ -54,9 +54,17 @@ pub async fn create(
     })
 }
 
-/// Every partner key, oldest first, revoked ones included.
-pub async fn list(db: &DatabaseConnection) -> Result<Vec<PartnerKeyRow>, Error> {
-    Ok(store::partner_keys::list(db).await?)
+/// Up to `page_size` partner keys, oldest first, revoked ones included,
+/// after `after` (the last of the previous page); whether more follow.
+pub async fn list(
+    db: &DatabaseConnection,
+    after: Option<&PartnerKeyRow>,
+    page_size: u64,
+) -> Result<(Vec<PartnerKeyRow>, bool), Error> {
+    let after = after.map(|row| (row.create_time, row.key_id.as_str()));
+    let mut rows = store::partner_keys::list_page(db, after, page_size + 1).await?;
+    let more = crate::app::integration_keys::truncate_page(&mut rows, page_size);
+    Ok((rows, more))
 }
 
 /// Revokes `key_id` at once: every replica reads the key row on each call.

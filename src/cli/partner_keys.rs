@@ -31,19 +31,29 @@ pub async fn run(global: &GlobalArgs, command: PartnerKeysCommand) -> anyhow::Re
         }
         PartnerKeysCommand::List => {
             println!("{:<20}  {:<27}  {:<7}  NAME", "KEY_ID", "CREATED", "STATUS");
-            for row in app::partner_keys::list(&db).await? {
-                let status = if row.revoke_time.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
-                println!(
-                    "{:<20}  {:<27}  {:<7}  {}",
-                    row.key_id,
-                    to_timestamp(row.create_time).to_string(),
-                    status,
-                    row.name
-                );
+            // A page at a time, so a long list never sits in memory whole.
+            const PAGE: u64 = 500;
+            let mut after = None;
+            loop {
+                let (rows, more) = app::partner_keys::list(&db, after.as_ref(), PAGE).await?;
+                for row in &rows {
+                    let status = if row.revoke_time.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<20}  {:<27}  {:<7}  {}",
+                        row.key_id,
+                        to_timestamp(row.create_time).to_string(),
+                        status,
+                        row.name
+                    );
+                }
+                after = rows.into_iter().last();
+                if !more {
+                    break;
+                }
             }
         }
         PartnerKeysCommand::Revoke { key_id } => {

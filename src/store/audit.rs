@@ -53,6 +53,12 @@ pub async fn list<C: ConnectionTrait>(
     filter: EventFilter<'_>,
     limit: u64,
 ) -> Result<Vec<AuditRow>, DbErr> {
+    list_query(filter, limit).all(db).await
+}
+
+/// The query of `list`: a range on `ix_audit_events_time` (or, for a
+/// target, `ix_audit_events_target_time`), read backwards.
+pub fn list_query(filter: EventFilter<'_>, limit: u64) -> Select<Entity> {
     let mut query = Entity::find()
         .order_by_desc(Column::Time)
         .order_by_desc(Column::Id);
@@ -66,13 +72,12 @@ pub async fn list<C: ConnectionTrait>(
         query = query.filter(Column::Time.lt(end));
     }
     if let Some((time, id)) = filter.before {
-        query = query.filter(
-            Condition::any().add(Column::Time.lt(time)).add(
-                Condition::all()
-                    .add(Column::Time.eq(time))
-                    .add(Column::Id.lt(id)),
-            ),
+        // `time <= t` seeks; the OR only breaks ties at t.
+        query = query.filter(Column::Time.lte(time)).filter(
+            Condition::any()
+                .add(Column::Time.lt(time))
+                .add(Column::Id.lt(id)),
         );
     }
-    query.limit(limit).all(db).await
+    query.limit(limit)
 }

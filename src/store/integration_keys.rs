@@ -84,22 +84,55 @@ pub async fn list_page<C: ConnectionTrait>(
     after: Option<(i64, &str)>,
     limit: u64,
 ) -> Result<Vec<IntegrationKeyRow>, DbErr> {
+    list_page_query(integration_id, after, limit).all(db).await
+}
+
+/// The query of `list_page`. The keyset condition leads with
+/// `create_time >= t`, which every backend turns into a range on
+/// `ix_integration_keys_listing` (integration_id, create_time, key_id), so
+/// a page deep in the listing costs what the first does; the `OR` after it
+/// only breaks ties at `t`. (The plain `create_time > t OR (create_time = t
+/// AND key_id > k)` cannot seek: SQLite scanned from the start.)
+pub fn list_page_query(
+    integration_id: i64,
+    after: Option<(i64, &str)>,
+    limit: u64,
+) -> Select<Entity> {
     let mut query = Entity::find()
         .filter(Column::IntegrationId.eq(integration_id))
         .order_by_asc(Column::CreateTime)
         .order_by_asc(Column::KeyId);
     if let Some((create_time, key_id)) = after {
-        query = query.filter(
-            Condition::any()
-                .add(Column::CreateTime.gt(create_time))
-                .add(
-                    Condition::all()
-                        .add(Column::CreateTime.eq(create_time))
-                        .add(Column::KeyId.gt(key_id)),
-                ),
-        );
+        query = query.filter(super::after_keyset(
+            Column::CreateTime,
+            create_time,
+            Column::KeyId,
+            key_id,
+        ));
     }
-    query.limit(limit).all(db).await
+    query.limit(limit)
+}
+
+/// Inserts many keys in statements of up to 500 rows: seeding for the
+/// benchmark and the paging tests, which need large listings fast.
+pub async fn insert_many<C: ConnectionTrait>(
+    db: &C,
+    keys: Vec<NewIntegrationKey<'_>>,
+) -> Result<(), DbErr> {
+    for chunk in keys.chunks(500) {
+        let rows = chunk.iter().map(|key| integration_key::ActiveModel {
+            key_id: Set(key.key_id.to_owned()),
+            integration_id: Set(key.integration_id),
+            display_name: Set(key.display_name.to_owned()),
+            key_hash: Set(key.key_hash.clone()),
+            create_time: Set(key.create_time),
+            expire_time: Set(key.expire_time),
+            last_use_time: Set(None),
+            disabled: Set(false),
+        });
+        Entity::insert_many(rows).exec_without_returning(db).await?;
+    }
+    Ok(())
 }
 
 /// Deletes the key; false when there was no such key in the integration.

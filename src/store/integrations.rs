@@ -59,12 +59,17 @@ pub async fn list<C: ConnectionTrait>(
     after: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Integration>, DbErr> {
+    let rows = list_query(after, limit).all(db).await?;
+    with_grants(db, rows).await
+}
+
+/// The integrations of `list`: a range on the unique name index.
+pub fn list_query(after: Option<&str>, limit: u64) -> Select<integration::Entity> {
     let mut query = integration::Entity::find().order_by_asc(integration::Column::Name);
     if let Some(after) = after {
         query = query.filter(integration::Column::Name.gt(after));
     }
-    let rows = query.limit(limit).all(db).await?;
-    with_grants(db, rows).await
+    query.limit(limit)
 }
 
 /// Every integration with its grants, by name (the catalog reconciles these).

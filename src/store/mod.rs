@@ -163,6 +163,19 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     .await
 }
 
+/// The keyset condition "after (t, k)" in (a, b) order, written so that
+/// every backend can seek an index on (.., a, b): `a >= t` is the range the
+/// index serves; `a > t OR b > k` only breaks ties at `t`.
+pub fn after_keyset<A, B>(a: A, t: i64, b: B, k: &str) -> sea_orm::Condition
+where
+    A: sea_orm::ColumnTrait,
+    B: sea_orm::ColumnTrait,
+{
+    sea_orm::Condition::all()
+        .add(a.gte(t))
+        .add(sea_orm::Condition::any().add(a.gt(t)).add(b.gt(k)))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

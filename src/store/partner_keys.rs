@@ -2,7 +2,8 @@
 
 use entity::partner_key::{self, Column, Entity};
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, prelude::*,
+    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Select, prelude::*,
 };
 
 pub use partner_key::Model as PartnerKeyRow;
@@ -36,13 +37,30 @@ pub async fn find_active<C: ConnectionTrait>(
         .await
 }
 
-/// Every partner key, revoked ones included, oldest first.
-pub async fn list<C: ConnectionTrait>(db: &C) -> Result<Vec<PartnerKeyRow>, DbErr> {
-    Entity::find()
+/// Up to `limit` partner keys, revoked ones included, oldest first, after
+/// the keyset position `after`.
+pub async fn list_page<C: ConnectionTrait>(
+    db: &C,
+    after: Option<(i64, &str)>,
+    limit: u64,
+) -> Result<Vec<PartnerKeyRow>, DbErr> {
+    list_page_query(after, limit).all(db).await
+}
+
+/// The query of `list_page`, seeking `ix_partner_keys_listing`.
+pub fn list_page_query(after: Option<(i64, &str)>, limit: u64) -> Select<Entity> {
+    let mut query = Entity::find()
         .order_by_asc(Column::CreateTime)
-        .order_by_asc(Column::KeyId)
-        .all(db)
-        .await
+        .order_by_asc(Column::KeyId);
+    if let Some((create_time, key_id)) = after {
+        query = query.filter(super::after_keyset(
+            Column::CreateTime,
+            create_time,
+            Column::KeyId,
+            key_id,
+        ));
+    }
+    query.limit(limit)
 }
 
 /// Revokes the key; false when no active key has this id.

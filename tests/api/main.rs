@@ -17,6 +17,7 @@ mod integrations;
 mod lifecycle;
 mod names;
 mod operations;
+mod paging;
 mod reflection;
 mod replicas;
 mod resilience;
