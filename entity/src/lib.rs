@@ -10,6 +10,7 @@ pub mod client;
 pub mod client_setting;
 pub mod client_user;
 pub mod endpoint_grant;
+pub mod failure_budget;
 pub mod integration;
 pub mod integration_key;
 pub mod partner_key;

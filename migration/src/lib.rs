@@ -9,6 +9,7 @@ mod m20261122_000003_create_clients;
 mod m20261122_000004_create_audit_events;
 mod m20261202_000005_exact_names_without_pad;
 mod m20261202_000006_partner_keys_listing;
+mod m20261202_000007_failure_budgets;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_create_audit_events::Migration),
             Box::new(m20261202_000005_exact_names_without_pad::Migration),
             Box::new(m20261202_000006_partner_keys_listing::Migration),
+            Box::new(m20261202_000007_failure_budgets::Migration),
         ]
     }
 }

@@ -14,6 +14,7 @@ use crate::{
     app::{
         App,
         audit::{Actor, RefusalSampler},
+        budgets::SharedBudgets,
         verification::VerifierSettings,
     },
     domain::clients::{Scope, is_valid_client_id, split_basic_user, user_problem},
@@ -35,6 +36,8 @@ pub(crate) struct AuthState {
     partner_keys: VerifiedKeys<()>,
     /// Failed partner-key attempts, per key id and per caller.
     partner_key_budgets: FailureBudgets,
+    /// The partner key ids' budgets all replicas share.
+    shared_partner_key_budgets: SharedBudgets,
     /// Client users' API keys already proven, by `<client pk>:<user>`; the
     /// value is the hash they were proven against, so a key changed on any
     /// replica is re-proven.
@@ -42,6 +45,8 @@ pub(crate) struct AuthState {
     /// Failed client-user attempts, per `<client id>:<user>` (whether or
     /// not they exist) and per caller.
     client_user_budgets: FailureBudgets,
+    /// The client users' budgets all replicas share.
+    shared_client_user_budgets: SharedBudgets,
     /// A hash of no one's key, checked for users that do not exist so that
     /// they cost what a wrong key costs (made on first use).
     dummy_user_hash: tokio::sync::OnceCell<String>,
@@ -50,8 +55,13 @@ pub(crate) struct AuthState {
 }
 
 impl AuthState {
-    pub(crate) fn new(settings: &VerifierSettings) -> Result<Self, Error> {
+    pub(crate) fn new(
+        db: &sea_orm::DatabaseConnection,
+        settings: &VerifierSettings,
+    ) -> Result<Self, Error> {
         Ok(Self {
+            shared_partner_key_budgets: SharedBudgets::new(db.clone(), settings.throttle.per_key),
+            shared_client_user_budgets: SharedBudgets::new(db.clone(), settings.throttle.per_key),
             partner_keys: VerifiedKeys::new(settings.cache_capacity, settings.cache_idle)?,
             partner_key_budgets: FailureBudgets::new(settings.throttle),
             client_users: VerifiedKeys::new(settings.cache_capacity, settings.cache_idle)?,
@@ -203,10 +213,16 @@ async fn authenticate_partner(
                 return Err(Error::Unauthenticated);
             }
         };
-        if !app
+        let check = app
             .hasher
-            .check(key.expose_secret(), &row.key_hash, reservation)
+            .check(key.expose_secret(), &row.key_hash, reservation);
+        let subject = format!("pk:{}", key.key_id());
+        if app
+            .auth
+            .shared_partner_key_budgets
+            .checked(subject, check)
             .await?
+            != Ok(true)
         {
             return Err(Error::Unauthenticated);
         }
@@ -447,7 +463,24 @@ pub(crate) async fn check_client_user(
         Some(row) => row.key_hash.as_str(),
         None => dummy_user_hash(app).await?,
     };
-    let proven = app.hasher.check(api_key, stored, reservation).await?;
+    let check = app.hasher.check(api_key, stored, reservation);
+    let subject = format!("cu:{client_id}:{user}");
+    let proven = match app
+        .auth
+        .shared_client_user_budgets
+        .checked(subject, check)
+        .await?
+    {
+        Ok(proven) => proven,
+        Err(retry_after) => {
+            return Ok(match row {
+                Some(_) => UserCheck::RateLimited(retry_after),
+                None => UserCheck::UnknownUser {
+                    rate_limited: Some(retry_after),
+                },
+            });
+        }
+    };
     Ok(match (client, row) {
         (Some(client), Some(row)) if proven => {
             app.auth.client_users.insert_secret(

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod budgets;
 pub mod catalog;
 pub mod clients;
 pub mod grants;
@@ -65,7 +66,7 @@ impl App {
         let hasher = Hasher::new(settings.hash).map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Self {
             verifier: verification::Verifier::new(db.clone(), hasher.clone(), &settings.verifier)?,
-            auth: auth::AuthState::new(&settings.verifier)?,
+            auth: auth::AuthState::new(&db, &settings.verifier)?,
             db,
             db_stats,
             hasher,

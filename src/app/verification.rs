@@ -14,6 +14,7 @@ use std::{
 use sea_orm::DatabaseConnection;
 
 use crate::{
+    app::budgets::SharedBudgets,
     app::grants::GrantBook,
     app::usage::UsageRecorder,
     domain::time::now_micros,
@@ -163,6 +164,8 @@ pub struct Verifier {
     hasher: Hasher,
     cache: Arc<VerifiedKeys<CachedKey>>,
     budgets: FailureBudgets,
+    /// The key ids' budgets all replicas share (see `budgets`).
+    shared: SharedBudgets,
     pub grants: Arc<GrantBook>,
     pub usage: Arc<UsageRecorder>,
 }
@@ -174,6 +177,7 @@ impl Verifier {
         settings: &VerifierSettings,
     ) -> Result<Self, Error> {
         Ok(Self {
+            shared: SharedBudgets::new(db.clone(), settings.throttle.per_key),
             db,
             state_ttl: settings.cache_ttl,
             stale_before: std::sync::RwLock::new(Instant::now()),
@@ -308,12 +312,14 @@ impl Verifier {
                 return Err(e.into());
             }
         };
-        if !self
+        let check = self
             .hasher
-            .check(key.expose_secret(), &row.key_hash, reservation)
-            .await?
-        {
-            return Ok(Err(Refusal::Invalid));
+            .check(key.expose_secret(), &row.key_hash, reservation);
+        let subject = format!("ik:{}", key.key_id());
+        match self.shared.checked(subject, check).await? {
+            Err(retry_after) => return Ok(Err(Refusal::RateLimited(retry_after))),
+            Ok(false) => return Ok(Err(Refusal::Invalid)),
+            Ok(true) => {}
         }
         let cached = CachedKey::from_row(&row, read_at);
         self.cache

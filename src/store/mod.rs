@@ -2,6 +2,7 @@
 //! types. Each submodule owns one table (or one closely related group).
 
 pub mod audit;
+pub mod budgets;
 pub mod catalog;
 pub mod clients;
 pub mod integration_keys;

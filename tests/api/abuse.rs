@@ -193,6 +193,61 @@ async fn three_hundred_concurrent_wrong_secrets_for_one_key_id_cost_the_burst() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_share_one_failure_budget_per_key_id() {
+    let configure = |s: &mut latchkey::config::Settings| {
+        s.hash = slow_hash(2);
+        s.verifier.throttle = budgets(5, 1_000_000);
+    };
+    let first = spawn_app_with(configure).await;
+    if first.database_url.starts_with("sqlite") {
+        // One SQLite database is one process: its budgets are local.
+        eprintln!("not applicable: shared budgets need PostgreSQL or MySQL/MariaDB");
+        return;
+    }
+    let replicas = [
+        first.replica(configure).await,
+        first.replica(configure).await,
+    ];
+    let (_, api_key) = first.create_key("learner-activity", None).await;
+    // Round-robin: connection i goes to replica i % 3.
+    let mut channels = Vec::new();
+    for _ in 0..4 {
+        for app in [&first, &replicas[0], &replicas[1]] {
+            channels.push(app.channel().await);
+        }
+    }
+    let runs = || {
+        [&first, &replicas[0], &replicas[1]]
+            .iter()
+            .map(|app| app.state.hasher.runs())
+            .sum::<u64>()
+    };
+    let before = runs();
+    let requests = (0..300)
+        .map(|_| verify_request(&guess(&api_key), ""))
+        .collect();
+    let answers = crowd(&channels, requests).await;
+    let (invalid, limited) = decisions(&answers);
+    let runs = runs() - before;
+    eprintln!(
+        "300 wrong secrets over 3 replicas: {invalid} INVALID, {limited} RATE_LIMITED, \
+         {runs} argon2 runs"
+    );
+    assert!(runs <= 5 + 3, "{runs} argon2 runs for a shared burst of 5");
+    assert!(invalid <= 5 + 3, "{invalid} checked");
+    assert_eq!(invalid + limited, 300);
+    // Each replica alone would have allowed 5: together, one budget.
+    assert!(invalid < 15);
+    // The right key still verifies (its holder is not locked out once
+    // proven... and here, never proven: the budget refills slowly, so it is
+    // RATE_LIMITED like the guesses, on every replica alike).
+    for app in [&first, &replicas[0], &replicas[1]] {
+        let decision = app.verify(&api_key, OUTLINE).await.decision();
+        assert_eq!(decision, Decision::RateLimited, "{decision:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancelled_check_still_spends_its_token_and_leaves_nothing_queued() {
     let app = spawn_app_with(|s| {
         // One slow thread: one check runs, the others queue behind it.

@@ -157,6 +157,14 @@ pub async fn create_partner_key(db: &DatabaseConnection, name: &str) -> String {
 }
 
 impl TestApp {
+    /// Another server (a replica) on this app's database, with the same
+    /// partner key.
+    pub async fn replica(&self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let test_db = self.test_db.as_ref().map(TestDb::for_replica);
+        spawn_app_in(dir, test_db, Some(self.partner_key.clone()), configure).await
+    }
+
     /// Stops this server and starts another on the same database and
     /// partner key, with settings adjusted by `configure`.
     pub async fn restart_with(mut self, configure: impl FnOnce(&mut Settings)) -> TestApp {

@@ -136,6 +136,19 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// The same database for another replica: this handle never drops it
+    /// (the original does).
+    pub fn for_replica(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            backend: self.backend.clone(),
+            name: None,
+            sqlite_file: None,
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let Some(name) = self.name.take() else {

@@ -1,0 +1,91 @@
+//! Failure budgets that hold across replicas. Each replica first spends its
+//! own budget (`security::throttle`, no I/O); an attempt it grants and that
+//! is about to cost argon2 then takes a token from the budget the replicas
+//! share in the database. So N replicas give an attacker one budget per key
+//! id, not N; and a cached verify, or a refusal a replica decides alone,
+//! costs no database round trip. SQLite is one process: there the local
+//! budget is the only one.
+
+use std::time::Duration;
+
+use sea_orm::{DatabaseBackend, DatabaseConnection};
+
+use crate::{
+    domain::time::now_micros,
+    error::Error,
+    security::{hasher::HashError, throttle::Budget},
+    store::{self, budgets::Bucket},
+};
+
+pub struct SharedBudgets {
+    db: DatabaseConnection,
+    bucket: Bucket,
+    enabled: bool,
+}
+
+impl SharedBudgets {
+    /// Budgets of `budget` per subject, shared through `db` unless it is
+    /// SQLite.
+    pub fn new(db: DatabaseConnection, budget: Budget) -> Self {
+        let enabled = db.get_database_backend() != DatabaseBackend::Sqlite;
+        Self {
+            db,
+            bucket: Bucket {
+                burst: f64::from(budget.burst),
+                per_second: budget.per_second.max(1e-9),
+            },
+            enabled,
+        }
+    }
+
+    /// Takes a token for an attempt on `subject` that is about to reach
+    /// argon2: `Ok(None)` when it may, `Ok(Some(retry_after))` when the
+    /// shared budget is spent.
+    pub async fn take(&self, subject: &str) -> Result<Option<Duration>, Error> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        match store::budgets::take(&self.db, subject, self.bucket, now_micros()).await? {
+            None => Ok(None),
+            Some(tokens) => {
+                metrics::counter!("latchkey_shared_budget_refusals_total").increment(1);
+                let secs = (1.0 - tokens).max(0.0) / self.bucket.per_second;
+                Ok(Some(Duration::from_secs_f64(secs.clamp(0.001, 86_400.0))))
+            }
+        }
+    }
+
+    /// Runs `check` (an argon2 check, holding this replica's reservation)
+    /// under a shared token for `subject`. When the shared budget is spent,
+    /// `check` is dropped unrun (its local reservation stays spent, as for
+    /// any failure) and the answer is `Err(retry_after)`. The token goes
+    /// back unless the check ran and failed.
+    pub async fn checked(
+        &self,
+        subject: String,
+        check: impl Future<Output = Result<bool, HashError>>,
+    ) -> Result<Result<bool, Duration>, Error> {
+        if let Some(retry_after) = self.take(&subject).await? {
+            return Ok(Err(retry_after));
+        }
+        let result = check.await;
+        if !matches!(result, Ok(false)) {
+            self.give_back(subject);
+        }
+        Ok(Ok(result?))
+    }
+
+    /// Gives `subject`'s token back (the secret proved right, or was never
+    /// judged), in a task of its own: the caller does not wait for it.
+    pub fn give_back(&self, subject: String) {
+        if !self.enabled {
+            return;
+        }
+        let (db, bucket) = (self.db.clone(), self.bucket);
+        tokio::spawn(async move {
+            if let Err(e) = store::budgets::give_back(&db, &subject, bucket, now_micros()).await {
+                tracing::warn!(error = %e, "cannot give a shared failure token back");
+            }
+        });
+    }
+}
