@@ -169,11 +169,7 @@ pub fn presented_partner_key(headers: &HeaderMap) -> Option<String> {
     if let Some(sid) = headers.get("sid") {
         return sid.to_str().ok().map(str::to_owned);
     }
-    let authorization = headers.get("authorization")?.to_str().ok()?;
-    let (scheme, token) = authorization.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    latchkey_client::bearer_token(headers).map(str::to_owned)
 }
 
 /// Authenticates the caller as a partner. A key proven once is cached, so

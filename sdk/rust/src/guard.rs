@@ -214,17 +214,7 @@ impl Shared {
     fn presented_key(&self, headers: &HeaderMap) -> Option<Zeroizing<String>> {
         let value = match &self.header {
             Some(name) => headers.get(name)?.to_str().ok()?,
-            None => {
-                let (scheme, token) = headers
-                    .get(http::header::AUTHORIZATION)?
-                    .to_str()
-                    .ok()?
-                    .split_once(' ')?;
-                if !scheme.eq_ignore_ascii_case("bearer") {
-                    return None;
-                }
-                token
-            }
+            None => crate::bearer_token(headers)?,
         };
         Some(Zeroizing::new(value.trim().to_owned()))
     }

@@ -19,6 +19,19 @@ mod time;
 pub use api::{Client, ClientBuilder, ClientError, PartnerKey, TlsOptions};
 pub use guard::{RequireIntegrationKey, RequireIntegrationKeyLayer, VerifiedCaller};
 
+/// The token of `authorization: Bearer <token>` (the scheme in any case,
+/// the token trimmed), as the guard and the latchkey server both read it.
+pub fn bearer_token(headers: &tonic::codegen::http::HeaderMap) -> Option<&str> {
+    let (scheme, token) = headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
 /// Generated messages and clients (`pb::integration_keys_service_client::...`).
 /// (The proto comments quote messages like `'<name>'`, not HTML.)
 #[allow(
