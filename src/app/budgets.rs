@@ -69,23 +69,26 @@ impl SharedBudgets {
             return Ok(Err(retry_after));
         }
         let result = check.await;
-        if !matches!(result, Ok(false)) {
-            self.give_back(subject);
+        if self.enabled && !matches!(result, Ok(false)) {
+            self.give_back(subject).await;
         }
         Ok(Ok(result?))
     }
 
     /// Gives `subject`'s token back (the secret proved right, or was never
-    /// judged), in a task of its own: the caller does not wait for it.
-    pub fn give_back(&self, subject: String) {
-        if !self.enabled {
-            return;
-        }
+    /// judged), before the answer: a replica's next check then sees it. In
+    /// a task of its own, so a caller that goes away cannot stop it halfway;
+    /// a failure only costs a token until the bucket refills.
+    async fn give_back(&self, subject: String) {
         let (db, bucket) = (self.db.clone(), self.bucket);
-        tokio::spawn(async move {
-            if let Err(e) = store::budgets::give_back(&db, &subject, bucket, now_micros()).await {
-                tracing::warn!(error = %e, "cannot give a shared failure token back");
-            }
-        });
+        let given = tokio::spawn(async move {
+            store::budgets::give_back(&db, &subject, bucket, now_micros()).await
+        })
+        .await;
+        match given {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot give a shared failure token back"),
+            Err(e) => tracing::warn!(error = %e, "shared failure token task"),
+        }
     }
 }

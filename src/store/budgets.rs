@@ -4,7 +4,8 @@
 
 use entity::failure_budget::{self, Entity};
 use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait, QuerySelect, SqlErr, TransactionTrait,
+    ActiveValue::Set, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    QuerySelect, Statement, TransactionTrait,
 };
 
 /// A bucket size and refill rate (a `security::throttle::Budget`, as the
@@ -31,15 +32,50 @@ pub async fn take(
     bucket: Bucket,
     now: i64,
 ) -> Result<Option<f64>, DbErr> {
-    // A first use by two replicas at once: one insert loses the unique race
-    // and the take is retried on the winner's row.
-    let mut attempts = 0;
+    ensure_row(db, subject, bucket, now).await?;
+    retrying_deadlocks(|| take_once(db, subject, bucket, now)).await
+}
+
+/// Creates `subject`'s bucket, full, unless it exists: then the locked read
+/// below finds a row, never a gap (InnoDB's gap locks would let two first
+/// uses deadlock on their inserts).
+async fn ensure_row(
+    db: &DatabaseConnection,
+    subject: &str,
+    bucket: Bucket,
+    now: i64,
+) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::MySql => {
+            "INSERT IGNORE INTO failure_budgets (subject, tokens, updated_micros) VALUES (?, ?, ?)"
+        }
+        _ => {
+            "INSERT INTO failure_budgets (subject, tokens, updated_micros) VALUES ($1, $2, $3) \
+             ON CONFLICT (subject) DO NOTHING"
+        }
+    };
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [subject.into(), bucket.burst.into(), now.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Runs `attempt` again (up to three times in all) when the database chose
+/// it as a deadlock victim.
+async fn retrying_deadlocks<T, F, Fut>(attempt: F) -> Result<T, DbErr>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DbErr>>,
+{
+    let mut tries = 0;
     loop {
-        attempts += 1;
-        match take_once(db, subject, bucket, now).await {
-            Err(e)
-                if attempts < 3
-                    && matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
+        tries += 1;
+        match attempt().await {
+            Err(e) if tries < 3 && e.to_string().to_ascii_lowercase().contains("deadlock") => {}
             other => return other,
         }
     }
@@ -52,28 +88,26 @@ async fn take_once(
     now: i64,
 ) -> Result<Option<f64>, DbErr> {
     let txn = db.begin().await?;
-    let row = Entity::find_by_id(subject.to_owned())
+    let Some(row) = Entity::find_by_id(subject.to_owned())
         .lock_exclusive()
         .one(&txn)
-        .await?;
-    let tokens = match &row {
-        Some(row) => bucket.refilled(row.tokens, row.updated_micros, now),
-        None => bucket.burst,
+        .await?
+    else {
+        txn.commit().await?;
+        return Err(DbErr::RecordNotFound(format!("failure budget {subject}")));
     };
+    let tokens = bucket.refilled(row.tokens, row.updated_micros, now);
     if tokens < 1.0 {
         txn.commit().await?;
         return Ok(Some(tokens));
     }
-    let model = failure_budget::ActiveModel {
-        subject: Set(subject.to_owned()),
+    Entity::update(failure_budget::ActiveModel {
+        subject: Set(row.subject),
         tokens: Set(tokens - 1.0),
         updated_micros: Set(now),
-    };
-    if row.is_some() {
-        Entity::update(model).exec(&txn).await?;
-    } else {
-        Entity::insert(model).exec_without_returning(&txn).await?;
-    }
+    })
+    .exec(&txn)
+    .await?;
     txn.commit().await?;
     Ok(None)
 }
@@ -81,6 +115,15 @@ async fn take_once(
 /// Gives one token back to `subject`'s bucket (a secret that proved right,
 /// or an attempt never judged).
 pub async fn give_back(
+    db: &DatabaseConnection,
+    subject: &str,
+    bucket: Bucket,
+    now: i64,
+) -> Result<(), DbErr> {
+    retrying_deadlocks(|| give_back_once(db, subject, bucket, now)).await
+}
+
+async fn give_back_once(
     db: &DatabaseConnection,
     subject: &str,
     bucket: Bucket,
