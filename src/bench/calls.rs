@@ -123,6 +123,31 @@ pub fn health(target: &Target) -> impl Fn(usize) -> Call + Clone + Send + Sync +
     }
 }
 
+/// One page of `page_size` keys of the integration from `token` (empty: the
+/// first page); it must hold a full page.
+pub fn list_page(
+    target: &Target,
+    token: String,
+    page_size: i32,
+) -> impl Fn(usize) -> Call + Clone + Send + Sync + 'static {
+    let target = target.clone();
+    move |worker| {
+        let client = target.clients[worker % target.clients.len()].clone();
+        let (integration, token) = (target.integration.clone(), token.clone());
+        Box::pin(async move {
+            let page = client
+                .list_integration_keys(&integration, page_size, &token)
+                .await
+                .map_err(|e| e.to_string())?;
+            if page.keys.len() == page_size as usize {
+                Ok(())
+            } else {
+                Err(format!("{} keys in a page of {page_size}", page.keys.len()))
+            }
+        })
+    }
+}
+
 /// Creates keys, dropping them.
 pub fn creating(target: &Target) -> impl Fn(usize) -> Call + Clone + Send + Sync + 'static {
     let target = target.clone();

@@ -21,6 +21,7 @@ mod calls;
 mod load;
 mod own_server;
 mod report;
+mod scale;
 
 use std::{
     future::Future,
@@ -62,6 +63,11 @@ pub async fn command(args: BenchArgs) -> anyhow::Result<()> {
         duration: Duration::from_secs(args.duration.max(1)),
         flood_rate: args.flood_rate.max(1),
         metrics_addr: args.metrics_addr,
+        scale: scale::Scale {
+            keys: args.deep_keys,
+            database_url: args.scale_database_url,
+        },
+        only_scale: args.only_scale,
     })
     .await?;
     if json {
@@ -87,10 +93,18 @@ struct BenchOptions {
     flood_rate: u32,
     /// Prometheus metrics of the server at `addr` (a started server: its own).
     metrics_addr: Option<String>,
+    /// The scale scenarios (run only on a server the bench starts).
+    scale: scale::Scale,
+    /// Only the scale scenarios.
+    only_scale: bool,
 }
 
 /// Runs every scenario, in order, and returns the report.
 async fn run(options: BenchOptions) -> anyhow::Result<Report> {
+    if options.only_scale {
+        let scenarios = scale_scenarios(&options).await?;
+        return Ok(Report::of(scenarios, &options, None, None));
+    }
     let bench = Bench::start(&options).await?;
     let mut scenarios = vec![bench.health().await];
     let warm = bench.warm_keys().await?;
@@ -105,16 +119,42 @@ async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     scenarios.extend(under_attack);
     let server_rss_peak_mib = bench.probe.peak_rss();
     scenarios.extend(bench.rejection_costs().await?);
-    Ok(Report {
-        ratios: Ratios::of(&scenarios),
+    scenarios.extend(scale_scenarios(&options).await?);
+    Ok(Report::of(
         scenarios,
-        concurrency: options.concurrency,
-        duration_secs: options.duration.as_secs_f64(),
-        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        &options,
         server_rss_peak_under_attack_mib,
         server_rss_peak_mib,
-        flood_rate: options.flood_rate,
-    })
+    ))
+}
+
+/// The scale scenarios, on a server they start (none against `--addr`).
+async fn scale_scenarios(options: &BenchOptions) -> anyhow::Result<Vec<ScenarioResult>> {
+    if options.addr.is_some() {
+        eprintln!("bench: no scale scenarios against --addr (they seed a server of their own)");
+        return Ok(Vec::new());
+    }
+    scale::run(&options.scale, options.concurrency, options.duration).await
+}
+
+impl Report {
+    fn of(
+        scenarios: Vec<ScenarioResult>,
+        options: &BenchOptions,
+        server_rss_peak_under_attack_mib: Option<f64>,
+        server_rss_peak_mib: Option<f64>,
+    ) -> Self {
+        Report {
+            ratios: Ratios::of(&scenarios),
+            scenarios,
+            concurrency: options.concurrency,
+            duration_secs: options.duration.as_secs_f64(),
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            server_rss_peak_under_attack_mib,
+            server_rss_peak_mib,
+            flood_rate: options.flood_rate,
+        }
+    }
 }
 
 /// The server under test, how to reach and observe it, and how hard to

@@ -30,6 +30,8 @@ pub struct OwnServer {
     pub addr: String,
     pub metrics_addr: String,
     pub partner_key: String,
+    /// The server's database (a temporary SQLite file unless given).
+    pub database_url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -37,11 +39,24 @@ impl OwnServer {
     /// Starts `latchkey serve` with `extra_args` on ports reserved here and
     /// waits until its health check answers SERVING.
     pub async fn start(extra_args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_on(None, extra_args).await
+    }
+
+    /// `start`, on `database_url` when given (an empty database the bench
+    /// may fill), else on a temporary SQLite file.
+    pub async fn start_on(database_url: Option<&str>, extra_args: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let database_url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("bench.db").display()
+        let database_url = database_url.map_or_else(
+            || {
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("bench.db").display()
+                )
+            },
+            str::to_owned,
         );
+        // A server database needs a master key; a throwaway one serves.
+        let master_key = latchkey::security::sealing::MasterKey::generate()?.to_base64();
         let catalog = dir.path().join("catalog.toml");
         std::fs::write(
             &catalog,
@@ -64,6 +79,7 @@ impl OwnServer {
             .args(["--trusted-peers", "127.0.0.1"])
             .args(extra_args)
             .env("LATCHKEY_DATABASE_URL", &database_url)
+            .env("LATCHKEY_MASTER_KEY", master_key.as_str())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -77,6 +93,7 @@ impl OwnServer {
             addr,
             metrics_addr,
             partner_key,
+            database_url,
             _dir: dir,
         })
     }

@@ -47,6 +47,11 @@ pub struct Ratios {
     pub verify_miss_under_flood_over_verify_miss: f64,
     /// Creates during verify-flood / without it.
     pub create_under_flood_over_create: f64,
+    /// The last page of the seeded listing / its first page (calls/s).
+    pub list_deep_over_first: f64,
+    /// Verifies of unknown ids against the seeded table / against the
+    /// small one.
+    pub unknown_at_scale_over_unknown: f64,
 }
 
 impl Ratios {
@@ -76,6 +81,8 @@ impl Ratios {
                 "verify-miss",
             ),
             create_under_flood_over_create: ratio("create-under-flood", "create"),
+            list_deep_over_first: ratio("list-deep-page", "list-first-page"),
+            unknown_at_scale_over_unknown: ratio("verify-unknown-at-scale", "verify-unknown"),
         }
     }
 }
@@ -119,6 +126,18 @@ pub fn render_table(report: &Report) -> String {
         r.create_under_flood_over_create,
         r.unknown_over_wrong_secret,
     ));
+    if r.list_deep_over_first > 0.0 {
+        out.push_str(&format!(
+            "list: last page / first page:            {:.2} (target >= 0.83, i.e. at most 1.2x the cost)\n",
+            r.list_deep_over_first
+        ));
+    }
+    if r.unknown_at_scale_over_unknown > 0.0 {
+        out.push_str(&format!(
+            "verify-unknown at scale / small table:   {:.2} (measured, no target)\n",
+            r.unknown_at_scale_over_unknown
+        ));
+    }
     if let Some(rss) = report.server_rss_peak_under_attack_mib {
         out.push_str(&format!(
             "server RSS peak under attack:            {rss:.1} MiB (target < 200)\n"

@@ -171,6 +171,18 @@ pub struct BenchArgs {
     /// its argon2 computations per scenario.
     #[arg(long)]
     pub metrics_addr: Option<String>,
+    /// Keys seeded (in bulk, through the store) for the scale scenarios
+    /// (`list-first-page`, `list-deep-page`, `verify-unknown-at-scale`,
+    /// `verify-miss-at-scale`), on a server the bench starts.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub deep_keys: u64,
+    /// An empty database for the scale scenarios' server (PostgreSQL,
+    /// MySQL/MariaDB); default: a temporary SQLite file.
+    #[arg(long)]
+    pub scale_database_url: Option<String>,
+    /// Run the scale scenarios only.
+    #[arg(long)]
+    pub only_scale: bool,
 }
 
 #[derive(Subcommand)]

@@ -67,12 +67,7 @@ impl IntegrationKeys {
         let after = after.as_ref().map(|(t, id)| (*t, id.as_str()));
         let page = keys::list(&self.app, &req.integration, after, page_size).await?;
         let next_page_token = page_token::next(&page.keys, page.more, |last| {
-            page_token::encode(&[
-                "k",
-                &page.integration,
-                &last.create_time.to_string(),
-                &last.key_id,
-            ])
+            page_token::integration_keys(&page.integration, last.create_time, &last.key_id)
         });
         let now = now_micros();
         Ok(pb::ListIntegrationKeysResponse {

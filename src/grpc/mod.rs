@@ -43,7 +43,7 @@ pub mod client_configuration;
 pub mod health;
 pub mod integration_keys;
 pub mod limits;
-mod page_token;
+pub mod page_token;
 pub mod proto;
 pub mod status;
 pub mod time;

@@ -18,6 +18,12 @@ pub fn decode<const N: usize>(token: &str) -> Option<[String; N]> {
     parts.try_into().ok()
 }
 
+/// The ListIntegrationKeys token of the page after the key at
+/// (`create_time`, `key_id`) of `integration`.
+pub fn integration_keys(integration: &str, create_time: i64, key_id: &str) -> String {
+    encode(&["k", integration, &create_time.to_string(), key_id])
+}
+
 /// The description of a bad `page_token` field.
 pub const INVALID: &str = "is not a next_page_token returned by this list";
 
