@@ -209,14 +209,15 @@ async fn authenticate_partner(
                 return Err(Error::Unauthenticated);
             }
         };
-        let check = app
-            .hasher
-            .check(key.expose_secret(), &row.key_hash, reservation);
+        let check = |reservation| {
+            app.hasher
+                .check(key.expose_secret(), &row.key_hash, reservation)
+        };
         let subject = format!("pk:{}", key.key_id());
         if app
             .auth
             .shared_partner_key_budgets
-            .checked(subject, check)
+            .checked(subject, reservation, check)
             .await?
             != Ok(true)
         {
@@ -459,12 +460,12 @@ pub(crate) async fn check_client_user(
         Some(row) => row.key_hash.as_str(),
         None => dummy_user_hash(app).await?,
     };
-    let check = app.hasher.check(api_key, stored, reservation);
+    let check = |reservation| app.hasher.check(api_key, stored, reservation);
     let subject = format!("cu:{client_id}:{user}");
     let proven = match app
         .auth
         .shared_client_user_budgets
-        .checked(subject, check)
+        .checked(subject, reservation, check)
         .await?
     {
         Ok(proven) => proven,

@@ -13,7 +13,10 @@ use sea_orm::{DatabaseBackend, DatabaseConnection};
 use crate::{
     domain::time::now_micros,
     error::Error,
-    security::{hasher::HashError, throttle::Budget},
+    security::{
+        hasher::HashError,
+        throttle::{Budget, Reservation},
+    },
     store::{self, budgets::Bucket},
 };
 
@@ -55,20 +58,31 @@ impl SharedBudgets {
         }
     }
 
-    /// Runs `check` (an argon2 check, holding this replica's reservation)
+    /// Runs `check` (an argon2 check, given this replica's `reservation`)
     /// under a shared token for `subject`. When the shared budget is spent,
-    /// `check` is dropped unrun (its local reservation stays spent, as for
-    /// any failure) and the answer is `Err(retry_after)`. The token goes
-    /// back unless the check ran and failed.
-    pub async fn checked(
+    /// `check` does not run, the local reservation stays spent (as for any
+    /// failure) and the answer is `Err(retry_after)`; when the shared budget
+    /// cannot be read, the attempt was never judged and the local tokens go
+    /// back. The shared token goes back unless the check ran and failed.
+    pub async fn checked<'r, F, Fut>(
         &self,
         subject: String,
-        check: impl Future<Output = Result<bool, HashError>>,
-    ) -> Result<Result<bool, Duration>, Error> {
-        if let Some(retry_after) = self.take(&subject).await? {
-            return Ok(Err(retry_after));
+        reservation: Reservation<'r>,
+        check: F,
+    ) -> Result<Result<bool, Duration>, Error>
+    where
+        F: FnOnce(Reservation<'r>) -> Fut,
+        Fut: Future<Output = Result<bool, HashError>>,
+    {
+        match self.take(&subject).await {
+            Err(e) => {
+                reservation.not_checked();
+                return Err(e);
+            }
+            Ok(Some(retry_after)) => return Ok(Err(retry_after)),
+            Ok(None) => {}
         }
-        let result = check.await;
+        let result = check(reservation).await;
         if self.enabled && !matches!(result, Ok(false)) {
             self.give_back(subject).await;
         }

@@ -312,11 +312,12 @@ impl Verifier {
                 return Err(e.into());
             }
         };
-        let check = self
-            .hasher
-            .check(key.expose_secret(), &row.key_hash, reservation);
         let subject = format!("ik:{}", key.key_id());
-        match self.shared.checked(subject, check).await? {
+        let check = |reservation| {
+            self.hasher
+                .check(key.expose_secret(), &row.key_hash, reservation)
+        };
+        match self.shared.checked(subject, reservation, check).await? {
             Err(retry_after) => return Ok(Err(Refusal::RateLimited(retry_after))),
             Ok(false) => return Ok(Err(Refusal::Invalid)),
             Ok(true) => {}
