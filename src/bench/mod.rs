@@ -42,7 +42,7 @@ use latchkey_client::pb::Decision;
 
 use calls::{KeyPool, Target};
 use load::{Call, scenario};
-use own_server::{BENCH_ENDPOINT, BENCH_INTEGRATION, OwnServer, Probe};
+use own_server::{OwnServer, Probe};
 use report::{Ratios, Report, ScenarioResult, render_table};
 
 /// Warm keys shared by the cached scenarios (and real keys of the rejection
@@ -189,7 +189,7 @@ impl Bench {
             }
             None => {
                 let server = OwnServer::start(&[]).await?;
-                let (target, probe) = Self::observe(&server).await?;
+                let (target, probe) = server.observe().await?;
                 (target, probe, Some(server))
             }
         };
@@ -201,22 +201,6 @@ impl Bench {
             duration: options.duration,
             flood_rate: options.flood_rate,
         })
-    }
-
-    /// A target and a probe on a server the bench started.
-    async fn observe(server: &OwnServer) -> anyhow::Result<(Target, Probe)> {
-        let target = Target::connect(
-            &server.addr,
-            &server.partner_key,
-            BENCH_INTEGRATION,
-            BENCH_ENDPOINT,
-        )
-        .await?;
-        let probe = Probe {
-            metrics: Some(server.metrics_addr.clone()),
-            pid: server.pid(),
-        };
-        Ok((target, probe))
     }
 
     /// Runs `call` as the scenario `name` and measures the server during it.
@@ -424,14 +408,8 @@ impl Bench {
             Some(server) => {
                 server.stop().await;
                 eprintln!("bench: restarting the server unthrottled for verify-unknown");
-                let unthrottled = OwnServer::start(&[
-                    "--key-failure-burst",
-                    "1000000000",
-                    "--peer-failure-burst",
-                    "1000000000",
-                ])
-                .await?;
-                let (target, probe) = Self::observe(&unthrottled).await?;
+                let unthrottled = OwnServer::start(&own_server::UNTHROTTLED).await?;
+                let (target, probe) = unthrottled.observe().await?;
                 (target, probe, Some(unthrottled))
             }
             None => (self.target, self.probe, None),

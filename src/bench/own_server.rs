@@ -19,6 +19,15 @@ pub const BENCH_INTEGRATION: &str = "bench";
 /// The endpoint that integration is granted.
 pub const BENCH_ENDPOINT: &str = "bench.v1.BenchService/Get";
 
+/// Failure budgets too large to bind: for scenarios that measure what a
+/// rejection costs, which throttling would otherwise decide.
+pub const UNTHROTTLED: [&str; 4] = [
+    "--key-failure-burst",
+    "1000000000",
+    "--peer-failure-burst",
+    "1000000000",
+];
+
 /// How long a started server may take to report SERVING.
 const STARTUP: Duration = Duration::from_secs(60);
 /// How long a stopped server may take to drain and exit after SIGTERM.
@@ -96,6 +105,22 @@ impl OwnServer {
             database_url,
             _dir: dir,
         })
+    }
+
+    /// A target and a probe on this server.
+    pub async fn observe(&self) -> anyhow::Result<(super::calls::Target, Probe)> {
+        let target = super::calls::Target::connect(
+            &self.addr,
+            &self.partner_key,
+            BENCH_INTEGRATION,
+            BENCH_ENDPOINT,
+        )
+        .await?;
+        let probe = Probe {
+            metrics: Some(self.metrics_addr.clone()),
+            pid: self.pid(),
+        };
+        Ok((target, probe))
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -19,9 +19,9 @@ use latchkey::{
 use sea_orm::TransactionTrait;
 
 use super::{
-    calls::{self, KeyPool, Target},
+    calls::{self, KeyPool},
     load::scenario,
-    own_server::{BENCH_ENDPOINT, BENCH_INTEGRATION, OwnServer, Probe},
+    own_server::{BENCH_INTEGRATION, OwnServer, Probe, UNTHROTTLED},
     report::ScenarioResult,
 };
 
@@ -47,28 +47,9 @@ pub async fn run(
         bail!("--deep-keys must be at least {}", 2 * PAGE);
     }
     eprintln!("bench: starting a server for the scale scenarios");
-    let server = OwnServer::start_on(
-        scale.database_url.as_deref(),
-        &[
-            "--key-failure-burst",
-            "1000000000",
-            "--peer-failure-burst",
-            "1000000000",
-        ],
-    )
-    .await?;
+    let server = OwnServer::start_on(scale.database_url.as_deref(), &UNTHROTTLED).await?;
     let last_page_token = seed(&server.database_url, scale.keys).await?;
-    let target = Target::connect(
-        &server.addr,
-        &server.partner_key,
-        BENCH_INTEGRATION,
-        BENCH_ENDPOINT,
-    )
-    .await?;
-    let probe = Probe {
-        metrics: Some(server.metrics_addr.clone()),
-        pid: server.pid(),
-    };
+    let (target, probe) = server.observe().await?;
     let mut results = Vec::with_capacity(5);
     let first_page = calls::list_page(&target, String::new(), PAGE);
     results.push(measure(&probe, "list-first-page", concurrency, duration, first_page).await);
