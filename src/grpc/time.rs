@@ -10,17 +10,8 @@ pub fn to_timestamp(micros: i64) -> prost_types::Timestamp {
 }
 
 /// A protobuf timestamp as a stored time; `None` when it is not a valid
-/// timestamp (nanos out of range, or outside years 0001..=9999 as
-/// google.protobuf.Timestamp defines).
-pub fn from_timestamp(ts: &prost_types::Timestamp) -> Option<i64> {
-    const MIN_SECONDS: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
-    const MAX_SECONDS: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
-    if !(0..1_000_000_000).contains(&ts.nanos) || !(MIN_SECONDS..=MAX_SECONDS).contains(&ts.seconds)
-    {
-        return None;
-    }
-    Some(ts.seconds * 1_000_000 + i64::from(ts.nanos) / 1_000)
-}
+/// timestamp (the SDK's reading, so client and server agree).
+pub use latchkey_client::time::from_timestamp;
 
 /// A protobuf duration in microseconds; `None` when it is negative or invalid.
 pub fn duration_micros(d: &prost_types::Duration) -> Option<i64> {

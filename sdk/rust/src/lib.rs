@@ -14,7 +14,7 @@
 mod api;
 mod guard;
 mod redacted_debug;
-mod time;
+pub mod time;
 
 pub use api::{Client, ClientBuilder, ClientError, PartnerKey, TlsOptions};
 pub use guard::{RequireIntegrationKey, RequireIntegrationKeyLayer, VerifiedCaller};

@@ -1,4 +1,5 @@
 //! Protobuf timestamps against the clock, in microseconds since the epoch.
+//! The server reads request timestamps with the same `from_timestamp`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,7 +13,7 @@ pub(crate) fn now_micros() -> i64 {
 
 /// A protobuf timestamp in microseconds; `None` when it is out of the range
 /// protobuf allows (0001-01-01 to 9999-12-31) or its nanos are invalid.
-pub(crate) fn from_timestamp(ts: &prost_types::Timestamp) -> Option<i64> {
+pub fn from_timestamp(ts: &prost_types::Timestamp) -> Option<i64> {
     const MIN_SECONDS: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
     const MAX_SECONDS: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
     if !(0..1_000_000_000).contains(&ts.nanos) || !(MIN_SECONDS..=MAX_SECONDS).contains(&ts.seconds)
