@@ -39,6 +39,9 @@ impl std::fmt::Debug for TlsSettings {
 pub struct Settings {
     pub database: DbOptions,
     pub listen: SocketAddr,
+    /// The HTTP listener (Connect JSON, the seed and Sunshine routes); off
+    /// unless given.
+    pub http_listen: Option<SocketAddr>,
     /// A catalog to apply at startup, before serving.
     pub catalog: Option<PathBuf>,
     pub hash: HashParams,
@@ -121,6 +124,7 @@ impl Default for Settings {
             listen: DEFAULT_LISTEN
                 .parse()
                 .unwrap_or_else(|_| unreachable!("the default address parses")),
+            http_listen: None,
             catalog: None,
             hash: HashParams::default(),
             verifier: VerifierSettings::default(),

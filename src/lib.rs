@@ -14,6 +14,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod http;
 pub mod security;
 pub mod server;
 pub mod store;

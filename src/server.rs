@@ -138,6 +138,25 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let http = match settings.http_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for HTTP on {addr}"))?,
+        ),
+        None => None,
+    };
+    serve_on(state, settings, listener, http, shutdown).await
+}
+
+/// `serve`, with the HTTP listener (if any) already bound.
+pub async fn serve_on(
+    state: Arc<App>,
+    settings: Settings,
+    listener: TcpListener,
+    http_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let db = state.db.clone();
     let (stop_background, stopped) = tokio::sync::watch::channel(false);
     // Woken by a replica notification that a catalog revision committed.
@@ -203,12 +222,7 @@ pub async fn serve(
             .tls_config(tls_config(tls))
             .context("invalid TLS certificate or key")?;
     }
-    let serving = builder
-        .layer(crate::grpc::call_layer::CallLayer)
-        .layer(crate::grpc::limits::InFlightLimitLayer::new(
-            limits.max_in_flight,
-        ))
-        .add_service(health_service)
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
@@ -226,7 +240,30 @@ pub async fn serve(
         .add_service(
             AuditServiceServer::new(grpc::Audit::new(state.clone()))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
-        )
+        );
+    // One in-flight budget for gRPC and HTTP calls together.
+    let in_flight = crate::grpc::limits::InFlightLimitLayer::new(limits.max_in_flight);
+    let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
+    let http = http_listener
+        .map(|http_listener| {
+            let stack = tower::Layer::layer(
+                &crate::grpc::call_layer::CallLayer,
+                tower::Layer::layer(&in_flight, routes.clone()),
+            );
+            serve_http(
+                http_listener,
+                crate::http::HttpState {
+                    gateway: crate::http::gateway::Gateway::new(stack),
+                    trusted_peers: Arc::new(settings.trusted_peers.clone()),
+                },
+                http_stopped,
+            )
+        })
+        .transpose()?;
+    let serving = builder
+        .layer(crate::grpc::call_layer::CallLayer)
+        .layer(in_flight)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(
             accepted(listener, Some(limits.keepalive_interval)),
             async move {
@@ -234,6 +271,7 @@ pub async fn serve(
                 draining.store(true, std::sync::atomic::Ordering::SeqCst);
                 tracing::info!("shutting down: not serving, draining in-flight calls");
                 set_all(&drain_health, ServingStatus::NotServing).await;
+                let _ = stop_http.send(true);
                 let _ = signalled.send(());
             },
         );
@@ -252,6 +290,16 @@ pub async fn serve(
         }
     }
 
+    if let Some(http) = http {
+        // Stopped accepting with the gRPC listener; its calls drain within
+        // the same grace period.
+        match tokio::time::timeout(grace, http).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP listener failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP listener task failed"),
+            Err(_) => tracing::warn!(?grace, "grace period over: abandoning HTTP calls"),
+        }
+    }
     let _ = stop_background.send(true);
     for task in [background, readiness, key_changes] {
         if let Err(e) = task.await {
@@ -266,6 +314,31 @@ pub async fn serve(
     db.close().await.context("cannot close the database pool")?;
     tracing::info!("latchkey stopped");
     Ok(())
+}
+
+/// Serves the HTTP routes on `listener` until `stop` turns true, then
+/// drains them.
+fn serve_http(
+    listener: TcpListener,
+    state: crate::http::HttpState,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    use axum::serve::ListenerExt;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "latchkey serving HTTP");
+    let listener = listener.tap_io(|tcp| {
+        // A small answer must not wait for the client's delayed ACK.
+        let _ = tcp.set_nodelay(true);
+    });
+    let app =
+        crate::http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    Ok(tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .await
+    }))
 }
 
 /// Periodic work beside the calls: reload grants when the catalog revision

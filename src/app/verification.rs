@@ -7,7 +7,10 @@
 
 use std::{
     net::IpAddr,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -112,6 +115,9 @@ struct CachedKey {
     /// When the read of the state above began: a change announced (or a
     /// gap in announcements noticed) after this may not be in it.
     checked_at: Instant,
+    /// The latest second in which a use was handed to the usage recorder:
+    /// a hot key takes the recorder's lock once a second, not once a call.
+    use_noted_second: Arc<AtomicI64>,
 }
 
 impl CachedKey {
@@ -121,7 +127,15 @@ impl CachedKey {
             expire_time: row.expire_time,
             disabled: row.disabled,
             checked_at: read_at,
+            use_noted_second: Arc::default(),
         }
+    }
+
+    /// Whether a use at `now` (µs) is the first in its second, and so worth
+    /// recording: `last_use_time` is then at most a second early.
+    fn first_use_this_second(&self, now: i64) -> bool {
+        let second = now.div_euclid(1_000_000);
+        self.use_noted_second.fetch_max(second, Ordering::Relaxed) < second
     }
 }
 
@@ -168,6 +182,52 @@ pub struct Verifier {
     shared: SharedBudgets,
     pub grants: Arc<GrantBook>,
     pub usage: Arc<UsageRecorder>,
+    metrics: VerifyMetrics,
+}
+
+/// The verify metrics' handles, registered once: a verify then updates two
+/// counters without a registry lookup (label hashing, a key allocation).
+struct VerifyMetrics {
+    /// By `Decision as usize`.
+    decisions: [metrics::Counter; DECISIONS.len()],
+    cache_hits: metrics::Counter,
+    cache_misses: metrics::Counter,
+}
+
+const DECISIONS: [Decision; 7] = [
+    Decision::Allowed,
+    Decision::Malformed,
+    Decision::Invalid,
+    Decision::Expired,
+    Decision::Disabled,
+    Decision::EndpointNotGranted,
+    Decision::RateLimited,
+];
+
+impl VerifyMetrics {
+    /// Registers the handles with the installed recorder (none installed:
+    /// they do nothing).
+    fn new() -> Self {
+        Self {
+            decisions: DECISIONS.map(|decision| {
+                metrics::counter!("latchkey_verify_decisions_total", "decision" => decision.as_str())
+            }),
+            cache_hits: metrics::counter!("latchkey_verify_cache_total", "result" => "hit"),
+            cache_misses: metrics::counter!("latchkey_verify_cache_total", "result" => "miss"),
+        }
+    }
+
+    fn decided(&self, decision: Decision) {
+        self.decisions[decision as usize].increment(1);
+    }
+
+    fn looked_up(&self, hit: bool) {
+        if hit {
+            self.cache_hits.increment(1);
+        } else {
+            self.cache_misses.increment(1);
+        }
+    }
 }
 
 impl Verifier {
@@ -190,6 +250,7 @@ impl Verifier {
             budgets: FailureBudgets::new(settings.throttle),
             grants: Arc::new(GrantBook::default()),
             usage: Arc::new(UsageRecorder::default()),
+            metrics: VerifyMetrics::new(),
         })
     }
 
@@ -204,8 +265,7 @@ impl Verifier {
         caller: Option<IpAddr>,
     ) -> Result<Verdict, Error> {
         let verdict = self.decide(presented, endpoint, caller).await?;
-        metrics::counter!("latchkey_verify_decisions_total", "decision" => verdict.decision.as_str())
-            .increment(1);
+        self.metrics.decided(verdict.decision);
         Ok(verdict)
     }
 
@@ -219,11 +279,7 @@ impl Verifier {
             return Ok(Verdict::unproven(Decision::Malformed));
         };
         let hit = self.cache.get(&key);
-        metrics::counter!(
-            "latchkey_verify_cache_total",
-            "result" => if hit.is_some() { "hit" } else { "miss" }
-        )
-        .increment(1);
+        self.metrics.looked_up(hit.is_some());
         let cached = match hit {
             Some(cached) if self.is_fresh(&cached) => cached,
             // Proven before: re-read the state, no argon2 and no throttling
@@ -250,7 +306,9 @@ impl Verifier {
         } else if cached.expire_time.is_some_and(|t| t <= now) {
             Decision::Expired
         } else if integration.allows(endpoint) {
-            self.usage.record(key.key_id(), now);
+            if cached.first_use_this_second(now) {
+                self.usage.record(key.key_id(), now);
+            }
             Decision::Allowed
         } else {
             Decision::EndpointNotGranted
@@ -409,5 +467,34 @@ impl Verifier {
     /// re-reads it (no argon2).
     pub fn mark_all_stale(&self) {
         *self.stale_before.write().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_metrics_are_indexed_by_the_decision() {
+        for (index, decision) in DECISIONS.iter().enumerate() {
+            assert_eq!(*decision as usize, index, "{decision:?}");
+        }
+    }
+
+    #[test]
+    fn a_use_is_noted_once_per_second() {
+        let row_time = Instant::now();
+        let cached = CachedKey {
+            integration_id: 1,
+            expire_time: None,
+            disabled: false,
+            checked_at: row_time,
+            use_noted_second: Arc::default(),
+        };
+        assert!(cached.first_use_this_second(5_000_000));
+        assert!(!cached.first_use_this_second(5_999_999));
+        assert!(cached.first_use_this_second(6_000_000));
+        // A clone (what a cache hit hands out) shares the note.
+        assert!(!cached.clone().first_use_this_second(6_500_000));
     }
 }

@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:50051].
     #[arg(long, env = "LATCHKEY_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Also serve HTTP here: Connect JSON for every RPC, the seed routes,
+    /// Sunshine's key API, /openapi.json [default: off].
+    #[arg(long, env = "LATCHKEY_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
     /// Catalog file to apply before serving.
     #[arg(long, env = "LATCHKEY_CATALOG")]
     pub catalog: Option<PathBuf>,
@@ -289,6 +293,7 @@ pub fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<S
     };
     s.tls = tls(args)?;
     set(&mut s.listen, args.listen);
+    s.http_listen = args.http_listen.or(s.http_listen);
     s.catalog = args.catalog.clone().or(s.catalog);
     s.client_lb_domain = args.client_lb_domain.clone().or(s.client_lb_domain);
     if let Some(peers) = &args.trusted_peers {

@@ -8,7 +8,7 @@ use crate::{
 };
 
 /// Longest display name of a key.
-pub const MAX_DISPLAY_NAME_LEN: usize = 63;
+pub const MAX_DISPLAY_NAME_LEN: usize = 100;
 
 /// Most violations one error lists. A request can hold thousands of bad
 /// entries, but the error travels in response headers, which hyper-based
@@ -103,7 +103,7 @@ pub fn integration_key_id(key_id: &str) -> Option<&'static str> {
 
 pub fn display_name(name: &str) -> Option<&'static str> {
     if name.chars().count() > MAX_DISPLAY_NAME_LEN {
-        Some("must be at most 63 characters")
+        Some("must be at most 100 characters")
     } else if name.chars().any(char::is_control) {
         Some("must not contain control characters")
     } else {

@@ -39,6 +39,33 @@ impl TrustedPeers {
     }
 }
 
+/// The end caller of an HTTP request from `peer`: the direct peer, unless
+/// it is trusted and says in `X-Forwarded-For` whom it relays. The header is
+/// read from the right (the nearest hop first), past every trusted proxy, to
+/// the first address that is not trusted: the left part is whatever the
+/// caller wrote and proves nothing. Entries that are not addresses end the
+/// walk at the last trusted hop.
+pub fn forwarded_caller(
+    peer: IpAddr,
+    forwarded_for: Option<&str>,
+    trusted: &TrustedPeers,
+) -> IpAddr {
+    let mut caller = peer.to_canonical();
+    let Some(list) = forwarded_for else {
+        return caller;
+    };
+    for hop in list.rsplit(',') {
+        if !trusted.contains(caller) {
+            break;
+        }
+        match parse_caller_address(hop.trim()) {
+            Ok(address) => caller = address.to_canonical(),
+            Err(_) => break,
+        }
+    }
+    caller
+}
+
 /// Longest `caller_address` accepted (an IPv6 address with a zone fits).
 const MAX_CALLER_ADDRESS_LEN: usize = 64;
 
@@ -89,6 +116,23 @@ pub fn budget_key(caller: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_hops() {
+        let trusted = TrustedPeers::parse("10.0.0.0/8").unwrap();
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let stranger: IpAddr = "203.0.113.7".parse().unwrap();
+        let end: IpAddr = "198.51.100.9".parse().unwrap();
+        // Nearest hop first: past the trusted 10.0.0.5 to the end caller;
+        // what the end caller wrote before it (1.2.3.4) is not believed.
+        let header = Some("1.2.3.4, 198.51.100.9, 10.0.0.5");
+        assert_eq!(forwarded_caller(proxy, header, &trusted), end);
+        // An untrusted peer's header is ignored.
+        assert_eq!(forwarded_caller(stranger, header, &trusted), stranger);
+        assert_eq!(forwarded_caller(proxy, None, &trusted), proxy);
+        // Garbage stops the walk at the last trusted hop.
+        assert_eq!(forwarded_caller(proxy, Some("not-an-ip"), &trusted), proxy);
+    }
 
     #[test]
     fn only_trusted_peers_name_the_end_caller() {

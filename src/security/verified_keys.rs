@@ -26,7 +26,9 @@ type Digest = [u8; 32];
 
 /// Verified keys of one kind, with a value `V` remembered for each.
 pub struct VerifiedKeys<V> {
-    mac_key: Zeroizing<[u8; 32]>,
+    /// HMAC-SHA256 already keyed with a per-process random key: each use
+    /// clones it, which skips hashing the key's two pads again per call.
+    keyed_mac: Hmac<Sha256>,
     entries: moka::sync::Cache<String, Arc<(Digest, V)>>,
     /// Bumped by every eviction; see `insert_unless_evicted`.
     evictions: AtomicU64,
@@ -41,8 +43,11 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
     pub fn new(capacity: u64, idle: Duration) -> Result<Self, getrandom::Error> {
         let mut mac_key = Zeroizing::new([0u8; 32]);
         getrandom::fill(mac_key.as_mut())?;
+        // HMAC accepts keys of any length; a 32-byte key cannot fail.
+        let keyed_mac = <Hmac<Sha256> as KeyInit>::new_from_slice(mac_key.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         Ok(Self {
-            mac_key,
+            keyed_mac,
             entries: moka::sync::Cache::builder()
                 .max_capacity(capacity)
                 .time_to_idle(idle)
@@ -126,9 +131,7 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
 
     /// HMAC-SHA256 under this cache's random key over `parts`, in order.
     fn mac(&self, parts: &[&[u8]]) -> Digest {
-        // HMAC accepts keys of any length; a 32-byte key cannot fail.
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.mac_key.as_ref())
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let mut mac = self.keyed_mac.clone();
         for part in parts {
             mac.update(part);
         }

@@ -55,6 +55,8 @@ pub fn test_hash_params() -> HashParams {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The HTTP listener (Connect, seed and Sunshine routes).
+    pub http_addr: SocketAddr,
     pub database_url: String,
     /// A valid partner key, accepted on every management call.
     pub partner_key: String,
@@ -117,11 +119,14 @@ pub async fn spawn_app_in(
     let state = latchkey::server::prepare(&settings).await.expect("prepare");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
+    let http_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind HTTP");
+    let http_addr = http_listener.local_addr().expect("HTTP local addr");
     let (shutdown, on_shutdown) = oneshot::channel::<()>();
-    let server = tokio::spawn(latchkey::server::serve(
+    let server = tokio::spawn(latchkey::server::serve_on(
         state.clone(),
         settings,
         listener,
+        Some(http_listener),
         async {
             let _ = on_shutdown.await;
         },
@@ -129,6 +134,7 @@ pub async fn spawn_app_in(
 
     let app = TestApp {
         addr,
+        http_addr,
         database_url,
         partner_key,
         db,

@@ -150,7 +150,7 @@ async fn create_names_every_bad_field() {
         (create("Learner_Activity"), vec!["integration"]),
         (
             CreateIntegrationKeyRequest {
-                display_name: "x".repeat(64),
+                display_name: "x".repeat(101),
                 ..create("learner-activity")
             },
             vec!["display_name"],
@@ -175,7 +175,7 @@ async fn create_names_every_bad_field() {
         (
             CreateIntegrationKeyRequest {
                 integration: String::new(),
-                display_name: "y".repeat(100),
+                display_name: "y".repeat(101),
                 expire_time: Some(in_seconds(-1)),
             },
             vec!["integration", "display_name", "expire_time"],
@@ -185,14 +185,14 @@ async fn create_names_every_bad_field() {
         let got = bad_request_fields(client.create_integration_key(app.as_partner(request)).await);
         assert_eq!(got, fields);
     }
-    // A 63-character display name is fine.
+    // A 100-character display name is fine (Sunshine's limit).
     client
         .create_integration_key(app.as_partner(CreateIntegrationKeyRequest {
-            display_name: "z".repeat(63),
+            display_name: "z".repeat(100),
             ..create("learner-activity")
         }))
         .await
-        .expect("63 characters are allowed");
+        .expect("100 characters are allowed");
 }
 
 #[tokio::test]

@@ -112,7 +112,7 @@ async fn update_rejects_bad_masks_and_values() {
             update(
                 &key_id,
                 IntegrationKey {
-                    display_name: "x".repeat(64),
+                    display_name: "x".repeat(101),
                     ..Default::default()
                 },
                 &["display_name"],

@@ -12,6 +12,7 @@ mod faults;
 mod health;
 mod helpers;
 mod hostile;
+mod http;
 mod integration_keys;
 mod integrations;
 mod lifecycle;

@@ -72,7 +72,7 @@ def test_unauthenticated_without_key(server):
 
 def test_invalid_argument_carries_field_violations(admin):
     with pytest.raises(InvalidArgument) as raised:
-        admin.create_integration_key(INTEGRATION, display_name="x" * 64)
+        admin.create_integration_key(INTEGRATION, display_name="x" * 101)
     assert raised.value.message.startswith("Bad request")
     assert "display_name" in [field for field, _ in raised.value.field_violations]
 

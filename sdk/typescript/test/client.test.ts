@@ -69,7 +69,7 @@ test('typed errors: NotFound, Unauthenticated, InvalidArgument with field violat
     assert.equal(err.details, 'Invalid credentials');
     return true;
   });
-  await assert.rejects(admin.createIntegrationKey({ integration: INTEGRATION, displayName: 'x'.repeat(64) }), (err: unknown) => {
+  await assert.rejects(admin.createIntegrationKey({ integration: INTEGRATION, displayName: 'x'.repeat(101) }), (err: unknown) => {
     assert.ok(err instanceof InvalidArgumentError);
     assert.match(err.details, /^Bad request/);
     assert.ok(err.fieldViolations.some((v) => v.field === 'display_name'), JSON.stringify(err.fieldViolations));

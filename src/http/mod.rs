@@ -1,0 +1,181 @@
+//! The HTTP listener (`--http-listen`): Connect unary JSON for every unary
+//! RPC, the seeds' own routes (integration keys, client configuration) and
+//! Sunshine Conversations' key API, and `GET /openapi.json`.
+//!
+//! Every route translates its request into a gRPC message and calls the
+//! gRPC service stack in process (`gateway`), so authentication,
+//! validation, throttling, audit, logs and metrics are exactly the gRPC
+//! ones. Each dialect has its own error answers (`errors`).
+
+pub mod connect;
+pub mod errors;
+pub mod gateway;
+pub mod openapi;
+pub mod seed_clients;
+pub mod seed_keys;
+pub mod sunshine;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{ConnectInfo, Request},
+    http::{HeaderMap, Method, StatusCode, header},
+    response::Response,
+};
+use tonic::Code;
+
+use crate::security::callers::{TrustedPeers, forwarded_caller};
+use errors::{Dialect, HttpError, answer};
+use gateway::{CallContext, Gateway};
+
+/// Largest request body any route reads.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every HTTP handler shares.
+#[derive(Clone)]
+pub struct HttpState {
+    pub gateway: Gateway,
+    pub trusted_peers: Arc<TrustedPeers>,
+}
+
+/// Every route of the HTTP listener.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .merge(connect::routes())
+        .merge(seed_keys::routes())
+        .merge(seed_clients::routes())
+        .merge(sunshine::routes())
+        .merge(openapi::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// The dialect of a path, for answers that no route gave (404, 405).
+fn dialect_of(path: &str) -> Dialect {
+    if path.starts_with("/latchkey.v1.") {
+        Dialect::Connect
+    } else if path.starts_with("/v2/") {
+        Dialect::Sunshine
+    } else {
+        Dialect::Seed
+    }
+}
+
+async fn not_found(request: Request) -> Response {
+    let dialect = dialect_of(request.uri().path());
+    let code = match dialect {
+        // What a Connect client expects of a method the server lacks.
+        Dialect::Connect => Code::Unimplemented,
+        _ => Code::NotFound,
+    };
+    answer(dialect, StatusCode::NOT_FOUND, code, "Not found")
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    let dialect = dialect_of(request.uri().path());
+    answer(
+        dialect,
+        StatusCode::METHOD_NOT_ALLOWED,
+        Code::Unimplemented,
+        &format!("Method {} not allowed here", request.method()),
+    )
+}
+
+/// The gRPC call context of an HTTP request: its credentials, its end
+/// caller (`X-Forwarded-For` believed only from `--trusted-peers`) and, for
+/// Connect, its timeout.
+pub fn call_context(
+    state: &HttpState,
+    headers: &HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> CallContext {
+    let forwarded_for = headers
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok());
+    let caller = forwarded_caller(peer.ip(), forwarded_for, &state.trusted_peers);
+    let timeout = headers
+        .get("connect-timeout-ms")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+        .map(Duration::from_millis);
+    CallContext {
+        sid: headers.get("sid").cloned(),
+        authorization: headers.get(header::AUTHORIZATION).cloned(),
+        peer: SocketAddr::new(caller, peer.port()),
+        timeout,
+    }
+}
+
+/// Reads a request body of at most `MAX_BODY_BYTES`.
+pub async fn read_body(body: Body, dialect: Dialect) -> Result<Bytes, HttpError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| HttpError::too_large(dialect))
+}
+
+/// Requires a JSON content type when a body is present (an empty body with
+/// no content type stands for `{}`).
+pub fn require_json(headers: &HeaderMap, body: &[u8], dialect: Dialect) -> Result<(), HttpError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    match content_type {
+        None if body.is_empty() => Ok(()),
+        Some(value)
+            if value
+                .split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")) =>
+        {
+            Ok(())
+        }
+        _ => Err(HttpError::bad_request(
+            dialect,
+            "Content-Type must be application/json",
+        )),
+    }
+}
+
+/// Parses a JSON request body (empty: `{}`) into `T`. The error names the
+/// place in the document, never a value from it (a value may be a secret).
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    dialect: Dialect,
+) -> Result<T, HttpError> {
+    let body: &[u8] = if body.is_empty() { b"{}" } else { body };
+    serde_json::from_slice(body).map_err(|e| json_error(dialect, &e))
+}
+
+/// `Bad request: ...` for a JSON body that did not parse: where, and which
+/// kind of fault, but none of the document's values.
+pub fn json_error(dialect: Dialect, e: &serde_json::Error) -> HttpError {
+    let what = match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "malformed JSON",
+        serde_json::error::Category::Data | serde_json::error::Category::Io => {
+            "the JSON document does not have the expected fields and types"
+        }
+    };
+    HttpError::bad_request(
+        dialect,
+        format!("{what} (line {}, column {})", e.line(), e.column()),
+    )
+}
+
+impl HttpError {
+    fn too_large(dialect: Dialect) -> Self {
+        Self::new(
+            dialect,
+            tonic::Status::invalid_argument(format!(
+                "Bad request: the body is larger than {MAX_BODY_BYTES} bytes"
+            )),
+        )
+    }
+}
+
+/// Whether this method may carry a body (for the seed routes' checks).
+pub fn has_body(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+}
