@@ -221,8 +221,9 @@ async fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: Bo
     parse_json(&body, DIALECT)
 }
 
+/// Configures a new client: users, credentials, settings.
 #[utoipa::path(
-    post, path = "/configure", tag = "seed 001: client configuration",
+    post, operation_id = "configure", path = "/configure", tag = "seed 001: client configuration",
     request_body(content = ConfigureJson, content_type = "application/json"),
     responses(
         (status = 201, description = "Configured", body = ConfigurationJson),
@@ -267,8 +268,9 @@ pub async fn configure(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+/// Changes a client's settings, all or nothing.
 #[utoipa::path(
-    post, path = "/configureSettings/{client_id}", tag = "seed 001: client configuration",
+    post, operation_id = "configureSettings", path = "/configureSettings/{client_id}", tag = "seed 001: client configuration",
     params(("client_id" = String, Path, description = "The client")),
     request_body(content = ConfigureSettingsJson, content_type = "application/json"),
     responses(
@@ -315,8 +317,9 @@ pub async fn configure_settings(
     )))
 }
 
+/// Sets a user's API key and scope.
 #[utoipa::path(
-    post, path = "/setUserCredentials/{client_id}", tag = "seed 001: client configuration",
+    post, operation_id = "setUserCredentials", path = "/setUserCredentials/{client_id}", tag = "seed 001: client configuration",
     params(("client_id" = String, Path, description = "The client")),
     request_body(content = SetUserCredentialsJson, content_type = "application/json"),
     responses(
@@ -357,8 +360,9 @@ pub async fn set_user_credentials(
     )))
 }
 
+/// Checks a client's configuration health.
 #[utoipa::path(
-    get, path = "/health/{client_id}", tag = "seed 001: client configuration",
+    get, operation_id = "clientHealth", path = "/health/{client_id}", tag = "seed 001: client configuration",
     params(("client_id" = String, Path, description = "The client")),
     responses(
         (status = 200, description = "The client's configuration health", body = ClientHealthJson),

@@ -131,8 +131,9 @@ fn failed(status: tonic::Status) -> HttpError {
     HttpError::new(DIALECT, status)
 }
 
+/// Creates a key for an integration.
 #[utoipa::path(
-    post, path = "/integrations/{integration}/keys", tag = "seed 000: integration keys",
+    post, operation_id = "seedCreateIntegrationKey", path = "/integrations/{integration}/keys", tag = "seed 000: integration keys",
     params(("integration" = String, Path, description = "The integration's name")),
     request_body(content = Option<NewKeyJson>, content_type = "application/json"),
     responses(
@@ -182,8 +183,9 @@ pub async fn create_key(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+/// Lists an integration's keys, oldest first.
 #[utoipa::path(
-    get, path = "/integrations/{integration}/keys", tag = "seed 000: integration keys",
+    get, operation_id = "seedListIntegrationKeys", path = "/integrations/{integration}/keys", tag = "seed 000: integration keys",
     params(
         ("integration" = String, Path, description = "The integration's name"),
         ("pageSize" = Option<i32>, Query, description = "0 or absent: 50; at most 1000"),
@@ -235,8 +237,9 @@ pub async fn list_keys(
     }))
 }
 
+/// Reads one key, without its secret.
 #[utoipa::path(
-    get, path = "/integrations/{integration}/keys/{key_id}", tag = "seed 000: integration keys",
+    get, operation_id = "seedGetIntegrationKey", path = "/integrations/{integration}/keys/{key_id}", tag = "seed 000: integration keys",
     params(
         ("integration" = String, Path, description = "The integration's name"),
         ("key_id" = String, Path, description = "The key's public id"),
@@ -269,8 +272,9 @@ pub async fn get_key(
     }))
 }
 
+/// Deletes a key: it no longer verifies.
 #[utoipa::path(
-    delete, path = "/integrations/{integration}/keys/{key_id}", tag = "seed 000: integration keys",
+    delete, operation_id = "seedDeleteIntegrationKey", path = "/integrations/{integration}/keys/{key_id}", tag = "seed 000: integration keys",
     params(
         ("integration" = String, Path, description = "The integration's name"),
         ("key_id" = String, Path, description = "The key's public id"),

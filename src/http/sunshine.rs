@@ -141,8 +141,9 @@ fn basic_partner_key(authorization: &HeaderValue) -> Option<HeaderValue> {
     Some(value)
 }
 
+/// Creates a key for a custom integration.
 #[utoipa::path(
-    post, path = "/v2/apps/{appId}/integrations/{integrationId}/keys", tag = "Sunshine Conversations: custom integration API keys",
+    post, operation_id = "createCustomIntegrationKey", path = "/v2/apps/{appId}/integrations/{integrationId}/keys", tag = "Sunshine Conversations: custom integration API keys",
     params(
         ("appId" = String, Path, description = "Accepted and ignored"),
         ("integrationId" = String, Path, description = "The integration's name"),
@@ -195,8 +196,9 @@ pub async fn create_key(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+/// Lists a custom integration's keys.
 #[utoipa::path(
-    get, path = "/v2/apps/{appId}/integrations/{integrationId}/keys", tag = "Sunshine Conversations: custom integration API keys",
+    get, operation_id = "listCustomIntegrationKeys", path = "/v2/apps/{appId}/integrations/{integrationId}/keys", tag = "Sunshine Conversations: custom integration API keys",
     params(
         ("appId" = String, Path, description = "Accepted and ignored"),
         ("integrationId" = String, Path, description = "The integration's name"),
@@ -234,8 +236,9 @@ pub async fn list_keys(
     }))
 }
 
+/// Reads one key, without its secret.
 #[utoipa::path(
-    get, path = "/v2/apps/{appId}/integrations/{integrationId}/keys/{keyId}", tag = "Sunshine Conversations: custom integration API keys",
+    get, operation_id = "getCustomIntegrationKey", path = "/v2/apps/{appId}/integrations/{integrationId}/keys/{keyId}", tag = "Sunshine Conversations: custom integration API keys",
     params(
         ("appId" = String, Path, description = "Accepted and ignored"),
         ("integrationId" = String, Path, description = "The integration's name"),
@@ -269,8 +272,9 @@ pub async fn get_key(
     }))
 }
 
+/// Deletes a key.
 #[utoipa::path(
-    delete, path = "/v2/apps/{appId}/integrations/{integrationId}/keys/{keyId}", tag = "Sunshine Conversations: custom integration API keys",
+    delete, operation_id = "deleteCustomIntegrationKey", path = "/v2/apps/{appId}/integrations/{integrationId}/keys/{keyId}", tag = "Sunshine Conversations: custom integration API keys",
     params(
         ("appId" = String, Path, description = "Accepted and ignored"),
         ("integrationId" = String, Path, description = "The integration's name"),
