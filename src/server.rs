@@ -252,6 +252,7 @@ pub async fn serve_on(
             );
             serve_http(
                 http_listener,
+                settings.tls.as_ref(),
                 crate::http::HttpState {
                     gateway: crate::http::gateway::Gateway::new(stack),
                     trusted_peers: Arc::new(settings.trusted_peers.clone()),
@@ -316,29 +317,51 @@ pub async fn serve_on(
     Ok(())
 }
 
-/// Serves the HTTP routes on `listener` until `stop` turns true, then
-/// drains them.
+/// Serves the HTTP routes on `listener` (with TLS when `tls` is set) until
+/// `stop` turns true, then drains them.
 fn serve_http(
     listener: TcpListener,
+    tls: Option<&crate::config::TlsSettings>,
     state: crate::http::HttpState,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    use axum::serve::ListenerExt;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "latchkey serving HTTP");
-    let listener = listener.tap_io(|tcp| {
-        // A small answer must not wait for the client's delayed ACK.
-        let _ = tcp.set_nodelay(true);
-    });
-    let app =
-        crate::http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    Ok(tokio::spawn(async move {
+    let app = crate::http::router(state);
+    Ok(match tls {
+        Some(tls) => {
+            let acceptor = crate::http::listeners::acceptor(tls).context("HTTP listener TLS")?;
+            tracing::info!(%addr, "latchkey serving HTTPS");
+            spawn_http(
+                crate::http::listeners::TlsListener::new(listener, acceptor)?,
+                app,
+                stop,
+            )
+        }
+        None => {
+            tracing::info!(%addr, "latchkey serving HTTP");
+            spawn_http(crate::http::listeners::PlainListener(listener), app, stop)
+        }
+    })
+}
+
+fn spawn_http<L>(
+    listener: L,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+    crate::http::Peer:
+        for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
+    let app = app.into_make_service_with_connect_info::<crate::http::Peer>();
+    tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             })
             .await
-    }))
+    })
 }
 
 /// Periodic work beside the calls: reload grants when the catalog revision

@@ -46,7 +46,7 @@ fn unary_method(service: &str, method: &str) -> Option<MethodDescriptor> {
 async fn unary(
     State(state): State<HttpState>,
     Path((service, method)): Path<(String, String)>,
-    peer: ConnectInfo<std::net::SocketAddr>,
+    peer: ConnectInfo<super::Peer>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {

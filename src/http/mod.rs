@@ -10,6 +10,7 @@
 pub mod connect;
 pub mod errors;
 pub mod gateway;
+pub mod listeners;
 pub mod openapi;
 pub mod seed_clients;
 pub mod seed_keys;
@@ -21,7 +22,7 @@ use axum::{
     Router,
     body::{Body, Bytes},
     extract::{ConnectInfo, Request},
-    http::{HeaderMap, Method, StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::Response,
 };
 use tonic::Code;
@@ -32,6 +33,28 @@ use gateway::{CallContext, Gateway};
 
 /// Largest request body any route reads.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The TCP peer of an HTTP connection, plain or TLS.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, listeners::PlainListener>,
+    > for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, listeners::PlainListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, listeners::TlsListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, listeners::TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
 
 /// What every HTTP handler shares.
 #[derive(Clone)]
@@ -48,6 +71,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(seed_clients::routes())
         .merge(sunshine::routes())
         .merge(openapi::routes())
+        .route("/healthz", axum::routing::get(readiness))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -62,6 +86,34 @@ fn dialect_of(path: &str) -> Dialect {
     } else {
         Dialect::Seed
     }
+}
+
+/// Readiness for HTTP probes: `grpc.health.v1` Check of the whole server,
+/// the very status gRPC probes see (200 SERVING, 503 otherwise).
+async fn readiness(
+    axum::extract::State(state): axum::extract::State<HttpState>,
+    peer: ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    use axum::response::IntoResponse;
+    let context = call_context(&state, &headers, peer);
+    let checked: Result<tonic_health::pb::HealthCheckResponse, _> = state
+        .gateway
+        .call(
+            "/grpc.health.v1.Health/Check",
+            &tonic_health::pb::HealthCheckRequest::default(),
+            &context,
+        )
+        .await;
+    let serving = checked.is_ok_and(|c| {
+        c.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    });
+    let (status, word) = if serving {
+        (StatusCode::OK, "SERVING")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING")
+    };
+    (status, axum::Json(serde_json::json!({ "status": word }))).into_response()
 }
 
 async fn not_found(request: Request) -> Response {
@@ -90,7 +142,7 @@ async fn method_not_allowed(request: Request) -> Response {
 pub fn call_context(
     state: &HttpState,
     headers: &HeaderMap,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
 ) -> CallContext {
     let forwarded_for = headers
         .get("x-forwarded-for")
@@ -173,9 +225,4 @@ impl HttpError {
             )),
         )
     }
-}
-
-/// Whether this method may carry a body (for the seed routes' checks).
-pub fn has_body(method: &Method) -> bool {
-    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
 }

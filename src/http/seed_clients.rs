@@ -236,7 +236,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: Bo
 )]
 pub async fn configure(
     State(state): State<HttpState>,
-    peer: ConnectInfo<std::net::SocketAddr>,
+    peer: ConnectInfo<super::Peer>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer<Response> {
@@ -285,7 +285,7 @@ pub async fn configure(
 pub async fn configure_settings(
     State(state): State<HttpState>,
     Path(client_id): Path<String>,
-    peer: ConnectInfo<std::net::SocketAddr>,
+    peer: ConnectInfo<super::Peer>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer<Json<ConfigurationJson>> {
@@ -334,7 +334,7 @@ pub async fn configure_settings(
 pub async fn set_user_credentials(
     State(state): State<HttpState>,
     Path(client_id): Path<String>,
-    peer: ConnectInfo<std::net::SocketAddr>,
+    peer: ConnectInfo<super::Peer>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer<Json<UserJson>> {
@@ -374,7 +374,7 @@ pub async fn set_user_credentials(
 pub async fn client_health(
     State(state): State<HttpState>,
     Path(client_id): Path<String>,
-    peer: ConnectInfo<std::net::SocketAddr>,
+    peer: ConnectInfo<super::Peer>,
     headers: HeaderMap,
 ) -> Answer<Json<ClientHealthJson>> {
     let context = call_context(&state, &headers, peer);

@@ -147,7 +147,7 @@ fn failed(status: tonic::Status) -> HttpError {
 pub async fn create_key(
     State(state): State<HttpState>,
     Path(integration): Path<String>,
-    peer: ConnectInfo<std::net::SocketAddr>,
+    peer: ConnectInfo<super::Peer>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer<Response> {
@@ -202,7 +202,7 @@ pub async fn create_key(
 pub async fn list_keys(
     State(state): State<HttpState>,
     Path(integration): Path<String>,
-    peer: ConnectInfo<std::net::SocketAddr>,
+    peer: ConnectInfo<super::Peer>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Answer<Json<KeyListJson>> {
@@ -254,7 +254,7 @@ pub async fn list_keys(
 pub async fn get_key(
     State(state): State<HttpState>,
     Path((integration, key_id)): Path<(String, String)>,
-    peer: ConnectInfo<std::net::SocketAddr>,
+    peer: ConnectInfo<super::Peer>,
     headers: HeaderMap,
 ) -> Answer<Json<KeyEnvelopeJson>> {
     let context = call_context(&state, &headers, peer);
@@ -289,7 +289,7 @@ pub async fn get_key(
 pub async fn delete_key(
     State(state): State<HttpState>,
     Path((integration, key_id)): Path<(String, String)>,
-    peer: ConnectInfo<std::net::SocketAddr>,
+    peer: ConnectInfo<super::Peer>,
     headers: HeaderMap,
 ) -> Answer<StatusCode> {
     let context = call_context(&state, &headers, peer);

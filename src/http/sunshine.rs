@@ -109,11 +109,7 @@ fn failed(status: tonic::Status) -> HttpError {
 
 /// The call context, with Basic `<key id>:<secret>` turned into the
 /// partner key `<key id>_<secret>` it stands for.
-fn context(
-    state: &HttpState,
-    headers: &HeaderMap,
-    peer: ConnectInfo<std::net::SocketAddr>,
-) -> CallContext {
+fn context(state: &HttpState, headers: &HeaderMap, peer: ConnectInfo<super::Peer>) -> CallContext {
     let mut context = call_context(state, headers, peer);
     if let Some(partner_key) = context.authorization.as_ref().and_then(basic_partner_key) {
         context.sid = Some(partner_key);
@@ -160,7 +156,7 @@ fn basic_partner_key(authorization: &HeaderValue) -> Option<HeaderValue> {
 pub async fn create_key(
     State(state): State<HttpState>,
     Path((_app_id, integration)): Path<(String, String)>,
-    peer: ConnectInfo<std::net::SocketAddr>,
+    peer: ConnectInfo<super::Peer>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer<Response> {
@@ -213,7 +209,7 @@ pub async fn create_key(
 pub async fn list_keys(
     State(state): State<HttpState>,
     Path((_app_id, integration)): Path<(String, String)>,
-    peer: ConnectInfo<std::net::SocketAddr>,
+    peer: ConnectInfo<super::Peer>,
     headers: HeaderMap,
 ) -> Answer<Json<ApiKeyListJson>> {
     let context = context(&state, &headers, peer);
@@ -254,7 +250,7 @@ pub async fn list_keys(
 pub async fn get_key(
     State(state): State<HttpState>,
     Path((_app_id, integration, key_id)): Path<(String, String, String)>,
-    peer: ConnectInfo<std::net::SocketAddr>,
+    peer: ConnectInfo<super::Peer>,
     headers: HeaderMap,
 ) -> Answer<Json<ApiKeyEnvelopeJson>> {
     let context = context(&state, &headers, peer);
@@ -290,7 +286,7 @@ pub async fn get_key(
 pub async fn delete_key(
     State(state): State<HttpState>,
     Path((_app_id, integration, key_id)): Path<(String, String, String)>,
-    peer: ConnectInfo<std::net::SocketAddr>,
+    peer: ConnectInfo<super::Peer>,
     headers: HeaderMap,
 ) -> Answer<Json<serde_json::Value>> {
     let context = context(&state, &headers, peer);

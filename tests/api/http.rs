@@ -709,3 +709,57 @@ async fn a_crowd_of_wrong_secrets_over_http_costs_at_most_the_burst() {
         "{argon2_runs} argon2 runs for one key id (burst {burst})"
     );
 }
+
+/// The peer of a refused seed call, as its audit event records it.
+async fn refused_call_peer(app: &TestApp, forwarded_for: &str) -> String {
+    let refused = send(
+        app,
+        Method::GET,
+        "/integrations/learner-activity/keys",
+        &[("x-forwarded-for", forwarded_for)],
+        "",
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let events = latchkey::grpc::proto::v1::audit_service_client::AuditServiceClient::new(
+        app.channel().await,
+    )
+    .list_audit_events(app.as_partner(latchkey::grpc::proto::v1::ListAuditEventsRequest::default()))
+    .await
+    .expect("audit events")
+    .into_inner()
+    .events;
+    let refusal = events
+        .iter()
+        .find(|e| e.outcome == latchkey::grpc::proto::v1::AuditOutcome::Failure as i32)
+        .expect("the refusal is audited");
+    refusal.peer.clone()
+}
+
+#[tokio::test]
+async fn x_forwarded_for_names_the_caller_only_from_trusted_peers() {
+    let untrusting = spawn_app().await;
+    assert_eq!(
+        refused_call_peer(&untrusting, "198.51.100.7").await,
+        "127.0.0.1"
+    );
+    let trusting = spawn_app_with(|s| {
+        s.trusted_peers =
+            latchkey::security::callers::TrustedPeers::parse("127.0.0.1").expect("CIDR");
+    })
+    .await;
+    assert_eq!(
+        refused_call_peer(&trusting, "203.0.113.1, 198.51.100.7").await,
+        "198.51.100.7"
+    );
+}
+
+#[tokio::test]
+async fn healthz_is_the_readiness_grpc_probes_see() {
+    let app = spawn_app().await;
+    let ready = send(&app, Method::GET, "/healthz", &[], "").await;
+    assert_eq!(
+        (ready.status, ready.json()),
+        (StatusCode::OK, json!({"status": "SERVING"}))
+    );
+}

@@ -60,6 +60,7 @@ async fn tls_server(
     tempfile::TempDir,
     TestDb,
     tokio::sync::oneshot::Sender<()>,
+    std::net::SocketAddr,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let test_db = TestDb::create(dir.path()).await;
@@ -74,13 +75,114 @@ async fn tls_server(
         key_pem: pki.server.1.clone().into_bytes().into(),
         client_ca_pem: mutual.then(|| pki.ca_pem.clone().into_bytes()),
     });
+    // The HTTP listener, with the same TLS settings: on a port reserved
+    // here, as `run` binds it itself.
+    let http_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    settings.http_listen = Some(http_addr);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(latchkey::server::run(settings, listener, async {
         let _ = stopped.await;
     }));
-    (addr, dir, test_db, stop)
+    (addr, dir, test_db, stop, http_addr)
+}
+
+/// `GET path` over HTTPS/1.1 trusting the test CA, with the client
+/// certificate when `identity`: the status and body, or why it failed.
+async fn https_get(
+    addr: std::net::SocketAddr,
+    pki: &Pki,
+    identity: bool,
+    path: &str,
+) -> Result<(u16, String), String> {
+    use http_body_util::BodyExt;
+    use tokio_rustls::rustls::{
+        ClientConfig, RootCertStore,
+        pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
+    };
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = if identity {
+        builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(pki.client.0.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(pki.client.1.as_bytes()).unwrap(),
+            )
+            .unwrap()
+    } else {
+        builder.with_no_client_auth()
+    };
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header("host", "localhost")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_listener_speaks_the_same_mutual_tls() {
+    let pki = new_pki();
+    let (_addr, _dir, _db, _stop, http_addr) = tls_server(&pki, true).await;
+    let ready = eventually(Duration::from_secs(30), "the HTTPS listener", || async {
+        https_get(http_addr, &pki, true, "/healthz")
+            .await
+            .ok()
+            .filter(|(status, _)| *status == 200)
+    })
+    .await;
+    assert_eq!(ready.1, r#"{"status":"SERVING"}"#);
+    let openapi = https_get(http_addr, &pki, true, "/openapi.json")
+        .await
+        .unwrap();
+    assert_eq!(openapi.0, 200);
+    assert!(
+        https_get(http_addr, &pki, false, "/healthz").await.is_err(),
+        "no client certificate: refused"
+    );
+    // Plain HTTP on the TLS port gets no answer.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let plain = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.get(format!("http://{http_addr}/healthz").parse().unwrap()),
+    )
+    .await;
+    assert!(!matches!(plain, Ok(Ok(_))), "plaintext is refused");
 }
 
 async fn health_over(addr: &str, tls: Option<TlsOptions>) -> Result<i32, String> {
@@ -100,7 +202,7 @@ async fn health_over(addr: &str, tls: Option<TlsOptions>) -> Result<i32, String>
 #[tokio::test]
 async fn tls_serves_only_tls_clients_that_trust_the_ca() {
     let pki = new_pki();
-    let (addr, _dir, _db, _stop) = tls_server(&pki, false).await;
+    let (addr, _dir, _db, _stop, _http) = tls_server(&pki, false).await;
     eventually(Duration::from_secs(30), "the TLS server", || async {
         health_over(&addr, Some(tls_options(&pki, false)))
             .await
@@ -125,7 +227,7 @@ async fn tls_serves_only_tls_clients_that_trust_the_ca() {
 #[tokio::test(flavor = "multi_thread")]
 async fn mutual_tls_requires_a_client_certificate() {
     let pki = new_pki();
-    let (addr, dir, _db, _stop) = tls_server(&pki, true).await;
+    let (addr, dir, _db, _stop, _http) = tls_server(&pki, true).await;
     eventually(Duration::from_secs(30), "the mTLS server", || async {
         health_over(&addr, Some(tls_options(&pki, true)))
             .await
