@@ -261,6 +261,7 @@ pub async fn serve_on(
             )
         })
         .transpose()?;
+    let watchers = state.verifier.changes.clone();
     let serving = builder
         .layer(crate::grpc::call_layer::CallLayer)
         .layer(in_flight)
@@ -269,6 +270,8 @@ pub async fn serve_on(
             accepted(listener, Some(limits.keepalive_interval)),
             async move {
                 shutdown.await;
+                // Watch streams would hold the drain open: they end first.
+                watchers.close();
                 draining.store(true, std::sync::atomic::Ordering::SeqCst);
                 tracing::info!("shutting down: not serving, draining in-flight calls");
                 set_all(&drain_health, ServingStatus::NotServing).await;
@@ -388,26 +391,35 @@ async fn background_work(
     loop {
         tokio::select! {
             _ = stop.changed() => return,
-            () = catalog_changed.notified() => {
-                match state.verifier.grants.refresh(&state.db, false).await {
-                    Ok(true) => tracing::info!("endpoint grants reloaded: another process applied a catalog"),
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot reload the catalog; the poll will retry"),
-                }
-            }
-            _ = catalog_tick.tick() => {
-                match state.verifier.grants.refresh(&state.db, false).await {
-                    Ok(true) => tracing::info!("endpoint grants reloaded for a new catalog revision"),
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot check the catalog revision"),
-                }
-            }
+            () = catalog_changed.notified() => reload_grants(&state).await,
+            _ = catalog_tick.tick() => reload_grants(&state).await,
             _ = usage_tick.tick() => {
                 if let Err(e) = state.verifier.usage.flush(&state.db).await {
                     tracing::warn!(error = %e, "cannot record last key uses; will retry");
                 }
             }
         }
+    }
+}
+
+/// Reloads the grants if a new catalog revision committed (here or in any
+/// process), and tells watchers which integrations' grants changed.
+async fn reload_grants(state: &App) {
+    match state.verifier.grants.reload(&state.db, false).await {
+        Ok(Some(changed)) => {
+            tracing::info!(
+                changed = changed.len(),
+                "endpoint grants reloaded for a new catalog revision"
+            );
+            for integration in changed {
+                state
+                    .verifier
+                    .changes
+                    .publish(crate::app::key_changes::KeyChange::Integration(integration));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot check the catalog revision; will retry"),
     }
 }
 

@@ -55,13 +55,25 @@ impl GrantBook {
     /// Reloads from the database if the catalog revision changed (or always,
     /// with `force`). Returns whether it reloaded.
     pub async fn refresh<C: ConnectionTrait>(&self, db: &C, force: bool) -> Result<bool, DbErr> {
+        Ok(self.reload(db, force).await?.is_some())
+    }
+
+    /// `refresh`, naming the integrations whose grants the reload changed
+    /// (added, removed, or with other endpoints); `None` when it did not
+    /// reload.
+    pub async fn reload<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        force: bool,
+    ) -> Result<Option<Vec<String>>, DbErr> {
         let revision = store::catalog::latest_revision(db)
             .await?
             .map_or(0, |r| r.id);
-        if !force && revision == self.snapshot().revision {
-            return Ok(false);
+        let before = self.snapshot();
+        if !force && revision == before.revision {
+            return Ok(None);
         }
-        let by_integration_id = store::integrations::all(db)
+        let by_integration_id: HashMap<i64, IntegrationGrants> = store::integrations::all(db)
             .await?
             .into_iter()
             .map(|i| {
@@ -74,11 +86,29 @@ impl GrantBook {
                 )
             })
             .collect();
+        let grants_of = |snapshot: &HashMap<i64, IntegrationGrants>| {
+            snapshot
+                .values()
+                .map(|i| (i.name.clone(), i.endpoints.clone()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let (old, new) = (
+            grants_of(&before.by_integration_id),
+            grants_of(&by_integration_id),
+        );
+        let changed = old
+            .keys()
+            .chain(new.keys())
+            .filter(|name| old.get(*name) != new.get(*name))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot {
             revision,
             by_integration_id,
         });
-        Ok(true)
+        Ok(Some(changed))
     }
 }
 

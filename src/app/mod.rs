@@ -10,6 +10,7 @@ pub mod clients;
 pub mod grants;
 pub mod health;
 pub mod integration_keys;
+pub mod key_changes;
 pub mod partner_keys;
 pub mod usage;
 pub mod verification;
@@ -77,6 +78,11 @@ impl App {
                 client_lb_domain: settings.client_lb_domain.clone(),
             },
         })
+    }
+
+    /// Whether `peer` is in `--trusted-peers` (a resource server or proxy).
+    pub fn is_trusted_peer(&self, peer: std::net::IpAddr) -> bool {
+        self.policy.trusted_peers.contains(peer)
     }
 
     /// Holds a RATE_LIMITED answer back, so a guesser gains nothing from

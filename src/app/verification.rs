@@ -19,6 +19,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     app::budgets::SharedBudgets,
     app::grants::GrantBook,
+    app::key_changes::{KeyChange, KeyChangeFeed},
     app::usage::UsageRecorder,
     domain::time::now_micros,
     domain::{ApiKey, KeyKind},
@@ -152,6 +153,9 @@ pub struct VerifierSettings {
     /// argon2 again.
     pub cache_idle: Duration,
     pub cache_capacity: u64,
+    /// How many changes a `WatchKeyChanges` subscriber may fall behind
+    /// before it gets a RESET instead.
+    pub watch_buffer: usize,
 }
 
 impl Default for VerifierSettings {
@@ -161,6 +165,7 @@ impl Default for VerifierSettings {
             cache_ttl: Duration::from_secs(30),
             cache_idle: Duration::from_secs(3600),
             cache_capacity: 100_000,
+            watch_buffer: 1024,
         }
     }
 }
@@ -182,6 +187,8 @@ pub struct Verifier {
     shared: SharedBudgets,
     pub grants: Arc<GrantBook>,
     pub usage: Arc<UsageRecorder>,
+    /// Key and grant changes, for `WatchKeyChanges`.
+    pub changes: Arc<KeyChangeFeed>,
     metrics: VerifyMetrics,
 }
 
@@ -250,6 +257,7 @@ impl Verifier {
             budgets: FailureBudgets::new(settings.throttle),
             grants: Arc::new(GrantBook::default()),
             usage: Arc::new(UsageRecorder::default()),
+            changes: Arc::new(KeyChangeFeed::new(settings.watch_buffer)),
             metrics: VerifyMetrics::new(),
         })
     }
@@ -432,11 +440,14 @@ impl Verifier {
         self.notifications_flowing
             .store(flowing, std::sync::atomic::Ordering::SeqCst);
         self.mark_all_stale();
+        // Watchers' caches are stale for the same reasons.
+        self.changes.publish(KeyChange::Reset);
     }
 
     /// Forgets a key on this replica (a change made elsewhere was announced).
     pub fn forget(&self, key_id: &str) {
         self.cache.evict(key_id);
+        self.changes.publish(KeyChange::Key(key_id.to_owned()));
     }
 
     /// Commits `txn`, which changed `key_id`, with the replica notification
@@ -450,12 +461,13 @@ impl Verifier {
         key_id: &str,
     ) -> Result<(), Error> {
         store::notify::publish_key_change(&txn, key_id).await?;
-        let cache = self.cache.clone();
+        let (cache, changes) = (self.cache.clone(), self.changes.clone());
         let key_id = key_id.to_owned();
         tokio::spawn(async move {
             let committed = txn.commit().await;
             // Whatever the outcome: forgetting costs at most a re-read.
             cache.evict(&key_id);
+            changes.publish(KeyChange::Key(key_id));
             committed
         })
         .await

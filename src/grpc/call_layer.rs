@@ -122,6 +122,7 @@ const METHODS: &[&str] = &[
     "/latchkey.v1.IntegrationKeysService/RollIntegrationKey",
     "/latchkey.v1.IntegrationKeysService/ListIntegrations",
     "/latchkey.v1.IntegrationKeysService/GetIntegration",
+    "/latchkey.v1.IntegrationKeysService/WatchKeyChanges",
     "/latchkey.v1.ClientConfigurationService/Configure",
     "/latchkey.v1.ClientConfigurationService/ConfigureSettings",
     "/latchkey.v1.ClientConfigurationService/SetUserCredentials",

@@ -12,6 +12,7 @@ use crate::{
             self as keys, Integration, IntegrationKey, IntegrationKeyRow, IntegrationKind, Issued,
             KeyChanges, NewKey,
         },
+        key_changes::KeyChange,
         verification::{Decision, MAX_ENDPOINT_LEN, Verdict},
     },
     domain::{KeyKind, time::now_micros},
@@ -421,5 +422,63 @@ rpcs! {
         roll_integration_key(pb::RollIntegrationKeyRequest) -> pb::RollIntegrationKeyResponse = roll;
         list_integrations(pb::ListIntegrationsRequest) -> pb::ListIntegrationsResponse = integrations_page;
         get_integration(pb::GetIntegrationRequest) -> pb::GetIntegrationResponse = describe_integration;
+        @streaming {
+            type WatchKeyChangesStream = tokio_stream::wrappers::ReceiverStream<
+                Result<pb::WatchKeyChangesResponse, tonic::Status>,
+            >;
+
+            async fn watch_key_changes(
+                &self,
+                request: tonic::Request<pb::WatchKeyChangesRequest>,
+            ) -> Result<tonic::Response<Self::WatchKeyChangesStream>, tonic::Status> {
+                Ok(tonic::Response::new(self.watch(request).await?))
+            }
+        }
+    }
+}
+
+/// Messages a watch stream holds for a client that reads slowly; past
+/// them, the feed's own buffer fills and the client gets a RESET.
+const WATCH_STREAM_BUFFER: usize = 16;
+
+impl IntegrationKeys {
+    /// `WatchKeyChanges`: for a partner key, or a peer in `--trusted-peers`
+    /// (the resource servers whose guards subscribe).
+    async fn watch(
+        &self,
+        request: Request<pb::WatchKeyChangesRequest>,
+    ) -> Result<
+        tokio_stream::wrappers::ReceiverStream<Result<pb::WatchKeyChangesResponse, tonic::Status>>,
+        Error,
+    > {
+        let trusted = peer_of(&request).is_some_and(|peer| self.app.is_trusted_peer(peer));
+        if !trusted {
+            auth::partner(&self.app, &credentials(&request)).await?;
+        }
+        let mut subscription = self.app.verifier.changes.subscribe();
+        let (sender, receiver) = tokio::sync::mpsc::channel(WATCH_STREAM_BUFFER);
+        tokio::spawn(async move {
+            while let Some(change) = subscription.next().await {
+                if sender.send(Ok(change_to_proto(change))).await.is_err() {
+                    return; // the client went away
+                }
+            }
+        });
+        Ok(tokio_stream::wrappers::ReceiverStream::new(receiver))
+    }
+}
+
+fn change_to_proto(change: KeyChange) -> pb::WatchKeyChangesResponse {
+    let (kind, key_id, integration) = match change {
+        KeyChange::Reset => (pb::WatchEventKind::Reset, String::new(), String::new()),
+        KeyChange::Key(key_id) => (pb::WatchEventKind::KeyChanged, key_id, String::new()),
+        KeyChange::Integration(name) => {
+            (pb::WatchEventKind::IntegrationChanged, String::new(), name)
+        }
+    };
+    pb::WatchKeyChangesResponse {
+        kind: kind.into(),
+        key_id,
+        integration,
     }
 }

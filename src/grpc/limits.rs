@@ -48,9 +48,12 @@ pub struct InFlightLimit<S> {
     permits: Arc<Semaphore>,
 }
 
-/// Calls that are never shed.
+/// Calls that are never shed, and hold no permit: probes, and watch
+/// streams (long-lived and idle, they are not load; a permit each would let
+/// subscribed guards starve calls).
 fn is_probe(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/")
+        || path == "/latchkey.v1.IntegrationKeysService/WatchKeyChanges"
 }
 
 impl<S, B, RB> tower::Service<http::Request<B>> for InFlightLimit<S>

@@ -21,8 +21,13 @@ macro_rules! service {
 /// Implements a generated service trait by delegating each RPC to a method
 /// of the same struct that returns `Result<_, Error>`: the trait methods
 /// only turn the error into a `Status` (`grpc::status`).
+/// Items after the table (`@streaming { ... }`) go into the impl as written:
+/// the streaming RPCs, which are not request-in, response-out.
 macro_rules! rpcs {
-    ($service:ty: $trait:ident { $($rpc:ident($request:ty) -> $response:ty = $handler:ident;)* }) => {
+    ($service:ty: $trait:ident {
+        $($rpc:ident($request:ty) -> $response:ty = $handler:ident;)*
+        $(@streaming { $($streaming:item)* })?
+    }) => {
         #[tonic::async_trait]
         impl $trait for $service {
             $(
@@ -33,6 +38,7 @@ macro_rules! rpcs {
                     Ok(tonic::Response::new(self.$handler(request).await?))
                 }
             )*
+            $($($streaming)*)?
         }
     };
 }

@@ -29,3 +29,4 @@ mod secrets_session;
 mod test_db;
 mod tls;
 mod verify;
+mod watch;

@@ -6,7 +6,7 @@ use latchkey::grpc::proto::v1::{
     GetClientConfigurationRequest, GetIntegrationKeyRequest, GetIntegrationRequest, IntegrationKey,
     ListAuditEventsRequest, ListIntegrationKeysRequest, ListIntegrationsRequest,
     RollIntegrationKeyRequest, Scope, SetUserCredentialsRequest, UpdateIntegrationKeyRequest,
-    VerifyIntegrationKeyRequest, VerifyUserCredentialsRequest,
+    VerifyIntegrationKeyRequest, VerifyUserCredentialsRequest, WatchKeyChangesRequest,
     audit_service_client::AuditServiceClient,
     client_configuration_service_client::ClientConfigurationServiceClient,
     health_service_client::HealthServiceClient,
@@ -99,6 +99,8 @@ impl Fixture {
             Rpc::GetIntegration => send!(keys.get_integration(GetIntegrationRequest {
                 name: INTEGRATION.into(),
             })),
+            // The stream opened (its first message, RESET, is not read).
+            Rpc::WatchKeyChanges => send!(keys.watch_key_changes(WatchKeyChangesRequest {})),
             Rpc::Configure => send!(config.configure(configure_request(
                 &format!("fresh-{cell}"),
                 &[("owner", "owner-key-0123456789abcdef", Scope::System)],

@@ -122,6 +122,8 @@ enum Rpc {
     RollIntegrationKey,
     ListIntegrations,
     GetIntegration,
+    /// Partner-only here: the test server trusts no peer.
+    WatchKeyChanges,
     /// Configure a client that does not exist yet (fresh id per call).
     Configure,
     /// Configure `CLIENT` itself: a partner gets ALREADY_EXISTS (allowed),
@@ -159,6 +161,7 @@ impl Rpc {
             RollIntegrationKey => (keys, "RollIntegrationKey"),
             ListIntegrations => (keys, "ListIntegrations"),
             GetIntegration => (keys, "GetIntegration"),
+            WatchKeyChanges => (keys, "WatchKeyChanges"),
             Configure | ConfigureOwnClient => (config, "Configure"),
             ConfigureSettings | ConfigureSettingsCredentials => (config, "ConfigureSettings"),
             SetUserCredentials => (config, "SetUserCredentials"),
@@ -212,7 +215,7 @@ impl Rpc {
 ///
 /// A = allowed, U = UNAUTHENTICATED, D = PERMISSION_DENIED.
 #[rustfmt::skip]
-const TABLE: [(Rpc, [Expected; CALLERS.len()]); 20] = [
+const TABLE: [(Rpc, [Expected; CALLERS.len()]); 21] = [
     //                                    no    sid   Basic revok partn bear  lki   sys   sys@  cli   cli@  wrong other othr@
     //                                    cred  garb  garb  partn sid   partn sid   user  acme  user  acme  key   user  globx
     (Rpc::CreateIntegrationKey,          [U,    U,    U,    U,    A,    A,    U,    D,    D,    D,    D,    U,    D,    D]),
@@ -224,6 +227,7 @@ const TABLE: [(Rpc, [Expected; CALLERS.len()]); 20] = [
     (Rpc::RollIntegrationKey,            [U,    U,    U,    U,    A,    A,    U,    D,    D,    D,    D,    U,    D,    D]),
     (Rpc::ListIntegrations,              [U,    U,    U,    U,    A,    A,    U,    D,    D,    D,    D,    U,    D,    D]),
     (Rpc::GetIntegration,                [U,    U,    U,    U,    A,    A,    U,    D,    D,    D,    D,    U,    D,    D]),
+    (Rpc::WatchKeyChanges,               [U,    U,    U,    U,    A,    A,    U,    D,    D,    D,    D,    U,    D,    D]),
     (Rpc::Configure,                     [U,    U,    U,    U,    A,    A,    U,    D,    D,    D,    D,    U,    D,    D]),
     (Rpc::ConfigureOwnClient,            [U,    U,    U,    U,    A,    A,    U,    D,    D,    D,    D,    U,    D,    D]),
     (Rpc::ConfigureSettings,             [U,    U,    U,    U,    A,    A,    U,    A,    A,    A,    A,    U,    D,    D]),

@@ -35,6 +35,13 @@ class Decision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECISION_DISABLED: _ClassVar[Decision]
     DECISION_ENDPOINT_NOT_GRANTED: _ClassVar[Decision]
     DECISION_RATE_LIMITED: _ClassVar[Decision]
+
+class WatchEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WATCH_EVENT_KIND_UNSPECIFIED: _ClassVar[WatchEventKind]
+    WATCH_EVENT_KIND_RESET: _ClassVar[WatchEventKind]
+    WATCH_EVENT_KIND_KEY_CHANGED: _ClassVar[WatchEventKind]
+    WATCH_EVENT_KIND_INTEGRATION_CHANGED: _ClassVar[WatchEventKind]
 INTEGRATION_KEY_STATE_UNSPECIFIED: IntegrationKeyState
 INTEGRATION_KEY_STATE_ACTIVE: IntegrationKeyState
 INTEGRATION_KEY_STATE_DISABLED: IntegrationKeyState
@@ -50,6 +57,10 @@ DECISION_EXPIRED: Decision
 DECISION_DISABLED: Decision
 DECISION_ENDPOINT_NOT_GRANTED: Decision
 DECISION_RATE_LIMITED: Decision
+WATCH_EVENT_KIND_UNSPECIFIED: WatchEventKind
+WATCH_EVENT_KIND_RESET: WatchEventKind
+WATCH_EVENT_KIND_KEY_CHANGED: WatchEventKind
+WATCH_EVENT_KIND_INTEGRATION_CHANGED: WatchEventKind
 
 class IntegrationKey(_message.Message):
     __slots__ = ("key_id", "integration", "display_name", "create_time", "expire_time", "last_use_time", "disabled", "state")
@@ -230,3 +241,17 @@ class GetIntegrationResponse(_message.Message):
     INTEGRATION_FIELD_NUMBER: _ClassVar[int]
     integration: Integration
     def __init__(self, integration: _Optional[_Union[Integration, _Mapping]] = ...) -> None: ...
+
+class WatchKeyChangesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WatchKeyChangesResponse(_message.Message):
+    __slots__ = ("kind", "key_id", "integration")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    INTEGRATION_FIELD_NUMBER: _ClassVar[int]
+    kind: WatchEventKind
+    key_id: str
+    integration: str
+    def __init__(self, kind: _Optional[_Union[WatchEventKind, str]] = ..., key_id: _Optional[str] = ..., integration: _Optional[str] = ...) -> None: ...

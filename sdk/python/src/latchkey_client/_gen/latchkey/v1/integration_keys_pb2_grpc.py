@@ -86,6 +86,11 @@ class IntegrationKeysServiceStub:
                 request_serializer=latchkey_dot_v1_dot_integration__keys__pb2.GetIntegrationRequest.SerializeToString,
                 response_deserializer=latchkey_dot_v1_dot_integration__keys__pb2.GetIntegrationResponse.FromString,
                 _registered_method=True)
+        self.WatchKeyChanges = channel.unary_stream(
+                '/latchkey.v1.IntegrationKeysService/WatchKeyChanges',
+                request_serializer=latchkey_dot_v1_dot_integration__keys__pb2.WatchKeyChangesRequest.SerializeToString,
+                response_deserializer=latchkey_dot_v1_dot_integration__keys__pb2.WatchKeyChangesResponse.FromString,
+                _registered_method=True)
 
 
 class IntegrationKeysServiceServicer:
@@ -174,6 +179,19 @@ class IntegrationKeysServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchKeyChanges(self, request, context):
+        """Streams key and grant changes, for resource servers' caches of verdicts.
+        The first message is RESET (drop every cached verdict), and so is any
+        message after the server may have missed changes (a lost replica
+        listener, a subscriber too slow to keep up). KEY_CHANGED follows every
+        delete, update, roll and expiry change of a key on any replica that
+        announces it; INTEGRATION_CHANGED every change of an integration's
+        grants. Callers: a partner key, or a peer in --trusted-peers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IntegrationKeysServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -221,6 +239,11 @@ def add_IntegrationKeysServiceServicer_to_server(servicer, server):
                     servicer.GetIntegration,
                     request_deserializer=latchkey_dot_v1_dot_integration__keys__pb2.GetIntegrationRequest.FromString,
                     response_serializer=latchkey_dot_v1_dot_integration__keys__pb2.GetIntegrationResponse.SerializeToString,
+            ),
+            'WatchKeyChanges': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchKeyChanges,
+                    request_deserializer=latchkey_dot_v1_dot_integration__keys__pb2.WatchKeyChangesRequest.FromString,
+                    response_serializer=latchkey_dot_v1_dot_integration__keys__pb2.WatchKeyChangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -473,6 +496,33 @@ class IntegrationKeysService:
             '/latchkey.v1.IntegrationKeysService/GetIntegration',
             latchkey_dot_v1_dot_integration__keys__pb2.GetIntegrationRequest.SerializeToString,
             latchkey_dot_v1_dot_integration__keys__pb2.GetIntegrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchKeyChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/latchkey.v1.IntegrationKeysService/WatchKeyChanges',
+            latchkey_dot_v1_dot_integration__keys__pb2.WatchKeyChangesRequest.SerializeToString,
+            latchkey_dot_v1_dot_integration__keys__pb2.WatchKeyChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,
