@@ -162,6 +162,70 @@ async fn the_guard_admits_granted_keys_and_rejects_the_rest() {
     .await;
 }
 
+/// A watching guard with an hour-long cache: only latchkey's change stream
+/// can make it drop a verdict within the test's deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watching_guard_evicts_a_deleted_key_at_once() {
+    let app = spawn_app().await;
+    grant_health_check(&app).await;
+    let (key_id, key) = app.create_key("learner-activity", None).await;
+    let guard = RequireIntegrationKeyLayer::new(app.channel().await)
+        .with_cache_ttl(std::time::Duration::from_secs(3600))
+        .watching_changes(Some(app.partner_key.clone()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(guard.layer(HealthServer::new(Resource)))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    client
+        .check(call(Some(&key)))
+        .await
+        .expect("allowed, and cached");
+
+    // The Sunshine form of the same key: Basic <key id>:<rest>.
+    let mut basic = Request::new(HealthCheckRequest::default());
+    let pair = format!("{key_id}:{}", &key[key_id.len() + 1..]);
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pair);
+    basic
+        .metadata_mut()
+        .insert("authorization", format!("Basic {encoded}").parse().unwrap());
+    client
+        .check(basic)
+        .await
+        .expect("Basic <key id>:<rest> is the same key");
+
+    app.keys_client()
+        .await
+        .delete_integration_key(app.as_partner(DeleteIntegrationKeyRequest {
+            integration: "learner-activity".into(),
+            key_id,
+        }))
+        .await
+        .unwrap();
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(10),
+        "the guard to hear of the delete",
+        || async {
+            let mut client = client.clone();
+            client
+                .check(call(Some(&key)))
+                .await
+                .err()
+                .filter(|status| status.code() == Code::Unauthenticated)
+                .map(drop)
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn the_guard_fails_closed_when_latchkey_is_unreachable() {
     let unused = TcpListener::bind("127.0.0.1:0").await.unwrap();

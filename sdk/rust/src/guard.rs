@@ -15,10 +15,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The key is taken from `authorization: Bearer <key>` (or another header,
-//! see [`RequireIntegrationKeyLayer::with_header`]), and the endpoint is the
+//! The key is taken from `authorization: Bearer <key>`, or Basic
+//! `<key id>:<rest of the key>` (the Sunshine form), or another header (see
+//! [`RequireIntegrationKeyLayer::with_header`]), and the endpoint is the
 //! called method's full name (`pkg.Service/Method`). Allowed decisions are
-//! cached locally for a short time; denials are not. Calls without a valid
+//! cached locally; denials are not. With
+//! [`RequireIntegrationKeyLayer::watching_changes`] the guard subscribes to
+//! latchkey's `WatchKeyChanges` and evicts a key the moment latchkey says it
+//! changed (deleted, disabled, rolled, its grants changed), so allowed
+//! verdicts can be kept long; while that stream is down it falls back to the
+//! short cache TTL and says so in its logs. Calls without a valid
 //! key get `UNAUTHENTICATED`, calls to a method the key's integration is not
 //! granted get `PERMISSION_DENIED`, keys latchkey rate-limits (and calls it
 //! sheds for load) get `RESOURCE_EXHAUSTED` with `google.rpc.RetryInfo`, and
@@ -51,8 +57,8 @@ use zeroize::Zeroizing;
 
 use crate::{
     pb::{
-        Decision, VerifyIntegrationKeyRequest,
-        integration_keys_service_client::IntegrationKeysServiceClient,
+        Decision, VerifyIntegrationKeyRequest, WatchEventKind, WatchKeyChangesRequest,
+        WatchKeyChangesResponse, integration_keys_service_client::IntegrationKeysServiceClient,
     },
     time::{from_timestamp, now_micros},
 };
@@ -91,6 +97,7 @@ pub struct VerifiedCaller {
 struct CachedAllow {
     caller: VerifiedCaller,
     expire_time: Option<i64>,
+    cached_at: std::time::Instant,
 }
 
 struct Shared {
@@ -98,7 +105,29 @@ struct Shared {
     header: Option<HeaderName>,
     mac_key: Zeroizing<[u8; 32]>,
     allowed: moka::sync::Cache<[u8; 32], CachedAllow>,
+    /// How long a verdict is trusted without a working change stream.
+    ttl: Duration,
+    watch: Option<Watch>,
+    /// Bumped by every change applied: a verdict asked for before a change
+    /// arrived is not cached after it (it may predate the change).
+    changes_seen: std::sync::atomic::AtomicU64,
 }
+
+/// The change stream a watching guard follows.
+struct Watch {
+    /// Sent as `sid` (a partner key); none when this resource server is in
+    /// latchkey's `--trusted-peers`.
+    partner_key: Option<Zeroizing<String>>,
+    /// Whether the stream is up (after its first RESET), so that cached
+    /// verdicts may outlive `ttl`.
+    up: std::sync::atomic::AtomicBool,
+    /// Started at the first call (a runtime is needed).
+    started: std::sync::Once,
+}
+
+/// How long a watching guard keeps a verdict while the stream is up; an
+/// eviction from the stream ends it sooner.
+const WATCHED_TTL: Duration = Duration::from_secs(3600);
 
 /// Builds [`RequireIntegrationKey`] services; see the module docs.
 #[derive(Clone)]
@@ -109,36 +138,61 @@ pub struct RequireIntegrationKeyLayer {
 impl RequireIntegrationKeyLayer {
     /// Verifies through latchkey at `channel`, caching allowed keys for 5 s.
     pub fn new(channel: Channel) -> Self {
-        Self::build(channel, None, Duration::from_secs(5))
+        Self::build(channel, None, Duration::from_secs(5), None)
     }
 
-    /// Reads the raw key from `header` instead of `authorization: Bearer`.
+    /// Reads the raw key from `header` instead of `authorization`.
     pub fn with_header(self, header: HeaderName) -> Self {
-        let ttl = self.ttl();
-        Self::build(self.shared.channel.clone(), Some(header), ttl)
+        self.rebuild(|settings| settings.header = Some(header))
     }
 
     /// How long an allowed (key, endpoint) is trusted without asking
-    /// latchkey again; this bounds how long a deleted key keeps working here.
-    /// Zero disables the cache.
+    /// latchkey again while no change stream says otherwise; this bounds how
+    /// long a deleted key keeps working here. Zero disables the cache.
     pub fn with_cache_ttl(self, ttl: Duration) -> Self {
-        let header = self.shared.header.clone();
-        Self::build(self.shared.channel.clone(), header, ttl)
+        self.rebuild(|settings| settings.ttl = ttl)
     }
 
-    fn ttl(&self) -> Duration {
-        self.shared
-            .allowed
-            .policy()
-            .time_to_live()
-            .unwrap_or_default()
+    /// Follows latchkey's `WatchKeyChanges` and evicts changed keys at once,
+    /// keeping verdicts up to an hour while the stream is up (the cache TTL
+    /// applies again while it is down). `partner_key` authenticates the
+    /// stream; pass `None` when this resource server is in latchkey's
+    /// `--trusted-peers`.
+    pub fn watching_changes(self, partner_key: Option<String>) -> Self {
+        self.rebuild(|settings| settings.watch = Some(partner_key.map(Zeroizing::new)))
     }
 
-    fn build(channel: Channel, header: Option<HeaderName>, ttl: Duration) -> Self {
+    fn rebuild(self, change: impl FnOnce(&mut Settings)) -> Self {
+        let shared = &self.shared;
+        let mut settings = Settings {
+            header: shared.header.clone(),
+            ttl: shared.ttl,
+            watch: shared.watch.as_ref().map(|w| w.partner_key.clone()),
+        };
+        change(&mut settings);
+        Self::build(
+            shared.channel.clone(),
+            settings.header,
+            settings.ttl,
+            settings.watch,
+        )
+    }
+
+    fn build(
+        channel: Channel,
+        header: Option<HeaderName>,
+        ttl: Duration,
+        watch: Option<Option<Zeroizing<String>>>,
+    ) -> Self {
         let mut mac_key = Zeroizing::new([0u8; 32]);
         // Without OS randomness the cache key is still a SHA-256 of the key;
         // only the per-process keying is lost.
         let _ = getrandom::fill(mac_key.as_mut());
+        let longest = if watch.is_some() {
+            ttl.max(WATCHED_TTL)
+        } else {
+            ttl
+        };
         Self {
             shared: Arc::new(Shared {
                 channel,
@@ -146,11 +200,26 @@ impl RequireIntegrationKeyLayer {
                 mac_key,
                 allowed: moka::sync::Cache::builder()
                     .max_capacity(if ttl.is_zero() { 0 } else { 10_000 })
-                    .time_to_live(ttl.max(Duration::from_millis(1)))
+                    .time_to_live(longest.max(Duration::from_millis(1)))
+                    .support_invalidation_closures()
                     .build(),
+                ttl,
+                watch: watch.map(|partner_key| Watch {
+                    partner_key,
+                    up: std::sync::atomic::AtomicBool::new(false),
+                    started: std::sync::Once::new(),
+                }),
+                changes_seen: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
+}
+
+/// What `rebuild` carries over.
+struct Settings {
+    header: Option<HeaderName>,
+    ttl: Duration,
+    watch: Option<Option<Zeroizing<String>>>,
 }
 
 impl<S> Layer<S> for RequireIntegrationKeyLayer {
@@ -195,6 +264,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
+        shared.start_watching();
         Box::pin(async move {
             let endpoint = request.uri().path().trim_start_matches('/').to_owned();
             let key = shared.presented_key(request.headers());
@@ -214,9 +284,56 @@ impl Shared {
     fn presented_key(&self, headers: &HeaderMap) -> Option<Zeroizing<String>> {
         let value = match &self.header {
             Some(name) => headers.get(name)?.to_str().ok()?,
-            None => crate::bearer_token(headers)?,
+            None => match crate::bearer_token(headers) {
+                Some(token) => token,
+                None => return basic_key(headers),
+            },
         };
         Some(Zeroizing::new(value.trim().to_owned()))
+    }
+
+    /// Whether a cached verdict may still be used: within the cache TTL, or
+    /// at any age while the change stream is up.
+    fn trusted(&self, hit: &CachedAllow) -> bool {
+        let watched = self
+            .watch
+            .as_ref()
+            .is_some_and(|w| w.up.load(std::sync::atomic::Ordering::SeqCst));
+        watched || hit.cached_at.elapsed() < self.ttl
+    }
+
+    /// Starts following `WatchKeyChanges` (once, from the first call), if
+    /// this guard watches.
+    fn start_watching(self: &Arc<Self>) {
+        let Some(watch) = &self.watch else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        watch.started.call_once(|| {
+            tokio::spawn(follow_changes(weak));
+        });
+    }
+
+    /// Applies one change from the stream.
+    fn apply(&self, change: &WatchKeyChangesResponse) {
+        self.changes_seen
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match change.kind() {
+            WatchEventKind::KeyChanged => {
+                let key_id = change.key_id.clone();
+                let _ = self
+                    .allowed
+                    .invalidate_entries_if(move |_, cached| cached.caller.key_id == key_id);
+            }
+            WatchEventKind::IntegrationChanged => {
+                let integration = change.integration.clone();
+                let _ = self.allowed.invalidate_entries_if(move |_, cached| {
+                    cached.caller.integration == integration
+                });
+            }
+            // RESET, and kinds this guard does not know: drop everything.
+            _ => self.allowed.invalidate_all(),
+        }
     }
 
     fn cache_key(&self, key: &str, endpoint: &str) -> [u8; 32] {
@@ -239,9 +356,11 @@ impl Shared {
         let now = now_micros();
         if let Some(hit) = self.allowed.get(&cache_key)
             && hit.expire_time.is_none_or(|t| t > now)
+            && self.trusted(&hit)
         {
             return Ok(hit.caller);
         }
+        let changes_seen = self.changes_seen.load(std::sync::atomic::Ordering::SeqCst);
         let verdict = IntegrationKeysServiceClient::new(self.channel.clone())
             .verify_integration_key(Request::new(VerifyIntegrationKeyRequest {
                 api_key: key.to_string(),
@@ -269,13 +388,18 @@ impl Shared {
                     key_id: verdict.key_id,
                 };
                 let expire_time = verdict.expire_time.as_ref().and_then(from_timestamp);
-                self.allowed.insert(
-                    cache_key,
-                    CachedAllow {
-                        caller: caller.clone(),
-                        expire_time,
-                    },
-                );
+                let cached = CachedAllow {
+                    caller: caller.clone(),
+                    expire_time,
+                    cached_at: std::time::Instant::now(),
+                };
+                if self.changes_seen.load(std::sync::atomic::Ordering::SeqCst) == changes_seen {
+                    self.allowed.insert(cache_key, cached);
+                    if self.changes_seen.load(std::sync::atomic::Ordering::SeqCst) != changes_seen {
+                        // A change raced with the insert: undo, to be safe.
+                        self.allowed.invalidate(&cache_key);
+                    }
+                }
                 Ok(caller)
             }
             Decision::EndpointNotGranted => Err(Status::permission_denied(
@@ -293,5 +417,82 @@ impl Shared {
             }
             _ => Err(Status::unauthenticated("Invalid credentials")),
         }
+    }
+}
+
+/// `<key id>_<rest>` from `authorization: Basic base64(<key id>:<rest>)`.
+fn basic_key(headers: &HeaderMap) -> Option<Zeroizing<String>> {
+    use base64::Engine;
+    let encoded = headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?,
+    );
+    let decoded = std::str::from_utf8(&decoded).ok()?;
+    let (id, rest) = decoded.split_once(':')?;
+    Some(Zeroizing::new(format!("{id}_{rest}")))
+}
+
+/// Follows `WatchKeyChanges` for as long as the guard lives: evicts what
+/// changed, and while the stream is down (not yet open, broken, refused)
+/// lets cached verdicts live only the cache TTL. Reconnects after a second.
+async fn follow_changes(guard: std::sync::Weak<Shared>) {
+    loop {
+        let Some(shared) = guard.upgrade() else {
+            return;
+        };
+        let (channel, partner_key) = match &shared.watch {
+            Some(watch) => (shared.channel.clone(), watch.partner_key.clone()),
+            None => return,
+        };
+        drop(shared);
+        let mut request = Request::new(WatchKeyChangesRequest {});
+        if let Some(key) = &partner_key
+            && let Ok(mut value) = tonic::metadata::MetadataValue::try_from(key.as_str())
+        {
+            value.set_sensitive(true);
+            request.metadata_mut().insert("sid", value);
+        }
+        match IntegrationKeysServiceClient::new(channel)
+            .watch_key_changes(request)
+            .await
+        {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                loop {
+                    let message = stream.message().await;
+                    let Some(shared) = guard.upgrade() else {
+                        return;
+                    };
+                    let Some(watch) = &shared.watch else {
+                        return;
+                    };
+                    match message {
+                        Ok(Some(change)) => {
+                            shared.apply(&change);
+                            if change.kind() == WatchEventKind::Reset {
+                                watch.up.store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                        }
+                        Ok(None) | Err(_) => {
+                            watch.up.store(false, std::sync::atomic::Ordering::SeqCst);
+                            tracing::warn!(
+                                "latchkey change stream ended; cached verdicts fall back to the cache TTL"
+                            );
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), "cannot watch latchkey key changes; retrying");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
