@@ -63,6 +63,27 @@ pub struct HttpState {
     pub trusted_peers: Arc<TrustedPeers>,
 }
 
+impl HttpState {
+    /// Calls the unary RPC at `path` (`/pkg.Service/Method`) through the
+    /// gRPC stack; a refusal comes back in `dialect`.
+    pub async fn call<Req, Resp>(
+        &self,
+        path: &str,
+        request: &Req,
+        context: &CallContext,
+        dialect: Dialect,
+    ) -> Result<Resp, HttpError>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        self.gateway
+            .call(path, request, context)
+            .await
+            .map_err(|status| HttpError::new(dialect, status))
+    }
+}
+
 /// Every route of the HTTP listener.
 pub fn router(state: HttpState) -> Router {
     Router::new()

@@ -210,10 +210,6 @@ impl From<pb::ClientConfiguration> for ConfigurationJson {
 
 type Answer<T> = Result<T, HttpError>;
 
-fn failed(status: tonic::Status) -> HttpError {
-    HttpError::new(DIALECT, status)
-}
-
 /// A JSON request body of type `T`.
 async fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: Body) -> Answer<T> {
     let body = read_body(body, DIALECT).await?;
@@ -260,10 +256,13 @@ pub async fn configure(
         client_settings: document.client_settings,
     };
     let configured: pb::ConfigureResponse = state
-        .gateway
-        .call(&format!("{CONFIGURATION}/Configure"), &request, &context)
-        .await
-        .map_err(failed)?;
+        .call(
+            &format!("{CONFIGURATION}/Configure"),
+            &request,
+            &context,
+            DIALECT,
+        )
+        .await?;
     let body = ConfigurationJson::from(configured.configuration.unwrap_or_default());
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -304,14 +303,13 @@ pub async fn configure_settings(
             .collect(),
     };
     let configured: pb::ConfigureSettingsResponse = state
-        .gateway
         .call(
             &format!("{CONFIGURATION}/ConfigureSettings"),
             &request,
             &context,
+            DIALECT,
         )
-        .await
-        .map_err(failed)?;
+        .await?;
     Ok(Json(ConfigurationJson::from(
         configured.configuration.unwrap_or_default(),
     )))
@@ -347,14 +345,13 @@ pub async fn set_user_credentials(
         scope: pb::Scope::from(document.scope) as i32,
     };
     let set: pb::SetUserCredentialsResponse = state
-        .gateway
         .call(
             &format!("{CONFIGURATION}/SetUserCredentials"),
             &request,
             &context,
+            DIALECT,
         )
-        .await
-        .map_err(failed)?;
+        .await?;
     Ok(Json(UserJson::from(
         set.user_credential.unwrap_or_default(),
     )))
@@ -380,10 +377,13 @@ pub async fn client_health(
     let context = call_context(&state, &headers, peer);
     let request = pb::CheckClientHealthRequest { client_id };
     let health: pb::CheckClientHealthResponse = state
-        .gateway
-        .call(&format!("{HEALTH}/CheckClientHealth"), &request, &context)
-        .await
-        .map_err(failed)?;
+        .call(
+            &format!("{HEALTH}/CheckClientHealth"),
+            &request,
+            &context,
+            DIALECT,
+        )
+        .await?;
     let status = pb::HealthStatus::try_from(health.status)
         .unwrap_or_default()
         .as_str_name()

@@ -127,10 +127,6 @@ pub struct SeedErrorJson {
 
 type Answer<T> = Result<T, HttpError>;
 
-fn failed(status: tonic::Status) -> HttpError {
-    HttpError::new(DIALECT, status)
-}
-
 /// Creates a key for an integration.
 #[utoipa::path(
     post, operation_id = "seedCreateIntegrationKey", path = "/integrations/{integration}/keys", tag = "seed 000: integration keys",
@@ -168,14 +164,13 @@ pub async fn create_key(
         expire_time,
     };
     let created: pb::CreateIntegrationKeyResponse = state
-        .gateway
         .call(
             &format!("{SERVICE}/CreateIntegrationKey"),
             &request,
             &context,
+            DIALECT,
         )
-        .await
-        .map_err(failed)?;
+        .await?;
     let body = CreatedKeyJson {
         key: created.key.map(KeyJson::from),
         api_key: created.api_key,
@@ -223,14 +218,13 @@ pub async fn list_keys(
         }
     }
     let page: pb::ListIntegrationKeysResponse = state
-        .gateway
         .call(
             &format!("{SERVICE}/ListIntegrationKeys"),
             &request,
             &context,
+            DIALECT,
         )
-        .await
-        .map_err(failed)?;
+        .await?;
     Ok(Json(KeyListJson {
         keys: page.keys.into_iter().map(KeyJson::from).collect(),
         next_page_token: page.next_page_token,
@@ -263,10 +257,13 @@ pub async fn get_key(
         key_id,
     };
     let got: pb::GetIntegrationKeyResponse = state
-        .gateway
-        .call(&format!("{SERVICE}/GetIntegrationKey"), &request, &context)
-        .await
-        .map_err(failed)?;
+        .call(
+            &format!("{SERVICE}/GetIntegrationKey"),
+            &request,
+            &context,
+            DIALECT,
+        )
+        .await?;
     Ok(Json(KeyEnvelopeJson {
         key: got.key.map(KeyJson::from),
     }))
@@ -298,13 +295,12 @@ pub async fn delete_key(
         key_id,
     };
     let _: pb::DeleteIntegrationKeyResponse = state
-        .gateway
         .call(
             &format!("{SERVICE}/DeleteIntegrationKey"),
             &request,
             &context,
+            DIALECT,
         )
-        .await
-        .map_err(failed)?;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -103,10 +103,6 @@ pub struct SunshineErrorsJson {
 
 type Answer<T> = Result<T, HttpError>;
 
-fn failed(status: tonic::Status) -> HttpError {
-    HttpError::new(DIALECT, status)
-}
-
 /// The call context, with Basic `<key id>:<secret>` turned into the
 /// partner key `<key id>_<secret>` it stands for.
 fn context(state: &HttpState, headers: &HeaderMap, peer: ConnectInfo<super::Peer>) -> CallContext {
@@ -170,14 +166,13 @@ pub async fn create_key(
         expire_time: None,
     };
     let created: pb::CreateIntegrationKeyResponse = state
-        .gateway
         .call(
             &format!("{SERVICE}/CreateIntegrationKey"),
             &request,
             &context,
+            DIALECT,
         )
-        .await
-        .map_err(failed)?;
+        .await?;
     let key = created.key.unwrap_or_default();
     let secret = created
         .api_key
@@ -219,14 +214,13 @@ pub async fn list_keys(
         page_token: String::new(),
     };
     let page: pb::ListIntegrationKeysResponse = state
-        .gateway
         .call(
             &format!("{SERVICE}/ListIntegrationKeys"),
             &request,
             &context,
+            DIALECT,
         )
-        .await
-        .map_err(failed)?;
+        .await?;
     Ok(Json(ApiKeyListJson {
         keys: page.keys.into_iter().map(ApiKeyJson::from_key).collect(),
     }))
@@ -259,10 +253,13 @@ pub async fn get_key(
         key_id,
     };
     let got: pb::GetIntegrationKeyResponse = state
-        .gateway
-        .call(&format!("{SERVICE}/GetIntegrationKey"), &request, &context)
-        .await
-        .map_err(failed)?;
+        .call(
+            &format!("{SERVICE}/GetIntegrationKey"),
+            &request,
+            &context,
+            DIALECT,
+        )
+        .await?;
     Ok(Json(ApiKeyEnvelopeJson {
         key: ApiKeyJson::from_key(got.key.unwrap_or_default()),
     }))
@@ -295,13 +292,12 @@ pub async fn delete_key(
         key_id,
     };
     let _: pb::DeleteIntegrationKeyResponse = state
-        .gateway
         .call(
             &format!("{SERVICE}/DeleteIntegrationKey"),
             &request,
             &context,
+            DIALECT,
         )
-        .await
-        .map_err(failed)?;
+        .await?;
     Ok(Json(serde_json::json!({})))
 }
