@@ -763,3 +763,118 @@ async fn healthz_is_the_readiness_grpc_probes_see() {
         (StatusCode::OK, json!({"status": "SERVING"}))
     );
 }
+
+/// A server process at trace level, driven over every HTTP dialect with
+/// keys, user API keys and credentials: none of them is in its log.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_calls_log_no_secret_at_trace_level() {
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("reserve a port")
+        .local_addr()
+        .expect("port")
+        .port();
+    let http_listen = format!("127.0.0.1:{http_port}");
+    let (_dir, _db, mut server, _addr, partner_key) =
+        crate::operations::start(&["--http-listen", &http_listen]).await;
+    let http: std::net::SocketAddr = http_listen.parse().expect("address");
+    let ready = || async {
+        let answer = send_to(http, Method::GET, "/healthz", &[], "").await;
+        (answer.status == StatusCode::OK).then_some(())
+    };
+    eventually(
+        std::time::Duration::from_secs(30),
+        "the HTTP listener",
+        ready,
+    )
+    .await;
+
+    let sid = ("sid", partner_key.as_str());
+    let seed = send_to(
+        http,
+        Method::POST,
+        "/integrations/learner-activity/keys",
+        &[sid, JSON],
+        "{}",
+    )
+    .await;
+    let api_key = seed.json()["apiKey"].as_str().expect("apiKey").to_owned();
+    let (id, rest) = split_key(&partner_key);
+    let sunshine_auth = basic(id, rest);
+    let sunshine = send_to(
+        http,
+        Method::POST,
+        "/v2/apps/a/integrations/learner-activity/keys",
+        &[("authorization", &sunshine_auth), JSON],
+        "{}",
+    )
+    .await;
+    let sunshine_secret = sunshine.json()["key"]["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let user_key = "http-user-key-5e4d3c2b1a09";
+    let lb_key = "http-lb-key-0f1e2d3c4b5a";
+    let configured = send_to(
+        http,
+        Method::POST,
+        "/configure",
+        &[sid, JSON],
+        json!({
+            "ClientId": "acme",
+            "ClientCredentials": {
+                "UserApiKeys": [{"user": "ops", "api_key": user_key, "scope": "SYSTEM"}],
+                "LbApiKeyOwner": "owner",
+                "LbApiKey": lb_key
+            }
+        })
+        .to_string(),
+    )
+    .await;
+    assert_eq!(
+        configured.status,
+        StatusCode::CREATED,
+        "{}",
+        configured.text
+    );
+    let wrong_user = basic("ops", "not-the-user-key-123456");
+    let wrong_partner = basic(id, &"C".repeat(rest.len()));
+    for (path, auth) in [
+        ("/health/acme", &wrong_user),
+        (
+            "/v2/apps/a/integrations/learner-activity/keys",
+            &wrong_partner,
+        ),
+    ] {
+        let refused = send_to(http, Method::GET, path, &[("authorization", auth)], "").await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    }
+    let verified = send_to(
+        http,
+        Method::POST,
+        "/latchkey.v1.IntegrationKeysService/VerifyIntegrationKey",
+        &[JSON],
+        json!({"apiKey": api_key, "endpoint": "course.v1.CourseService/GetOutline"}).to_string(),
+    )
+    .await;
+    assert_eq!(verified.json()["decision"], "DECISION_ALLOWED");
+
+    server.signal_term();
+    let log = server.log.lock().expect("log").join("\n");
+    assert!(
+        log.lines().filter(|l| l.contains("call finished")).count() >= 7,
+        "every HTTP call is a logged call"
+    );
+    for secret in [
+        partner_key.as_str(),
+        &partner_key[21..],
+        &api_key,
+        &api_key[21..],
+        &sunshine_secret,
+        user_key,
+        lb_key,
+        "not-the-user-key-123456",
+        &"C".repeat(rest.len()),
+    ] {
+        assert!(!log.contains(secret), "a secret is in the log");
+    }
+}
