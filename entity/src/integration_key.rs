@@ -15,6 +15,10 @@ pub struct Model {
     pub expire_time: Option<i64>,
     pub last_use_time: Option<i64>,
     pub disabled: bool,
+    /// Labels as a JSON object; `None` on keys made without any.
+    pub labels: Option<String>,
+    /// Allowed caller networks as a JSON array of CIDRs; `None`: anyone.
+    pub allowed_networks: Option<String>,
 }
 
 impl std::fmt::Debug for Model {
@@ -28,6 +32,8 @@ impl std::fmt::Debug for Model {
             .field("expire_time", &self.expire_time)
             .field("last_use_time", &self.last_use_time)
             .field("disabled", &self.disabled)
+            .field("labels", &self.labels)
+            .field("allowed_networks", &self.allowed_networks)
             .finish()
     }
 }

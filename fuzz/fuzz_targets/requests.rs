@@ -27,9 +27,10 @@ fuzz_target!(|data: &[u8]| {
     };
     match rpc % 18 {
         0 => check::<pb::CreateIntegrationKeyRequest, _>(body, |r| {
-            let expire = ik::validate_create(r, NOW)?;
+            let valid = ik::validate_create(r, NOW)?;
             assert!(is_valid_integration_name(&r.integration));
-            assert!(expire.is_none_or(|t| t > NOW));
+            assert!(valid.expire_time.is_none_or(|t| t > NOW));
+            assert!(valid.labels.len() <= 16 && valid.allowed_networks.len() <= 32);
             Ok(())
         }),
         1 => check::<pb::GetIntegrationKeyRequest, _>(body, |r| key_ref(&r.integration, &r.key_id)),
@@ -57,6 +58,8 @@ fuzz_target!(|data: &[u8]| {
                 changes.display_name.is_some()
                     || changes.expire_time.is_some()
                     || changes.disabled.is_some()
+                    || changes.labels.is_some()
+                    || changes.allowed_networks.is_some()
             );
             Ok(())
         }),

@@ -10,6 +10,7 @@ mod m20261122_000004_create_audit_events;
 mod m20261202_000005_exact_names_without_pad;
 mod m20261202_000006_partner_keys_listing;
 mod m20261202_000007_failure_budgets;
+mod m20261202_000008_key_restrictions;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000005_exact_names_without_pad::Migration),
             Box::new(m20261202_000006_partner_keys_listing::Migration),
             Box::new(m20261202_000007_failure_budgets::Migration),
+            Box::new(m20261202_000008_key_restrictions::Migration),
         ]
     }
 }

@@ -18,7 +18,7 @@ use crate::{
         auth::Principal,
         verification::{Decision, Verdict},
     },
-    domain::{ApiKey, KeyKind, time::now_micros},
+    domain::{ApiKey, KeyKind, key_restrictions, time::now_micros},
     error::Error,
     security::callers,
     store::{self, integration_keys::NewIntegrationKey},
@@ -56,6 +56,8 @@ pub struct NewKey<'a> {
     pub integration: &'a str,
     pub display_name: &'a str,
     pub expire_time: Option<i64>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub allowed_networks: Vec<ipnet::IpNet>,
 }
 
 /// Stores a new key and its audit event in one transaction, so no crash can
@@ -79,6 +81,8 @@ pub async fn create(app: &App, who: &Principal, new: NewKey<'_>) -> Result<Issue
                 key_hash,
                 create_time: now,
                 expire_time: new.expire_time,
+                labels: key_restrictions::labels_to_column(&new.labels),
+                allowed_networks: key_restrictions::networks_to_column(&new.allowed_networks),
             },
         )
         .await?;
@@ -236,6 +240,9 @@ async fn roll_key(
             key_hash,
             create_time: now,
             expire_time: old.expire_time,
+            // The new key keeps the old one's restrictions.
+            labels: old.labels.clone(),
+            allowed_networks: old.allowed_networks.clone(),
         },
     )
     .await?;

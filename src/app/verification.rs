@@ -6,6 +6,7 @@
 //! Concurrent first verifies of one exact key wait for a single proof.
 
 use std::{
+    collections::BTreeMap,
     net::IpAddr,
     sync::{
         Arc,
@@ -14,6 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use ipnet::IpNet;
 use sea_orm::DatabaseConnection;
 
 use crate::{
@@ -21,8 +23,8 @@ use crate::{
     app::grants::GrantBook,
     app::key_changes::{KeyChange, KeyChangeFeed},
     app::usage::UsageRecorder,
-    domain::time::now_micros,
     domain::{ApiKey, KeyKind},
+    domain::{key_restrictions, time::now_micros},
     error::Error,
     security::{
         Hasher, VerifiedKeys,
@@ -44,6 +46,8 @@ pub enum Decision {
     Disabled,
     EndpointNotGranted,
     RateLimited,
+    /// The caller is outside the key's allowed networks.
+    CallerNotAllowed,
 }
 
 impl Decision {
@@ -57,6 +61,7 @@ impl Decision {
             Decision::Disabled => "disabled",
             Decision::EndpointNotGranted => "endpoint_not_granted",
             Decision::RateLimited => "rate_limited",
+            Decision::CallerNotAllowed => "caller_not_allowed",
         }
     }
 }
@@ -67,6 +72,8 @@ pub struct ProvenKey {
     pub key_id: String,
     pub integration: String,
     pub expire_time: Option<i64>,
+    /// The key's labels (told to the caller only with `Allowed`).
+    pub labels: Arc<BTreeMap<String, String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +123,9 @@ struct CachedKey {
     /// When the read of the state above began: a change announced (or a
     /// gap in announcements noticed) after this may not be in it.
     checked_at: Instant,
+    /// Restrictions, parsed once per read of the row.
+    labels: Arc<BTreeMap<String, String>>,
+    allowed_networks: Arc<[IpNet]>,
     /// The latest second in which a use was handed to the usage recorder:
     /// a hot key takes the recorder's lock once a second, not once a call.
     use_noted_second: Arc<AtomicI64>,
@@ -128,6 +138,11 @@ impl CachedKey {
             expire_time: row.expire_time,
             disabled: row.disabled,
             checked_at: read_at,
+            labels: Arc::new(key_restrictions::labels_from_column(row.labels.as_deref())),
+            allowed_networks: key_restrictions::networks_from_column(
+                row.allowed_networks.as_deref(),
+            )
+            .into(),
             use_noted_second: Arc::default(),
         }
     }
@@ -201,7 +216,7 @@ struct VerifyMetrics {
     cache_misses: metrics::Counter,
 }
 
-const DECISIONS: [Decision; 7] = [
+const DECISIONS: [Decision; 8] = [
     Decision::Allowed,
     Decision::Malformed,
     Decision::Invalid,
@@ -209,6 +224,7 @@ const DECISIONS: [Decision; 7] = [
     Decision::Disabled,
     Decision::EndpointNotGranted,
     Decision::RateLimited,
+    Decision::CallerNotAllowed,
 ];
 
 impl VerifyMetrics {
@@ -313,6 +329,8 @@ impl Verifier {
             Decision::Disabled
         } else if cached.expire_time.is_some_and(|t| t <= now) {
             Decision::Expired
+        } else if !key_restrictions::caller_allowed(&cached.allowed_networks, caller) {
+            Decision::CallerNotAllowed
         } else if integration.allows(endpoint) {
             if cached.first_use_this_second(now) {
                 self.usage.record(key.key_id(), now);
@@ -327,6 +345,7 @@ impl Verifier {
                 key_id: key.key_id().to_owned(),
                 integration: integration.name.clone(),
                 expire_time: cached.expire_time,
+                labels: cached.labels.clone(),
             }),
             retry_after: None,
         })
@@ -501,6 +520,8 @@ mod tests {
             expire_time: None,
             disabled: false,
             checked_at: row_time,
+            labels: Arc::default(),
+            allowed_networks: Arc::new([]),
             use_noted_second: Arc::default(),
         };
         assert!(cached.first_use_this_second(5_000_000));

@@ -135,6 +135,8 @@ async fn seed(database_url: &str, keys: u64) -> anyhow::Result<String> {
                 key_hash: "seeded: no key matches this".into(),
                 create_time: base + (done + i as u64) as i64,
                 expire_time: None,
+                labels: None,
+                allowed_networks: None,
             })
             .collect();
         if (done..done + round).contains(&before_last) {

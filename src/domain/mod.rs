@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod clients;
 pub mod key_format;
+pub mod key_restrictions;
 pub mod time;
 
 pub use key_format::{ApiKey, KeyKind, Malformed};

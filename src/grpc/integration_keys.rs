@@ -1,6 +1,8 @@
 //! `latchkey.v1.IntegrationKeysService`: decode -> authenticate -> `app`
 //! call -> encode.
 
+use std::collections::BTreeMap;
+
 use secrecy::ExposeSecret;
 use tonic::Request;
 
@@ -15,7 +17,7 @@ use crate::{
         key_changes::KeyChange,
         verification::{Decision, MAX_ENDPOINT_LEN, Verdict},
     },
-    domain::{KeyKind, time::now_micros},
+    domain::{KeyKind, key_restrictions, time::now_micros},
     error::Error,
     grpc::{
         proto::v1::{self as pb, integration_keys_service_server::IntegrationKeysService},
@@ -32,11 +34,13 @@ impl IntegrationKeys {
     ) -> Result<pb::CreateIntegrationKeyResponse, Error> {
         let who = auth::partner(&self.app, &credentials(&request)).await?;
         let req = request.into_inner();
-        let expire_time = validate_create(&req, now_micros())?;
+        let valid = validate_create(&req, now_micros())?;
         let new = NewKey {
             integration: &req.integration,
             display_name: &req.display_name,
-            expire_time,
+            expire_time: valid.expire_time,
+            labels: valid.labels,
+            allowed_networks: valid.allowed_networks,
         };
         let issued = keys::create(&self.app, &who, new).await?;
         Ok(pb::CreateIntegrationKeyResponse {
@@ -181,11 +185,20 @@ impl IntegrationKeys {
 // what the handlers run. Each returns what the handler needs, or every bad
 // field at once as `Error::BadRequest`.
 
-/// CreateIntegrationKey: the expire time as stored micros, if one was given.
+/// What a valid CreateIntegrationKey asks for.
+#[derive(Debug)]
+pub struct ValidCreate {
+    /// As stored micros, if one was given.
+    pub expire_time: Option<i64>,
+    pub labels: BTreeMap<String, String>,
+    pub allowed_networks: Vec<ipnet::IpNet>,
+}
+
+/// CreateIntegrationKey.
 pub fn validate_create(
     req: &pb::CreateIntegrationKeyRequest,
     now: i64,
-) -> Result<Option<i64>, Error> {
+) -> Result<ValidCreate, Error> {
     let mut v = Violations::default();
     v.check("integration", validate::integration_name(&req.integration));
     v.check("display_name", validate::display_name(&req.display_name));
@@ -201,8 +214,21 @@ pub fn validate_create(
             None
         }
     };
+    let labels: BTreeMap<String, String> = req.labels.clone().into_iter().collect();
+    if let Err(problem) = key_restrictions::check_labels(&labels) {
+        v.add("labels", &problem);
+    }
+    let allowed_networks =
+        key_restrictions::parse_networks(&req.allowed_networks).unwrap_or_else(|problem| {
+            v.add("allowed_networks", &problem);
+            Vec::new()
+        });
     v.finish()?;
-    Ok(expire_time)
+    Ok(ValidCreate {
+        expire_time,
+        labels,
+        allowed_networks,
+    })
 }
 
 /// GetIntegrationKey and DeleteIntegrationKey.
@@ -258,7 +284,8 @@ pub fn validate_update(
     if paths.is_empty() {
         v.add(
             "update_mask",
-            "must name at least one of display_name, expire_time, disabled",
+            "must name at least one of display_name, expire_time, disabled, labels, \
+             allowed_networks",
         );
     }
     let mut changes = KeyChanges::default();
@@ -281,9 +308,24 @@ pub fn validate_update(
                 Some(Err(problem)) => v.add("key.expire_time", problem),
             },
             "disabled" => changes.disabled = Some(key.disabled),
+            "labels" => {
+                let labels: BTreeMap<String, String> = key.labels.clone().into_iter().collect();
+                match key_restrictions::check_labels(&labels) {
+                    Ok(()) => changes.labels = Some(key_restrictions::labels_to_column(&labels)),
+                    Err(problem) => v.add("key.labels", &problem),
+                }
+            }
+            "allowed_networks" => match key_restrictions::parse_networks(&key.allowed_networks) {
+                Ok(networks) => {
+                    changes.allowed_networks =
+                        Some(key_restrictions::networks_to_column(&networks));
+                }
+                Err(problem) => v.add("key.allowed_networks", &problem),
+            },
             _ => v.add(
                 "update_mask",
-                "unknown path; allowed: display_name, expire_time, disabled",
+                "unknown path; allowed: display_name, expire_time, disabled, labels, \
+                 allowed_networks",
             ),
         }
     }
@@ -367,6 +409,13 @@ fn row_to_proto(row: &IntegrationKeyRow, integration: &str, now: i64) -> pb::Int
         last_use_time: row.last_use_time.map(to_timestamp),
         disabled: row.disabled,
         state: key_state(row, now).into(),
+        labels: key_restrictions::labels_from_column(row.labels.as_deref())
+            .into_iter()
+            .collect(),
+        allowed_networks: key_restrictions::networks_from_column(row.allowed_networks.as_deref())
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     }
 }
 
@@ -379,8 +428,18 @@ fn verdict_to_proto(verdict: Verdict) -> pb::VerifyIntegrationKeyResponse {
         Decision::Disabled => pb::Decision::Disabled,
         Decision::EndpointNotGranted => pb::Decision::EndpointNotGranted,
         Decision::RateLimited => pb::Decision::RateLimited,
+        Decision::CallerNotAllowed => pb::Decision::CallerNotAllowed,
     };
     let key = verdict.key;
+    // Labels only with ALLOWED (API.md).
+    let labels = match (&key, verdict.decision) {
+        (Some(k), Decision::Allowed) => k
+            .labels
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect(),
+        _ => Default::default(),
+    };
     pb::VerifyIntegrationKeyResponse {
         decision: decision.into(),
         integration: key
@@ -390,6 +449,7 @@ fn verdict_to_proto(verdict: Verdict) -> pb::VerifyIntegrationKeyResponse {
         key_id: key.as_ref().map(|k| k.key_id.clone()).unwrap_or_default(),
         expire_time: key.and_then(|k| k.expire_time).map(to_timestamp),
         retry_after: verdict.retry_after.and_then(to_duration),
+        labels,
     }
 }
 

@@ -162,6 +162,7 @@ pub async fn create_key(
         integration,
         display_name: new.display_name,
         expire_time,
+        ..Default::default()
     };
     let created: pb::CreateIntegrationKeyResponse = state
         .call(

@@ -164,6 +164,7 @@ pub async fn create_key(
         integration,
         display_name: new.display_name,
         expire_time: None,
+        ..Default::default()
     };
     let created: pb::CreateIntegrationKeyResponse = state
         .call(

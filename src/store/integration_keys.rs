@@ -16,6 +16,9 @@ pub struct NewIntegrationKey<'a> {
     pub key_hash: String,
     pub create_time: i64,
     pub expire_time: Option<i64>,
+    /// Stored forms (`domain::key_restrictions`); `None`: none.
+    pub labels: Option<String>,
+    pub allowed_networks: Option<String>,
 }
 
 pub async fn insert<C: ConnectionTrait>(
@@ -31,6 +34,8 @@ pub async fn insert<C: ConnectionTrait>(
         expire_time: Set(key.expire_time),
         last_use_time: Set(None),
         disabled: Set(false),
+        labels: Set(key.labels.clone()),
+        allowed_networks: Set(key.allowed_networks.clone()),
     };
     Entity::insert(row.clone())
         .exec_without_returning(db)
@@ -46,6 +51,8 @@ pub async fn insert<C: ConnectionTrait>(
         expire_time: key.expire_time,
         last_use_time: None,
         disabled: false,
+        labels: key.labels,
+        allowed_networks: key.allowed_networks,
     })
 }
 
@@ -129,6 +136,8 @@ pub async fn insert_many<C: ConnectionTrait>(
             expire_time: Set(key.expire_time),
             last_use_time: Set(None),
             disabled: Set(false),
+            labels: Set(key.labels.clone()),
+            allowed_networks: Set(key.allowed_networks.clone()),
         });
         Entity::insert_many(rows).exec_without_returning(db).await?;
     }
@@ -191,6 +200,9 @@ pub struct KeyChanges {
     /// `Some(None)` clears the expiry.
     pub expire_time: Option<Option<i64>>,
     pub disabled: Option<bool>,
+    /// Stored forms; `Some(None)` clears.
+    pub labels: Option<Option<String>>,
+    pub allowed_networks: Option<Option<String>>,
 }
 
 /// Applies `changes`; false when there is no such key in the integration.
@@ -214,6 +226,14 @@ pub async fn update<C: ConnectionTrait>(
     }
     if let Some(disabled) = changes.disabled {
         query = query.col_expr(Column::Disabled, Expr::value(disabled));
+        any = true;
+    }
+    if let Some(labels) = changes.labels {
+        query = query.col_expr(Column::Labels, Expr::value(labels));
+        any = true;
+    }
+    if let Some(networks) = changes.allowed_networks {
+        query = query.col_expr(Column::AllowedNetworks, Expr::value(networks));
         any = true;
     }
     if any {

@@ -353,6 +353,7 @@ impl TestApp {
                     integration: integration.into(),
                     display_name: "test key".into(),
                     expire_time,
+                    ..Default::default()
                 },
             ))
             .await

@@ -774,7 +774,7 @@ async fn http_calls_log_no_secret_at_trace_level() {
         .expect("port")
         .port();
     let http_listen = format!("127.0.0.1:{http_port}");
-    let (_dir, _db, mut server, _addr, partner_key) =
+    let (_dir, _db, server, _addr, partner_key) =
         crate::operations::start(&["--http-listen", &http_listen]).await;
     let http: std::net::SocketAddr = http_listen.parse().expect("address");
     let ready = || async {

@@ -36,6 +36,7 @@ async fn create_returns_the_key_once_and_get_shows_its_metadata() {
             integration: "learner-activity".into(),
             display_name: "nightly job".into(),
             expire_time: Some(expire),
+            ..Default::default()
         }))
         .await
         .expect("create")
@@ -177,6 +178,7 @@ async fn create_names_every_bad_field() {
                 integration: String::new(),
                 display_name: "y".repeat(101),
                 expire_time: Some(in_seconds(-1)),
+                ..Default::default()
             },
             vec!["integration", "display_name", "expire_time"],
         ),

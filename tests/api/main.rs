@@ -22,6 +22,7 @@ mod paging;
 mod reflection;
 mod replicas;
 mod resilience;
+mod restrictions;
 mod rotation;
 mod sdk;
 mod secrets;

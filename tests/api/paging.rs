@@ -194,6 +194,8 @@ async fn seed_keys(
             key_hash: "seeded: no key matches this".into(),
             create_time: base + (i / 3) as i64,
             expire_time: None,
+            labels: None,
+            allowed_networks: None,
         })
         .collect();
     store::integration_keys::insert_many(db, keys)

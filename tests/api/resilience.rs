@@ -53,6 +53,7 @@ async fn sixty_four_concurrent_writers_see_no_errors() {
                         integration: "learner-activity".into(),
                         display_name: format!("writer {i} round {round}"),
                         expire_time: None,
+                        ..Default::default()
                     }))
                     .await;
                 match created {

@@ -174,6 +174,7 @@ async fn keys_never_reach_the_database_file_or_the_logs() {
                     integration: "learner-activity".into(),
                     display_name: display_name.into(),
                     expire_time: None,
+                    ..Default::default()
                 },
                 &partner_key,
             ))

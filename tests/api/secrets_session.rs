@@ -175,6 +175,7 @@ async fn a_session_of_every_flow_leaves_no_secret_behind() {
                 integration: INTEGRATION.into(),
                 display_name: name.into(),
                 expire_time: None,
+                ..Default::default()
             }))
             .await
             .unwrap()

@@ -248,6 +248,7 @@ impl Client {
                 integration: integration.into(),
                 display_name: display_name.into(),
                 expire_time,
+                ..Default::default()
             })
             .await?
             .into_inner())

@@ -405,6 +405,9 @@ impl Shared {
             Decision::EndpointNotGranted => Err(Status::permission_denied(
                 "This key may not call this endpoint",
             )),
+            Decision::CallerNotAllowed => Err(Status::permission_denied(
+                "This key may not be used from this address",
+            )),
             Decision::RateLimited => {
                 let retry_after = verdict
                     .retry_after

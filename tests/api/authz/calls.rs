@@ -45,6 +45,7 @@ impl Fixture {
                     integration: INTEGRATION.into(),
                     display_name: format!("authz {cell}"),
                     expire_time: None,
+                    ..Default::default()
                 }))
             }
             Rpc::GetIntegrationKey => send!(keys.get_integration_key(GetIntegrationKeyRequest {

@@ -97,6 +97,7 @@ pub(super) async fn enums_times_and_masks(b: &mut Barrage<'_>) {
             integration: "learner-activity".into(),
             display_name: "times".into(),
             expire_time: Some(ts),
+            ..Default::default()
         };
         b.send_as_partner(
             "IntegrationKeysService/CreateIntegrationKey",

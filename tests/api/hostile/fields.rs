@@ -97,6 +97,7 @@ pub(super) async fn oversized_messages(b: &mut Barrage<'_>) {
             integration: "learner-activity".into(),
             display_name: "d".repeat(SERVER_MAX_MESSAGE + 1024),
             expire_time: None,
+            ..Default::default()
         }))
         .await
         .expect_err("an oversized message");

@@ -74,6 +74,7 @@ pub(super) fn rpcs() -> Vec<Rpc> {
                     integration: f("integration", "learner-activity"),
                     display_name: f("display_name", "hostile test"),
                     expire_time: None,
+                    ..Default::default()
                 }
                 .encode_to_vec()
             },

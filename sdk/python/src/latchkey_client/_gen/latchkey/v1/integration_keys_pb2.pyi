@@ -35,6 +35,7 @@ class Decision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECISION_DISABLED: _ClassVar[Decision]
     DECISION_ENDPOINT_NOT_GRANTED: _ClassVar[Decision]
     DECISION_RATE_LIMITED: _ClassVar[Decision]
+    DECISION_CALLER_NOT_ALLOWED: _ClassVar[Decision]
 
 class WatchEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -57,13 +58,21 @@ DECISION_EXPIRED: Decision
 DECISION_DISABLED: Decision
 DECISION_ENDPOINT_NOT_GRANTED: Decision
 DECISION_RATE_LIMITED: Decision
+DECISION_CALLER_NOT_ALLOWED: Decision
 WATCH_EVENT_KIND_UNSPECIFIED: WatchEventKind
 WATCH_EVENT_KIND_RESET: WatchEventKind
 WATCH_EVENT_KIND_KEY_CHANGED: WatchEventKind
 WATCH_EVENT_KIND_INTEGRATION_CHANGED: WatchEventKind
 
 class IntegrationKey(_message.Message):
-    __slots__ = ("key_id", "integration", "display_name", "create_time", "expire_time", "last_use_time", "disabled", "state")
+    __slots__ = ("key_id", "integration", "display_name", "create_time", "expire_time", "last_use_time", "disabled", "state", "labels", "allowed_networks")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     INTEGRATION_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +81,8 @@ class IntegrationKey(_message.Message):
     LAST_USE_TIME_FIELD_NUMBER: _ClassVar[int]
     DISABLED_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_NETWORKS_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     integration: str
     display_name: str
@@ -80,7 +91,9 @@ class IntegrationKey(_message.Message):
     last_use_time: _timestamp_pb2.Timestamp
     disabled: bool
     state: IntegrationKeyState
-    def __init__(self, key_id: _Optional[str] = ..., integration: _Optional[str] = ..., display_name: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_use_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disabled: _Optional[bool] = ..., state: _Optional[_Union[IntegrationKeyState, str]] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    allowed_networks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key_id: _Optional[str] = ..., integration: _Optional[str] = ..., display_name: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_use_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disabled: _Optional[bool] = ..., state: _Optional[_Union[IntegrationKeyState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., allowed_networks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Integration(_message.Message):
     __slots__ = ("name", "kind", "description", "endpoints")
@@ -95,14 +108,25 @@ class Integration(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[IntegrationKind, str]] = ..., description: _Optional[str] = ..., endpoints: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateIntegrationKeyRequest(_message.Message):
-    __slots__ = ("integration", "display_name", "expire_time")
+    __slots__ = ("integration", "display_name", "expire_time", "labels", "allowed_networks")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     INTEGRATION_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_NETWORKS_FIELD_NUMBER: _ClassVar[int]
     integration: str
     display_name: str
     expire_time: _timestamp_pb2.Timestamp
-    def __init__(self, integration: _Optional[str] = ..., display_name: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    allowed_networks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, integration: _Optional[str] = ..., display_name: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., allowed_networks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateIntegrationKeyResponse(_message.Message):
     __slots__ = ("key", "api_key")
@@ -167,18 +191,27 @@ class VerifyIntegrationKeyRequest(_message.Message):
     def __init__(self, api_key: _Optional[str] = ..., endpoint: _Optional[str] = ..., caller_address: _Optional[str] = ...) -> None: ...
 
 class VerifyIntegrationKeyResponse(_message.Message):
-    __slots__ = ("decision", "integration", "key_id", "expire_time", "retry_after")
+    __slots__ = ("decision", "integration", "key_id", "expire_time", "retry_after", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     DECISION_FIELD_NUMBER: _ClassVar[int]
     INTEGRATION_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     decision: Decision
     integration: str
     key_id: str
     expire_time: _timestamp_pb2.Timestamp
     retry_after: _duration_pb2.Duration
-    def __init__(self, decision: _Optional[_Union[Decision, str]] = ..., integration: _Optional[str] = ..., key_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, decision: _Optional[_Union[Decision, str]] = ..., integration: _Optional[str] = ..., key_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class UpdateIntegrationKeyRequest(_message.Message):
     __slots__ = ("key", "update_mask")
