@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import socket
+import threading
 import time
 from concurrent import futures
 
@@ -223,7 +224,22 @@ def test_the_guard_fails_closed_when_latchkey_is_unreachable(resource_for):
 # A stand-in latchkey for what the real one cannot be made to answer here.
 
 class StandIn(keys_grpc.IntegrationKeysServiceServicer):
+    def __init__(self):
+        self.streams = 0
+        self.end_stream = threading.Event()
+
+    def WatchKeyChanges(self, request, context):
+        # A RESET, then quiet until end_stream is set.
+        self.streams += 1
+        yield keys.WatchKeyChangesResponse(kind=keys.WATCH_EVENT_KIND_RESET)
+        while context.is_active() and not self.end_stream.wait(0.05):
+            pass
+        self.end_stream.clear()
+
     def VerifyIntegrationKey(self, request, context):
+        if request.api_key == "ok":
+            return keys.VerifyIntegrationKeyResponse(decision=keys.DECISION_ALLOWED, integration=INTEGRATION,
+                                                     key_id="lki_ok")
         if request.api_key == "shed":
             info = error_details_pb2.RetryInfo()
             info.retry_delay.FromSeconds(7)
@@ -237,13 +253,31 @@ class StandIn(keys_grpc.IntegrationKeysServiceServicer):
 
 
 @pytest.fixture
-def stand_in():
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    keys_grpc.add_IntegrationKeysServiceServicer_to_server(StandIn(), server)
+def stand_in_server():
+    server, servicer = grpc.server(futures.ThreadPoolExecutor(max_workers=4)), StandIn()
+    keys_grpc.add_IntegrationKeysServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    yield f"127.0.0.1:{port}"
+    yield f"127.0.0.1:{port}", servicer
     server.stop(None)
+
+
+@pytest.fixture
+def stand_in(stand_in_server):
+    return stand_in_server[0]
+
+
+def test_verdicts_outlive_the_ttl_only_while_the_stream_is_up_and_it_reconnects(stand_in_server):
+    address, servicer = stand_in_server
+    with KeyGuard(address, cache_ttl=0.2) as guard:
+        eventually("the change stream to be up", lambda: guard.watching)
+        assert guard.check("ok", GRANTED) == VerifiedCaller(INTEGRATION, "lki_ok")
+        time.sleep(0.3)  # past cache_ttl
+        assert guard.cached("ok", GRANTED) is not None, "kept while the stream is up"
+        servicer.end_stream.set()
+        eventually("the guard to see the stream end", lambda: not guard.watching)
+        assert guard.cached("ok", GRANTED) is None, "only cache_ttl while the stream is down"
+        eventually("the guard to reconnect", lambda: guard.watching and servicer.streams == 2)
 
 
 def test_rate_limits_and_shedding_are_resource_exhausted_with_a_delay(stand_in, resource_for):
