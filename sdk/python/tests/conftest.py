@@ -1,5 +1,5 @@
 """Runs the real latchkey binary for the tests: fresh SQLite database, a partner
-key, a catalog granting `learner-activity` one endpoint, a port picked by the OS."""
+key, a catalog granting `learner-activity` a few endpoints, a port picked by the OS."""
 
 import json
 import os
@@ -12,12 +12,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 GRANTED = "course.v1.CourseService/GetOutline"
+# For the guard tests (test_guard.py): a server-streaming method and, as the
+# ASGI middleware names HTTP requests, the GETs under /outline.
+GRANTED_STREAM = "course.v1.CourseService/WatchOutline"
+GRANTED_HTTP = "http/GET/outline*"
 CATALOG = f"""
 [[integrations]]
 name = "learner-activity"
 kind = "custom"
 description = "Python SDK tests"
-endpoints = ["{GRANTED}"]
+endpoints = ["{GRANTED}", "{GRANTED_STREAM}", "{GRANTED_HTTP}"]
 """
 
 

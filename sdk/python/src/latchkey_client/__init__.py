@@ -8,15 +8,17 @@
 
 The message and enum modules generated from proto/latchkey/v1 are re-exported
 as audit_pb2, client_configuration_pb2, health_pb2 and integration_keys_pb2.
+Resource servers guard their methods with latchkey_client.guard (KeyGuard,
+KeyGuardInterceptor for grpcio servers, KeyGuardMiddleware for ASGI apps).
 """
 
 from ._client import Client
 from ._gen.latchkey.v1 import audit_pb2, client_configuration_pb2, health_pb2, integration_keys_pb2
 from .errors import (AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, LatchkeyError,
-                     NotFound, PermissionDenied, Unauthenticated, Unavailable)
+                     NotFound, PermissionDenied, ResourceExhausted, Unauthenticated, Unavailable)
 
 __all__ = [
     "Client", "LatchkeyError", "NotFound", "InvalidArgument", "Unauthenticated", "PermissionDenied",
-    "AlreadyExists", "FailedPrecondition", "Unavailable", "DeadlineExceeded",
+    "AlreadyExists", "FailedPrecondition", "Unavailable", "DeadlineExceeded", "ResourceExhausted",
     "audit_pb2", "client_configuration_pb2", "health_pb2", "integration_keys_pb2",
 ]

@@ -55,6 +55,14 @@ class DeadlineExceeded(LatchkeyError):
     pass
 
 
+class ResourceExhausted(LatchkeyError):
+    """`retry_after` (seconds) is from google.rpc.RetryInfo, None when absent."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, retry_after: Optional[float] = None):
+        super().__init__(code, message)
+        self.retry_after = retry_after
+
+
 _BY_CODE = {
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
@@ -63,18 +71,32 @@ _BY_CODE = {
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
 }
 
 
-def _field_violations(err: grpc.RpcError) -> List[Tuple[str, str]]:
+def _status_details(err: grpc.RpcError) -> list:
     # The details travel in the grpc-status-details-bin trailer as a
     # google.rpc.Status; grpc_status decodes it (None when absent).
     try:
         status = rpc_status.from_call(err)
     except ValueError:  # trailer disagrees with the call's status: ignore it
         return []
+    return list(status.details) if status else []
+
+
+def retry_delay(err: grpc.RpcError) -> Optional[float]:
+    """The google.rpc.RetryInfo delay of a failed call, in seconds (None when absent)."""
+    for detail in _status_details(err):
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            return info.retry_delay.ToTimedelta().total_seconds()
+    return None
+
+
+def _field_violations(err: grpc.RpcError) -> List[Tuple[str, str]]:
     violations = []
-    for detail in status.details if status else []:
+    for detail in _status_details(err):
         bad_request = error_details_pb2.BadRequest()
         if detail.Unpack(bad_request):
             violations += [(v.field, v.description) for v in bad_request.field_violations]
@@ -86,4 +108,6 @@ def from_rpc_error(err: grpc.RpcError) -> LatchkeyError:
     code, message = err.code(), err.details() or ""
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidArgument(code, message, _field_violations(err))
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ResourceExhausted(code, message, retry_delay(err))
     return _BY_CODE.get(code, LatchkeyError)(code, message)

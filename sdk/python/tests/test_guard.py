@@ -1,0 +1,354 @@
+"""The resource-server guard (latchkey_client.guard) against the real server
+(conftest.py): a real grpcio server with KeyGuardInterceptor called by a real
+grpcio client, and the ASGI middleware driven directly. Only the rate-limit and
+load-shedding mappings use a stand-in latchkey (the server does not rate-limit
+keys yet)."""
+
+import asyncio
+import base64
+import json
+import socket
+import threading
+import time
+from concurrent import futures
+
+import grpc
+import pytest
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from conftest import GRANTED, GRANTED_STREAM
+from latchkey_client import Client, integration_keys_pb2 as keys
+from latchkey_client._gen.latchkey.v1 import integration_keys_pb2_grpc as keys_grpc
+from latchkey_client.guard import (KeyGuard, KeyGuardInterceptor, KeyGuardMiddleware, VerifiedCaller, current_caller,
+                                   peer_address, presented_key)
+
+INTEGRATION = "learner-activity"
+NOT_GRANTED = "course.v1.CourseService/DeleteCourse"
+
+
+def eventually(what, condition, timeout=10.0):
+    """Polls `condition` until it is true, failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def admin(server):
+    with Client(server.addr, partner_key=server.partner_key) as client:
+        yield client
+
+
+@pytest.fixture
+def new_key(admin):
+    """Creates a key of learner-activity: (key_id, api_key)."""
+    def create():
+        created = admin.create_integration_key(INTEGRATION)
+        return created.key.key_id, created.api_key
+    return create
+
+
+def unused_address():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+# A resource server: course.v1.CourseService with raw-bytes methods that
+# answer who called.
+
+def _who(request, context):
+    caller = current_caller()
+    return f"{caller.integration} {caller.key_id} {context.peer()}".encode()
+
+
+def _stream_who(request, context):
+    for _ in range(2):
+        caller = current_caller()
+        yield f"{caller.integration} {caller.key_id}".encode()
+
+
+class Resource:
+    def __init__(self, guard):
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
+                                  interceptors=[KeyGuardInterceptor(guard)])
+        self.server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("course.v1.CourseService", {
+            "GetOutline": grpc.unary_unary_rpc_method_handler(_who),
+            "DeleteCourse": grpc.unary_unary_rpc_method_handler(_who),
+            "WatchOutline": grpc.unary_stream_rpc_method_handler(_stream_who),
+        })])
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+
+    def call(self, method, key=None, authorization=None):
+        if key is not None:
+            authorization = f"Bearer {key}"
+        metadata = (("authorization", authorization),) if authorization else ()
+        return self.channel.unary_unary(f"/{method}")(b"", metadata=metadata, timeout=10)
+
+    def refusal(self, method, key=None, authorization=None) -> grpc.RpcError:
+        with pytest.raises(grpc.RpcError) as info:
+            self.call(method, key, authorization)
+        return info.value
+
+    def close(self):
+        self.channel.close()
+        self.server.stop(None)
+
+
+@pytest.fixture
+def resource_for():
+    made = []
+
+    def make(guard):
+        made.append((guard, Resource(guard)))
+        return made[-1][1]
+    yield make
+    for guard, resource in made:
+        resource.close()
+        guard.close()
+
+
+def test_allowed_calls_reach_the_handler_with_the_caller(server, new_key, resource_for):
+    key_id, key = new_key()
+    resource = resource_for(KeyGuard(server.addr, partner_key=server.partner_key))
+    integration, seen_key_id, peer = resource.call(GRANTED, key).decode().split(" ")
+    assert (integration, seen_key_id) == (INTEGRATION, key_id)
+    assert peer_address(peer) == "127.0.0.1"
+    stream = resource.channel.unary_stream(f"/{GRANTED_STREAM}")(
+        b"", metadata=(("authorization", f"Bearer {key}"),), timeout=10)
+    assert [m.decode() for m in stream] == [f"{INTEGRATION} {key_id}"] * 2
+
+
+def test_refusals_map_to_grpc_codes(server, new_key, resource_for):
+    _, key = new_key()
+    resource = resource_for(KeyGuard(server.addr, partner_key=server.partner_key))
+    denied = resource.refusal(NOT_GRANTED, key)
+    assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
+    for garbage in ("not-a-key", key + "x", key[:-1]):
+        refused = resource.refusal(GRANTED, garbage)
+        assert (refused.code(), refused.details()) == (grpc.StatusCode.UNAUTHENTICATED, "Invalid credentials")
+    assert resource.refusal(GRANTED).code() == grpc.StatusCode.UNAUTHENTICATED
+    assert resource.refusal(GRANTED, authorization="Basic !!!").code() == grpc.StatusCode.UNAUTHENTICATED
+    # A streaming method is guarded too.
+    stream = resource.channel.unary_stream(f"/{GRANTED_STREAM}")(b"", timeout=10)
+    with pytest.raises(grpc.RpcError) as info:
+        list(stream)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_the_basic_form_is_the_same_key(server, new_key, resource_for):
+    key_id, key = new_key()
+    resource = resource_for(KeyGuard(server.addr, watch=False))
+    pair = f"{key_id}:{key[len(key_id) + 1:]}"
+    basic = "Basic " + base64.b64encode(pair.encode()).decode()
+    assert resource.call(GRANTED, authorization=basic).decode().startswith(f"{INTEGRATION} {key_id} ")
+    assert presented_key(basic) == key and presented_key(f"bearer {key}") == key
+    wrong = "Basic " + base64.b64encode(f"{key_id}:nope".encode()).decode()
+    assert resource.refusal(GRANTED, authorization=wrong).code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_watching_guard_drops_a_deleted_key_at_once(server, admin, new_key, resource_for):
+    # An hour-long cache: only latchkey's change stream can end the verdict
+    # within the deadline below.
+    key_id, key = new_key()
+    guard = KeyGuard(server.addr, partner_key=server.partner_key, cache_ttl=3600)
+    resource = resource_for(guard)
+    eventually("the change stream to be up", lambda: guard.watching)
+    resource.call(GRANTED, key)  # allowed, and cached
+    assert guard.cached(key, GRANTED) == VerifiedCaller(INTEGRATION, key_id)
+    admin.delete_integration_key(INTEGRATION, key_id)
+
+    def refused():
+        try:
+            resource.call(GRANTED, key)
+            return False
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+            return True
+    eventually("the guard to hear of the delete", refused)
+
+
+def test_a_guard_taking_its_partner_key_from_a_client_watches_too(server, admin, new_key):
+    key_id, key = new_key()
+    with KeyGuard(admin, cache_ttl=3600) as guard:
+        eventually("the change stream to be up", lambda: guard.watching)
+        assert guard.check(key, GRANTED).key_id == key_id
+        admin.delete_integration_key(INTEGRATION, key_id)
+        eventually("the guard to hear of the delete", lambda: guard.cached(key, GRANTED) is None)
+
+
+def test_without_the_stream_a_verdict_lives_the_cache_ttl(server, admin, new_key):
+    # The counterpart of the test above: not watching, an hour-long cache
+    # keeps a deleted key working (the cache is real), a zero TTL does not.
+    key_id, key = new_key()
+    with KeyGuard(server.addr, cache_ttl=3600, watch=False) as hour, \
+            KeyGuard(server.addr, cache_ttl=0, watch=False) as uncached:
+        assert hour.check(key, GRANTED).key_id == key_id
+        assert uncached.check(key, GRANTED).key_id == key_id
+        admin.delete_integration_key(INTEGRATION, key_id)
+        assert hour.check(key, GRANTED).key_id == key_id
+        with pytest.raises(Exception) as info:
+            uncached.check(key, GRANTED)
+        assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_change_during_a_verification_keeps_its_verdict_out_of_the_cache(server, new_key):
+    key_id, key = new_key()
+    with KeyGuard(server.addr, cache_ttl=3600, watch=False) as guard:
+        verify = guard._stub.VerifyIntegrationKey
+
+        class Racing:
+            # latchkey answers ALLOWED, then the key changes before the
+            # verdict is cached.
+            def VerifyIntegrationKey(self, request, timeout=None):
+                verdict = verify(request, timeout=timeout)
+                guard._apply(keys.WatchKeyChangesResponse(kind=keys.WATCH_EVENT_KIND_KEY_CHANGED, key_id=key_id))
+                return verdict
+        guard._stub = Racing()
+        assert guard.check(key, GRANTED).key_id == key_id
+        assert guard.cached(key, GRANTED) is None
+
+
+def test_the_guard_fails_closed_when_latchkey_is_unreachable(resource_for):
+    resource = resource_for(KeyGuard(unused_address(), partner_key="pk", timeout=2))
+    refused = resource.refusal(GRANTED, "lki_whatever_secret")
+    assert (refused.code(), refused.details()) == (grpc.StatusCode.UNAVAILABLE, "Key verification is unavailable")
+
+
+# A stand-in latchkey for what the real one cannot be made to answer here.
+
+class StandIn(keys_grpc.IntegrationKeysServiceServicer):
+    def __init__(self):
+        self.streams = 0
+        self.end_stream = threading.Event()
+
+    def WatchKeyChanges(self, request, context):
+        # A RESET, then quiet until end_stream is set.
+        self.streams += 1
+        yield keys.WatchKeyChangesResponse(kind=keys.WATCH_EVENT_KIND_RESET)
+        while context.is_active() and not self.end_stream.wait(0.05):
+            pass
+        self.end_stream.clear()
+
+    def VerifyIntegrationKey(self, request, context):
+        if request.api_key == "ok":
+            return keys.VerifyIntegrationKeyResponse(decision=keys.DECISION_ALLOWED, integration=INTEGRATION,
+                                                     key_id="lki_ok")
+        if request.api_key == "shed":
+            info = error_details_pb2.RetryInfo()
+            info.retry_delay.FromSeconds(7)
+            detail = any_pb2.Any()
+            detail.Pack(info)
+            context.abort_with_status(rpc_status.to_status(status_pb2.Status(
+                code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], message="overloaded", details=[detail])))
+        response = keys.VerifyIntegrationKeyResponse(decision=keys.DECISION_RATE_LIMITED)
+        response.retry_after.FromMilliseconds(2500)
+        return response
+
+
+@pytest.fixture
+def stand_in_server():
+    server, servicer = grpc.server(futures.ThreadPoolExecutor(max_workers=4)), StandIn()
+    keys_grpc.add_IntegrationKeysServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}", servicer
+    server.stop(None)
+
+
+@pytest.fixture
+def stand_in(stand_in_server):
+    return stand_in_server[0]
+
+
+def test_verdicts_outlive_the_ttl_only_while_the_stream_is_up_and_it_reconnects(stand_in_server):
+    address, servicer = stand_in_server
+    with KeyGuard(address, cache_ttl=0.2) as guard:
+        eventually("the change stream to be up", lambda: guard.watching)
+        assert guard.check("ok", GRANTED) == VerifiedCaller(INTEGRATION, "lki_ok")
+        time.sleep(0.3)  # past cache_ttl
+        assert guard.cached("ok", GRANTED) is not None, "kept while the stream is up"
+        servicer.end_stream.set()
+        eventually("the guard to see the stream end", lambda: not guard.watching)
+        assert guard.cached("ok", GRANTED) is None, "only cache_ttl while the stream is down"
+        eventually("the guard to reconnect", lambda: guard.watching and servicer.streams == 2)
+
+
+def test_rate_limits_and_shedding_are_resource_exhausted_with_a_delay(stand_in, resource_for):
+    resource = resource_for(KeyGuard(stand_in, watch=False))
+    for key, delay, trailer in (("limited", 2.5, "3"), ("shed", 7.0, "7")):
+        refused = resource.refusal(GRANTED, key)
+        assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert dict(refused.trailing_metadata())["retry-after"] == trailer
+        info = error_details_pb2.RetryInfo()
+        assert rpc_status.from_call(refused).details[0].Unpack(info)
+        assert info.retry_delay.ToTimedelta().total_seconds() == delay
+
+
+# ASGI
+
+async def _app(scope, receive, send):
+    body = json.dumps({"integration": scope["latchkey"].integration,
+                       "key_id": scope["state"]["latchkey"].key_id}).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def asgi_get(app, path, authorization=None, method="GET"):
+    """Drives one HTTP request through an ASGI app: (status, headers, JSON body)."""
+    headers = [(b"authorization", authorization.encode())] if authorization else []
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "state": {}}
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+    return start["status"], dict(start["headers"]), json.loads(body)
+
+
+def test_the_asgi_middleware_admits_and_refuses(server, new_key):
+    key_id, key = new_key()
+    with KeyGuard(server.addr, partner_key=server.partner_key) as guard:
+        app = KeyGuardMiddleware(_app, guard)
+        assert asgi_get(app, "/outline/42", f"Bearer {key}") == (
+            200, {b"content-type": b"application/json"}, {"integration": INTEGRATION, "key_id": key_id})
+        status, headers, body = asgi_get(app, "/outline/42")
+        assert (status, body) == (401, {"error": "unauthenticated", "message": "Invalid credentials"})
+        assert headers[b"www-authenticate"] == b"Bearer"
+        assert asgi_get(app, "/outline/42", "Bearer not-a-key")[0] == 401
+        assert asgi_get(app, "/outline/42", f"Bearer {key}", method="POST")[0] == 403
+        assert asgi_get(app, "/courses", f"Bearer {key}")[0] == 403
+        # A custom endpoint naming.
+        named = KeyGuardMiddleware(_app, guard, endpoint=lambda scope: GRANTED)
+        assert asgi_get(named, "/anything", f"Bearer {key}", method="DELETE")[0] == 200
+
+
+def test_the_asgi_middleware_answers_429_and_503(stand_in):
+    with KeyGuard(stand_in, watch=False) as limited, KeyGuard(unused_address(), watch=False, timeout=2) as down:
+        status, headers, body = asgi_get(KeyGuardMiddleware(_app, limited), "/outline", "Bearer limited")
+        assert (status, headers[b"retry-after"], body["error"]) == (429, b"3", "resource_exhausted")
+        status, _, body = asgi_get(KeyGuardMiddleware(_app, down), "/outline", "Bearer lki_x_y")
+        assert (status, body["message"]) == (503, "Key verification is unavailable")
+
+
+def test_the_asgi_middleware_passes_lifespan_through():
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(scope["type"])
+
+    asyncio.run(KeyGuardMiddleware(app, guard=None)({"type": "lifespan"}, None, None))
+    assert seen == ["lifespan"]
