@@ -10,3 +10,7 @@ export type { Decision__Output as Decision } from './gen/latchkey/v1/Decision';
 export type { ClientConfiguration__Output as ClientConfiguration } from './gen/latchkey/v1/ClientConfiguration';
 export type { CheckClientHealthResponse__Output as CheckClientHealthResponse } from './gen/latchkey/v1/CheckClientHealthResponse';
 export type { CheckServiceHealthResponse__Output as CheckServiceHealthResponse } from './gen/latchkey/v1/CheckServiceHealthResponse';
+// Resource-server guard (see src/guard.ts).
+export { KeyGuard, KeyRefusedError, keyFromAuthorization, peerAddress, type KeyGuardOptions, type VerifiedCaller } from './guard';
+export { guardService, verifiedCaller, VERIFIED_CALLER } from './guard-grpc';
+export { keyGuardMiddleware, type GuardedRequest, type KeyGuardMiddlewareOptions } from './guard-http';

@@ -27,7 +27,12 @@ export interface Server {
   stop(): Promise<void>;
 }
 
-export async function startServer(): Promise<Server> {
+export interface ServerOptions {
+  /** More grants for `learner-activity`, after GRANTED. */
+  extraEndpoints?: string[];
+}
+
+export async function startServer(options: ServerOptions = {}): Promise<Server> {
   const bin = latchkeyBin();
   const dir = mkdtempSync(path.join(tmpdir(), 'latchkey-ts-'));
   // Only our settings: none inherited from the caller's LATCHKEY_* environment.
@@ -40,7 +45,7 @@ export async function startServer(): Promise<Server> {
   });
   const partnerKey = execFileSync(bin, ['partner-keys', 'create', '--name', 'test'], { env, encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   writeFileSync(path.join(dir, 'catalog.toml'),
-    `[[integrations]]\nname = "learner-activity"\nkind = "custom"\ndescription = "TypeScript SDK tests"\nendpoints = ["${GRANTED}"]\n`);
+    `[[integrations]]\nname = "learner-activity"\nkind = "custom"\ndescription = "TypeScript SDK tests"\nendpoints = ${JSON.stringify([GRANTED, ...(options.extraEndpoints ?? [])])}\n`);
   const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--catalog', path.join(dir, 'catalog.toml'), '--log-format', 'json'],
     { env, stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

@@ -1,0 +1,304 @@
+// A guard for resource servers: verify the caller's integration key against
+// latchkey before the call reaches the service. Mirrors sdk/rust/src/guard.rs.
+//
+// Allowed verdicts are cached locally, keyed by an HMAC-SHA256 (per-process
+// random key) of key + "\0" + endpoint; denials are not cached. With
+// `watch: true` the guard follows latchkey's WatchKeyChanges and evicts a key
+// (or an integration, or everything on RESET) the moment latchkey says it
+// changed, so verdicts may be kept up to an hour while that stream is up;
+// while it is down they live only `cacheTtlMs`.
+import * as grpc from '@grpc/grpc-js';
+import { createHmac, randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
+import * as protobuf from 'protobufjs';
+
+import { LatchkeyClient } from './client';
+import { LatchkeyError } from './errors';
+import type { VerifyIntegrationKeyResponse__Output } from './gen/latchkey/v1/VerifyIntegrationKeyResponse';
+import type { WatchKeyChangesResponse__Output } from './gen/latchkey/v1/WatchKeyChangesResponse';
+
+/** Who called: the integration and key latchkey allowed. */
+export interface VerifiedCaller {
+  integration: string;
+  keyId: string;
+}
+
+/**
+ * A refused call: `code` is the gRPC status to answer, `httpStatus` the HTTP
+ * one; `retryAfterMs` is set with RESOURCE_EXHAUSTED.
+ */
+export class KeyRefusedError extends LatchkeyError {
+  constructor(code: grpc.status, details: string, readonly retryAfterMs?: number) {
+    super(code, details);
+  }
+
+  get httpStatus(): number {
+    switch (this.code) {
+      case grpc.status.UNAUTHENTICATED: return 401;
+      case grpc.status.PERMISSION_DENIED: return 403;
+      case grpc.status.RESOURCE_EXHAUSTED: return 429;
+      default: return 503;
+    }
+  }
+}
+
+export interface KeyGuardOptions {
+  /**
+   * How long an allowed (key, endpoint) is trusted without asking latchkey
+   * again while no change stream says otherwise (default 5000). This bounds
+   * how long a deleted key keeps working here. 0 disables the cache.
+   */
+  cacheTtlMs?: number;
+  /**
+   * Follow latchkey's WatchKeyChanges and evict changed keys at once, keeping
+   * verdicts up to an hour while the stream is up.
+   */
+  watch?: boolean;
+  /** Authenticates the change stream (sent as `sid`); omit when this server is in latchkey's --trusted-peers. */
+  partnerKey?: string;
+  /** Deadline of each verification, in milliseconds (default 5000). */
+  timeoutMs?: number;
+  /** TLS credentials to latchkey; plaintext when absent. */
+  credentials?: grpc.ChannelCredentials;
+  /** Delay before re-opening a broken change stream (default 1000). */
+  reconnectDelayMs?: number;
+}
+
+interface CachedAllow {
+  caller: VerifiedCaller;
+  /** Milliseconds since the epoch; undefined: never expires. */
+  expireTime?: number;
+  cachedAt: number;
+}
+
+/** How long a watching guard keeps a verdict while the stream is up. */
+const WATCHED_TTL_MS = 3_600_000;
+const MAX_ENTRIES = 10_000;
+
+// google.rpc.Status / RetryInfo, just what we read from latchkey's
+// RESOURCE_EXHAUSTED (grpc-status-details-bin).
+const rpc = protobuf.Root.fromJSON({
+  nested: {
+    Status: {
+      fields: { code: { type: 'int32', id: 1 }, message: { type: 'string', id: 2 }, details: { rule: 'repeated', type: 'Any', id: 3 } },
+    },
+    Any: { fields: { typeUrl: { type: 'string', id: 1 }, value: { type: 'bytes', id: 2 } } },
+    RetryInfo: { fields: { retryDelay: { type: 'Duration', id: 1 } } },
+    Duration: { fields: { seconds: { type: 'int64', id: 1 }, nanos: { type: 'int32', id: 2 } } },
+  },
+});
+const RpcStatus = rpc.lookupType('Status');
+const RetryInfo = rpc.lookupType('RetryInfo');
+
+function durationMs(d: { seconds?: unknown; nanos?: unknown } | null | undefined): number | undefined {
+  if (!d) return undefined;
+  return Number(d.seconds ?? 0) * 1000 + Math.floor(Number(d.nanos ?? 0) / 1e6);
+}
+
+function retryDelayMs(metadata: grpc.Metadata | undefined): number | undefined {
+  const raw = metadata?.get('grpc-status-details-bin')[0];
+  if (!Buffer.isBuffer(raw)) return undefined;
+  try {
+    const status = RpcStatus.toObject(RpcStatus.decode(raw), { longs: String }) as { details?: { typeUrl: string; value: Uint8Array }[] };
+    for (const d of status.details ?? []) {
+      if (d.typeUrl.endsWith('/google.rpc.RetryInfo')) {
+        const info = RetryInfo.toObject(RetryInfo.decode(d.value), { longs: String }) as { retryDelay?: { seconds?: string; nanos?: number } };
+        return durationMs(info.retryDelay);
+      }
+    }
+  } catch {
+    // undecodable details: the default delay applies
+  }
+  return undefined;
+}
+
+/**
+ * The key in an `authorization` header: `Bearer <key>`, or Basic
+ * base64(`<key id>:<rest>`) meaning `<key id>_<rest>`.
+ */
+export function keyFromAuthorization(value: string | string[] | Buffer | undefined): string | undefined {
+  if (Array.isArray(value)) value = value[0];
+  if (value === undefined) return undefined;
+  const header = (Buffer.isBuffer(value) ? value.toString('utf8') : value).trim();
+  const space = header.indexOf(' ');
+  if (space < 0) return undefined;
+  const scheme = header.slice(0, space).toLowerCase();
+  const rest = header.slice(space + 1).trim();
+  if (scheme === 'bearer') return rest || undefined;
+  if (scheme === 'basic') {
+    const decoded = Buffer.from(rest, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon <= 0) return undefined;
+    return `${decoded.slice(0, colon)}_${decoded.slice(colon + 1)}`;
+  }
+  return undefined;
+}
+
+/** The IP address in a peer string such as `127.0.0.1:5000`, `[::1]:5000` or `ipv4:...`. */
+export function peerAddress(peer: string | undefined): string | undefined {
+  if (!peer) return undefined;
+  let p = peer.replace(/^ipv[46]:/, '');
+  if (p.startsWith('[')) {
+    const end = p.indexOf(']');
+    p = end > 0 ? p.slice(1, end) : p;
+  } else if (!isIP(p)) {
+    const colon = p.lastIndexOf(':');
+    if (colon > 0) p = p.slice(0, colon);
+  }
+  if (p.toLowerCase().startsWith('::ffff:') && isIP(p.slice(7)) === 4) p = p.slice(7);
+  return isIP(p) ? p : undefined;
+}
+
+export class KeyGuard {
+  private readonly client: LatchkeyClient;
+  private readonly macKey = randomBytes(32);
+  private readonly allowed = new Map<string, CachedAllow>();
+  private readonly ttlMs: number;
+  private readonly timeoutMs: number;
+  private readonly watching: boolean;
+  private readonly partnerKey?: string;
+  private readonly reconnectDelayMs: number;
+  /** Bumped by every change applied: a verdict asked for before a change is not cached after it. */
+  private changesSeen = 0;
+  /** Whether the change stream is up (after its first RESET). */
+  private up = false;
+  private closed = false;
+  private stream?: grpc.ClientReadableStream<WatchKeyChangesResponse__Output>;
+  private reconnectTimer?: NodeJS.Timeout;
+
+  /** Verifies through latchkey at `target` (host:port). */
+  constructor(target: string, options: KeyGuardOptions = {}) {
+    this.ttlMs = Math.max(0, options.cacheTtlMs ?? 5000);
+    this.timeoutMs = options.timeoutMs ?? 5000;
+    this.watching = options.watch ?? false;
+    this.partnerKey = options.partnerKey;
+    this.reconnectDelayMs = options.reconnectDelayMs ?? 1000;
+    this.client = new LatchkeyClient(target, { credentials: options.credentials, timeoutMs: this.timeoutMs });
+    if (this.watching) this.follow();
+  }
+
+  /** Whether the change stream is up (verdicts may then be kept up to an hour). */
+  get watchingUp(): boolean {
+    return this.up;
+  }
+
+  /** Stops following changes and closes the connection to latchkey. */
+  close(): void {
+    this.closed = true;
+    this.up = false;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.stream?.cancel();
+    this.stream = undefined;
+    this.allowed.clear();
+    this.client.close();
+  }
+
+  /**
+   * Resolves who called when latchkey allows `key` for `endpoint`, else
+   * rejects with a KeyRefusedError. `callerAddress` (the end caller's IP, or
+   * a peer string) is passed to latchkey as `caller_address`.
+   */
+  async check(key: string | undefined, endpoint: string, callerAddress?: string): Promise<VerifiedCaller> {
+    if (!key) throw new KeyRefusedError(grpc.status.UNAUTHENTICATED, 'Invalid credentials');
+    const cacheKey = this.cacheKey(key, endpoint);
+    const now = Date.now();
+    const hit = this.allowed.get(cacheKey);
+    if (hit) {
+      if ((hit.expireTime === undefined || hit.expireTime > now) && this.trusted(hit, now)) return { ...hit.caller };
+      this.allowed.delete(cacheKey);
+    }
+    const changesSeen = this.changesSeen;
+    const verdict = await this.verify(key, endpoint, peerAddress(callerAddress) ?? '');
+    switch (verdict.decision) {
+      case 'DECISION_ALLOWED': {
+        const caller = { integration: verdict.integration, keyId: verdict.keyId };
+        const expireTime = verdict.expireTime ? durationMs(verdict.expireTime) : undefined;
+        // Single-threaded: nothing can change between this test and the insert.
+        if (this.ttlMs > 0 && !this.closed && this.changesSeen === changesSeen) {
+          if (this.allowed.size >= MAX_ENTRIES) {
+            const oldest = this.allowed.keys().next().value;
+            if (oldest !== undefined) this.allowed.delete(oldest);
+          }
+          this.allowed.set(cacheKey, { caller, expireTime, cachedAt: Date.now() });
+        }
+        return { ...caller };
+      }
+      case 'DECISION_ENDPOINT_NOT_GRANTED':
+        throw new KeyRefusedError(grpc.status.PERMISSION_DENIED, 'This key may not call this endpoint');
+      case 'DECISION_RATE_LIMITED':
+        throw new KeyRefusedError(grpc.status.RESOURCE_EXHAUSTED, 'Too many failed attempts; retry later',
+          durationMs(verdict.retryAfter) ?? 1000);
+      default: // MALFORMED, INVALID, EXPIRED, DISABLED, CALLER_NOT_ALLOWED, unknown
+        throw new KeyRefusedError(grpc.status.UNAUTHENTICATED, 'Invalid credentials');
+    }
+  }
+
+  private verify(apiKey: string, endpoint: string, callerAddress: string): Promise<VerifyIntegrationKeyResponse__Output> {
+    return new Promise((resolve, reject) => {
+      this.client.integrationKeys.verifyIntegrationKey(
+        { apiKey, endpoint, callerAddress }, new grpc.Metadata(), { deadline: Date.now() + this.timeoutMs },
+        (err, value) => {
+          if (!err && value) return resolve(value);
+          if (err?.code === grpc.status.RESOURCE_EXHAUSTED) {
+            // latchkey is shedding load: so does this server.
+            return reject(new KeyRefusedError(grpc.status.RESOURCE_EXHAUSTED, 'Key verification is overloaded',
+              retryDelayMs(err.metadata) ?? 1000));
+          }
+          reject(new KeyRefusedError(grpc.status.UNAVAILABLE, 'Key verification is unavailable'));
+        });
+    });
+  }
+
+  /** Within the cache TTL, or at any age up to an hour while the change stream is up. */
+  private trusted(hit: CachedAllow, now: number): boolean {
+    const age = now - hit.cachedAt;
+    if (this.up) return age < Math.max(this.ttlMs, WATCHED_TTL_MS);
+    return age < this.ttlMs;
+  }
+
+  private cacheKey(key: string, endpoint: string): string {
+    return createHmac('sha256', this.macKey).update(key).update('\0').update(endpoint).digest('base64');
+  }
+
+  private apply(change: WatchKeyChangesResponse__Output): void {
+    this.changesSeen++;
+    switch (change.kind) {
+      case 'WATCH_EVENT_KIND_KEY_CHANGED':
+        for (const [k, v] of this.allowed) if (v.caller.keyId === change.keyId) this.allowed.delete(k);
+        break;
+      case 'WATCH_EVENT_KIND_INTEGRATION_CHANGED':
+        for (const [k, v] of this.allowed) if (v.caller.integration === change.integration) this.allowed.delete(k);
+        break;
+      default: // RESET, and kinds this guard does not know: drop everything.
+        this.allowed.clear();
+    }
+  }
+
+  /** Follows WatchKeyChanges until close(), reconnecting after a delay. */
+  private follow(): void {
+    if (this.closed) return;
+    const metadata = new grpc.Metadata();
+    if (this.partnerKey) metadata.set('sid', this.partnerKey);
+    const stream = this.client.integrationKeys.watchKeyChanges({}, metadata);
+    this.stream = stream;
+    let ended = false;
+    const down = () => {
+      if (ended) return;
+      ended = true;
+      if (this.stream !== stream) return;
+      this.up = false;
+      this.stream = undefined;
+      if (this.closed) return;
+      this.reconnectTimer = setTimeout(() => this.follow(), this.reconnectDelayMs);
+      this.reconnectTimer.unref();
+    };
+    stream.on('data', (change: WatchKeyChangesResponse__Output) => {
+      if (this.stream !== stream) return;
+      this.apply(change);
+      if (change.kind === 'WATCH_EVENT_KIND_RESET') this.up = true;
+    });
+    stream.on('error', down); // errors are also reported by 'status'; a listener keeps them from being thrown
+    stream.on('status', down);
+    stream.on('end', down);
+  }
+}
