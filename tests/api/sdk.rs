@@ -133,6 +133,23 @@ async fn the_guard_admits_granted_keys_and_rejects_the_rest() {
 
     let denied = client.check(call(Some(&not_granted))).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
+    // A key restricted to networks the caller is not in: PERMISSION_DENIED.
+    let elsewhere = app
+        .keys_client()
+        .await
+        .create_integration_key(app.as_partner(
+            latchkey::grpc::proto::v1::CreateIntegrationKeyRequest {
+                integration: "learner-activity".into(),
+                allowed_networks: vec!["192.0.2.0/24".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .api_key;
+    let outside = client.check(call(Some(&elsewhere))).await.unwrap_err();
+    assert_eq!(outside.code(), Code::PermissionDenied);
     for key in [None, Some("garbage"), Some(&granted[..60])] {
         let rejected = client.check(call(key)).await.unwrap_err();
         assert_eq!(rejected.code(), Code::Unauthenticated, "{key:?}");

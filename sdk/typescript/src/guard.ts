@@ -225,10 +225,12 @@ export class KeyGuard {
       }
       case 'DECISION_ENDPOINT_NOT_GRANTED':
         throw new KeyRefusedError(grpc.status.PERMISSION_DENIED, 'This key may not call this endpoint');
+      case 'DECISION_CALLER_NOT_ALLOWED':
+        throw new KeyRefusedError(grpc.status.PERMISSION_DENIED, 'This key may not be used from this address');
       case 'DECISION_RATE_LIMITED':
         throw new KeyRefusedError(grpc.status.RESOURCE_EXHAUSTED, 'Too many failed attempts; retry later',
           durationMs(verdict.retryAfter) ?? 1000);
-      default: // MALFORMED, INVALID, EXPIRED, DISABLED, CALLER_NOT_ALLOWED, unknown
+      default: // MALFORMED, INVALID, EXPIRED, DISABLED, unknown
         throw new KeyRefusedError(grpc.status.UNAUTHENTICATED, 'Invalid credentials');
     }
   }

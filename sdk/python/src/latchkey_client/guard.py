@@ -258,12 +258,15 @@ class KeyGuard:
             return caller
         if decision == keys_pb2.DECISION_ENDPOINT_NOT_GRANTED:
             raise PermissionDenied(grpc.StatusCode.PERMISSION_DENIED, "This key may not call this endpoint")
+        if decision == keys_pb2.DECISION_CALLER_NOT_ALLOWED:
+            raise PermissionDenied(grpc.StatusCode.PERMISSION_DENIED,
+                                   "This key may not be used from this address")
         if decision == keys_pb2.DECISION_RATE_LIMITED:
             retry_after = (verdict.retry_after.ToTimedelta().total_seconds()
                            if verdict.HasField("retry_after") else 1.0)
             raise ResourceExhausted(grpc.StatusCode.RESOURCE_EXHAUSTED, "Too many requests; retry later",
                                     retry_after)
-        # MALFORMED, INVALID, EXPIRED, DISABLED, CALLER_NOT_ALLOWED and kinds
+        # MALFORMED, INVALID, EXPIRED, DISABLED and kinds
         # this guard does not know: the caller cannot tell which.
         raise Unauthenticated(grpc.StatusCode.UNAUTHENTICATED, "Invalid credentials")
 
