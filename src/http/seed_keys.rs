@@ -3,6 +3,8 @@
 //! bodies in the proto3 JSON mapping of the gRPC messages, errors
 //! `{"error": <status>, "message": ...}`.
 
+use std::collections::BTreeMap;
+
 use axum::{
     Json, Router,
     body::Body,
@@ -59,6 +61,12 @@ pub struct KeyJson {
     disabled: bool,
     /// `INTEGRATION_KEY_STATE_ACTIVE`, `_DISABLED` or `_EXPIRED`.
     state: String,
+    /// Who owns the key; absent when none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, String>,
+    /// CIDRs the key's callers must come from; absent: anyone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    allowed_networks: Vec<String>,
 }
 
 impl From<pb::IntegrationKey> for KeyJson {
@@ -75,6 +83,8 @@ impl From<pb::IntegrationKey> for KeyJson {
             expire_time: key.expire_time.map(|t| t.to_string()),
             last_use_time: key.last_use_time.map(|t| t.to_string()),
             disabled: key.disabled,
+            labels: key.labels.into_iter().collect(),
+            allowed_networks: key.allowed_networks,
         }
     }
 }
@@ -114,6 +124,12 @@ pub struct NewKeyJson {
     /// RFC 3339, in the future; absent: never expires.
     #[serde(default)]
     expire_time: Option<String>,
+    /// At most 16; keys `[a-z][a-z0-9_.-]{0,62}`, values up to 255 characters.
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    /// CIDRs or addresses (at most 32); absent: anyone.
+    #[serde(default)]
+    allowed_networks: Vec<String>,
 }
 
 /// A seed route's error.
@@ -162,7 +178,8 @@ pub async fn create_key(
         integration,
         display_name: new.display_name,
         expire_time,
-        ..Default::default()
+        labels: new.labels.into_iter().collect(),
+        allowed_networks: new.allowed_networks,
     };
     let created: pb::CreateIntegrationKeyResponse = state
         .call(

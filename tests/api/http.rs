@@ -113,7 +113,7 @@ async fn seed_000_routes_create_list_get_delete_and_their_errors() {
         Method::POST,
         "/integrations/learner-activity/keys",
         &[sid, JSON],
-        r#"{"displayName": "seed job", "expireTime": "2999-01-01T00:00:00Z"}"#,
+        r#"{"displayName": "seed job", "expireTime": "2999-01-01T00:00:00Z", "labels": {"team": "ops"}, "allowedNetworks": ["127.0.0.1"]}"#,
     )
     .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
@@ -125,6 +125,8 @@ async fn seed_000_routes_create_list_get_delete_and_their_errors() {
     assert_eq!(body["key"]["displayName"], "seed job");
     assert_eq!(body["key"]["expireTime"], "2999-01-01T00:00:00Z");
     assert_eq!(body["key"]["state"], "INTEGRATION_KEY_STATE_ACTIVE");
+    assert_eq!(body["key"]["labels"], json!({"team": "ops"}));
+    assert_eq!(body["key"]["allowedNetworks"], json!(["127.0.0.1/32"]));
     assert_eq!(verify_decision(&app, &api_key).await, ALLOWED);
 
     // No body at all is a create with defaults; Bearer works as SID does.
