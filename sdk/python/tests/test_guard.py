@@ -130,6 +130,12 @@ def test_refusals_map_to_grpc_codes(server, new_key, resource_for):
     resource = resource_for(KeyGuard(server.addr, partner_key=server.partner_key))
     denied = resource.refusal(NOT_GRANTED, key)
     assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
+    # A key restricted to networks this caller is not in.
+    with grpc.insecure_channel(server.addr) as channel:
+        restricted = keys_grpc.IntegrationKeysServiceStub(channel).CreateIntegrationKey(
+            keys.CreateIntegrationKeyRequest(integration=INTEGRATION, allowed_networks=["192.0.2.0/24"]),
+            metadata=[("sid", server.partner_key)], timeout=10)
+    assert resource.refusal(GRANTED, restricted.api_key).code() == grpc.StatusCode.PERMISSION_DENIED
     for garbage in ("not-a-key", key + "x", key[:-1]):
         refused = resource.refusal(GRANTED, garbage)
         assert (refused.code(), refused.details()) == (grpc.StatusCode.UNAUTHENTICATED, "Invalid credentials")

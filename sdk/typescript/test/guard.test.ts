@@ -100,6 +100,9 @@ test('gRPC: not granted -> PERMISSION_DENIED; garbage or none -> UNAUTHENTICATED
   const course = await serveGuarded(new KeyGuard(server.addr));
   const { apiKey } = await newKey();
   await rejectsWith(course.call('deleteCourse', `Bearer ${apiKey}`), grpc.status.PERMISSION_DENIED);
+  // A key restricted to networks this caller is not in.
+  const restricted = await admin.createIntegrationKey({ integration: INTEGRATION, allowedNetworks: ['192.0.2.0/24'] });
+  await rejectsWith(course.call('getOutline', `Bearer ${restricted.apiKey}`), grpc.status.PERMISSION_DENIED);
   await rejectsWith(course.call('getOutline', 'Bearer not-a-key'), grpc.status.UNAUTHENTICATED);
   await rejectsWith(course.call('getOutline', `Bearer ${apiKey}x`), grpc.status.UNAUTHENTICATED);
   await rejectsWith(course.call('getOutline'), grpc.status.UNAUTHENTICATED);
