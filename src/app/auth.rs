@@ -4,7 +4,6 @@
 
 use std::net::IpAddr;
 
-use base64::{Engine, engine::general_purpose::STANDARD};
 use http::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
@@ -504,15 +503,7 @@ pub(crate) fn forget_client_user(app: &App, client_pk: i64, user: &str) {
 
 /// `(name, api_key)` from `authorization: Basic base64(name:api_key)`.
 pub fn presented_basic(headers: &HeaderMap) -> Option<(String, Zeroizing<String>)> {
-    let authorization = headers.get("authorization")?.to_str().ok()?;
-    let (scheme, encoded) = authorization.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = Zeroizing::new(STANDARD.decode(encoded.trim()).ok()?);
-    let text = std::str::from_utf8(&decoded).ok()?;
-    let (name, api_key) = text.split_once(':')?;
-    Some((name.to_owned(), Zeroizing::new(api_key.to_owned())))
+    latchkey_client::basic_credentials(headers)
 }
 
 /// Who the credentials in `headers` claim to be (see

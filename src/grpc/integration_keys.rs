@@ -518,9 +518,16 @@ impl IntegrationKeys {
         let mut subscription = self.app.verifier.changes.subscribe();
         let (sender, receiver) = tokio::sync::mpsc::channel(WATCH_STREAM_BUFFER);
         tokio::spawn(async move {
-            while let Some(change) = subscription.next().await {
+            loop {
+                // A client that goes away ends this task at once, not at
+                // the next change (which may never come).
+                let change = tokio::select! {
+                    () = sender.closed() => return,
+                    change = subscription.next() => change,
+                };
+                let Some(change) = change else { return };
                 if sender.send(Ok(change_to_proto(change))).await.is_err() {
-                    return; // the client went away
+                    return;
                 }
             }
         });

@@ -109,24 +109,11 @@ fn from_json(
 
 /// A message in its proto3 JSON form (field names in lowerCamelCase,
 /// defaults left out).
-pub fn to_json(message: &DynamicMessage) -> Result<Vec<u8>, Status> {
+fn to_json(message: &DynamicMessage) -> Result<Vec<u8>, Status> {
     let mut out = Vec::new();
     let mut serializer = serde_json::Serializer::new(&mut out);
     message
         .serialize_with_options(&mut serializer, &SerializeOptions::new())
         .map_err(|e| Status::internal(format!("encoding the answer: {e}")))?;
     Ok(out)
-}
-
-/// A typed message in its proto3 JSON form, through its descriptor.
-pub fn typed_to_json<M: prost::Message + prost::Name>(message: &M) -> Result<Vec<u8>, Status> {
-    let pool = POOL
-        .as_ref()
-        .map_err(|e| Status::internal(format!("descriptors: {e}")))?;
-    let descriptor = pool
-        .get_message_by_name(&M::full_name())
-        .ok_or_else(|| Status::internal(format!("no descriptor of {}", M::full_name())))?;
-    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
-        .map_err(|e| Status::internal(format!("transcoding: {e}")))?;
-    to_json(&dynamic)
 }

@@ -12,7 +12,6 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use base64::Engine;
 use latchkey_client::pb;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -104,33 +103,21 @@ pub struct SunshineErrorsJson {
 type Answer<T> = Result<T, HttpError>;
 
 /// The call context, with Basic `<key id>:<secret>` turned into the
-/// partner key `<key id>_<secret>` it stands for.
+/// partner key `<key id>_<secret>` it stands for (when the user name is a
+/// partner key id; anything else is left for gRPC to judge).
 fn context(state: &HttpState, headers: &HeaderMap, peer: ConnectInfo<super::Peer>) -> CallContext {
     let mut context = call_context(state, headers, peer);
-    if let Some(partner_key) = context.authorization.as_ref().and_then(basic_partner_key) {
-        context.sid = Some(partner_key);
-        context.authorization = None;
+    if let Some((id, secret)) = latchkey_client::basic_credentials(headers)
+        && id.starts_with("lkp_")
+    {
+        let partner_key = zeroize::Zeroizing::new(format!("{id}_{}", secret.as_str()));
+        if let Ok(mut value) = HeaderValue::from_str(&partner_key) {
+            value.set_sensitive(true);
+            context.sid = Some(value);
+            context.authorization = None;
+        }
     }
     context
-}
-
-/// `<id>_<secret>` from `Basic base64(<id>:<secret>)`, when the user name
-/// is a partner key id; anything else is left for gRPC to judge.
-fn basic_partner_key(authorization: &HeaderValue) -> Option<HeaderValue> {
-    let encoded = authorization.to_str().ok()?.strip_prefix("Basic ")?;
-    let decoded = zeroize::Zeroizing::new(
-        base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .ok()?,
-    );
-    let decoded = std::str::from_utf8(&decoded).ok()?;
-    let (id, secret) = decoded.split_once(':')?;
-    if !id.starts_with("lkp_") {
-        return None;
-    }
-    let mut value = HeaderValue::from_str(&format!("{id}_{secret}")).ok()?;
-    value.set_sensitive(true);
-    Some(value)
 }
 
 /// Creates a key for a custom integration.

@@ -425,20 +425,8 @@ impl Shared {
 
 /// `<key id>_<rest>` from `authorization: Basic base64(<key id>:<rest>)`.
 fn basic_key(headers: &HeaderMap) -> Option<Zeroizing<String>> {
-    use base64::Engine;
-    let encoded = headers
-        .get(http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Basic ")?;
-    let decoded = Zeroizing::new(
-        base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .ok()?,
-    );
-    let decoded = std::str::from_utf8(&decoded).ok()?;
-    let (id, rest) = decoded.split_once(':')?;
-    Some(Zeroizing::new(format!("{id}_{rest}")))
+    let (id, rest) = crate::basic_credentials(headers)?;
+    Some(Zeroizing::new(format!("{id}_{}", rest.as_str())))
 }
 
 /// Follows `WatchKeyChanges` for as long as the guard lives: evicts what

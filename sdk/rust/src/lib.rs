@@ -32,6 +32,32 @@ pub fn bearer_token(headers: &tonic::codegen::http::HeaderMap) -> Option<&str> {
         .then_some(token.trim())
 }
 
+/// `(name, password)` from `authorization: Basic base64(name:password)`;
+/// the password is zeroed when dropped.
+pub fn basic_credentials(
+    headers: &tonic::codegen::http::HeaderMap,
+) -> Option<(String, zeroize::Zeroizing<String>)> {
+    use base64::Engine;
+    let (scheme, encoded) = headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?,
+    );
+    let (name, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some((
+        name.to_owned(),
+        zeroize::Zeroizing::new(password.to_owned()),
+    ))
+}
+
 /// Generated messages and clients (`pb::integration_keys_service_client::...`).
 /// (The proto comments quote messages like `'<name>'`, not HTML.)
 #[allow(
