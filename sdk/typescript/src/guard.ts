@@ -151,12 +151,13 @@ export function peerAddress(peer: string | undefined): string | undefined {
 
 export class KeyGuard {
   private readonly client: LatchkeyClient;
-  private readonly macKey = randomBytes(32);
+  // ECMAScript-private: util.inspect and console.log do not show them.
+  readonly #macKey = randomBytes(32);
   private readonly allowed = new Map<string, CachedAllow>();
   private readonly ttlMs: number;
   private readonly timeoutMs: number;
   private readonly watching: boolean;
-  private readonly partnerKey?: string;
+  readonly #partnerKey?: string;
   private readonly reconnectDelayMs: number;
   /** Bumped by every change applied: a verdict asked for before a change is not cached after it. */
   private changesSeen = 0;
@@ -171,7 +172,7 @@ export class KeyGuard {
     this.ttlMs = Math.max(0, options.cacheTtlMs ?? 5000);
     this.timeoutMs = options.timeoutMs ?? 5000;
     this.watching = options.watch ?? false;
-    this.partnerKey = options.partnerKey;
+    this.#partnerKey = options.partnerKey;
     this.reconnectDelayMs = options.reconnectDelayMs ?? 1000;
     this.client = new LatchkeyClient(target, { credentials: options.credentials, timeoutMs: this.timeoutMs });
     if (this.watching) this.follow();
@@ -204,7 +205,7 @@ export class KeyGuard {
     const now = Date.now();
     const hit = this.allowed.get(cacheKey);
     if (hit) {
-      if ((hit.expireTime === undefined || hit.expireTime > now) && this.trusted(hit, now)) return { ...hit.caller };
+      if ((hit.expireTime === undefined || hit.expireTime > now) && this.trusted(hit)) return { ...hit.caller };
       this.allowed.delete(cacheKey);
     }
     const changesSeen = this.changesSeen;
@@ -219,7 +220,7 @@ export class KeyGuard {
             const oldest = this.allowed.keys().next().value;
             if (oldest !== undefined) this.allowed.delete(oldest);
           }
-          this.allowed.set(cacheKey, { caller, expireTime, cachedAt: Date.now() });
+          this.allowed.set(cacheKey, { caller, expireTime, cachedAt: performance.now() });
         }
         return { ...caller };
       }
@@ -252,14 +253,15 @@ export class KeyGuard {
   }
 
   /** Within the cache TTL, or at any age up to an hour while the change stream is up. */
-  private trusted(hit: CachedAllow, now: number): boolean {
-    const age = now - hit.cachedAt;
+  private trusted(hit: CachedAllow): boolean {
+    // A monotonic clock: a wall clock stepped back would make ages negative.
+    const age = performance.now() - hit.cachedAt;
     if (this.up) return age < Math.max(this.ttlMs, WATCHED_TTL_MS);
     return age < this.ttlMs;
   }
 
   private cacheKey(key: string, endpoint: string): string {
-    return createHmac('sha256', this.macKey).update(key).update('\0').update(endpoint).digest('base64');
+    return createHmac('sha256', this.#macKey).update(key).update('\0').update(endpoint).digest('base64');
   }
 
   private apply(change: WatchKeyChangesResponse__Output): void {
@@ -280,7 +282,7 @@ export class KeyGuard {
   private follow(): void {
     if (this.closed) return;
     const metadata = new grpc.Metadata();
-    if (this.partnerKey) metadata.set('sid', this.partnerKey);
+    if (this.#partnerKey) metadata.set('sid', this.#partnerKey);
     const stream = this.client.integrationKeys.watchKeyChanges({}, metadata);
     this.stream = stream;
     let ended = false;

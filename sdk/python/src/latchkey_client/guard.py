@@ -98,7 +98,7 @@ def presented_key(authorization: Optional[str]) -> Optional[str]:
         except (binascii.Error, UnicodeDecodeError):
             return None
         key_id, sep, rest = decoded.partition(":")
-        return f"{key_id}_{rest}" if sep else None
+        return f"{key_id}_{rest}" if sep and key_id else None
     return None
 
 
