@@ -19,6 +19,9 @@ pub struct Model {
     pub labels: Option<String>,
     /// Allowed caller networks as a JSON array of CIDRs; `None`: anyone.
     pub allowed_networks: Option<String>,
+    /// Allowed verifies per `rate_window_ms`; both `None`: no rate limit.
+    pub rate_limit: Option<i64>,
+    pub rate_window_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for Model {
@@ -34,6 +37,8 @@ impl std::fmt::Debug for Model {
             .field("disabled", &self.disabled)
             .field("labels", &self.labels)
             .field("allowed_networks", &self.allowed_networks)
+            .field("rate_limit", &self.rate_limit)
+            .field("rate_window_ms", &self.rate_window_ms)
             .finish()
     }
 }

@@ -11,6 +11,7 @@ mod m20261202_000005_exact_names_without_pad;
 mod m20261202_000006_partner_keys_listing;
 mod m20261202_000007_failure_budgets;
 mod m20261202_000008_key_restrictions;
+mod m20261202_000009_rate_limits;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_partner_keys_listing::Migration),
             Box::new(m20261202_000007_failure_budgets::Migration),
             Box::new(m20261202_000008_key_restrictions::Migration),
+            Box::new(m20261202_000009_rate_limits::Migration),
         ]
     }
 }

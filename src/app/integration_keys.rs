@@ -58,6 +58,7 @@ pub struct NewKey<'a> {
     pub expire_time: Option<i64>,
     pub labels: std::collections::BTreeMap<String, String>,
     pub allowed_networks: Vec<ipnet::IpNet>,
+    pub rate_limit: Option<key_restrictions::RateLimit>,
 }
 
 /// Stores a new key and its audit event in one transaction, so no crash can
@@ -83,6 +84,7 @@ pub async fn create(app: &App, who: &Principal, new: NewKey<'_>) -> Result<Issue
                 expire_time: new.expire_time,
                 labels: key_restrictions::labels_to_column(&new.labels),
                 allowed_networks: key_restrictions::networks_to_column(&new.allowed_networks),
+                rate_limit: new.rate_limit.map(key_restrictions::RateLimit::to_columns),
             },
         )
         .await?;
@@ -240,9 +242,11 @@ async fn roll_key(
             key_hash,
             create_time: now,
             expire_time: old.expire_time,
-            // The new key keeps the old one's restrictions.
+            // The new key keeps the old one's restrictions (its rate limit
+            // is counted apart from the old key's during the grace period).
             labels: old.labels.clone(),
             allowed_networks: old.allowed_networks.clone(),
+            rate_limit: old.rate_limit.zip(old.rate_window_ms),
         },
     )
     .await?;

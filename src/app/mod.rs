@@ -12,6 +12,7 @@ pub mod health;
 pub mod integration_keys;
 pub mod key_changes;
 pub mod partner_keys;
+pub mod rate_limits;
 pub mod usage;
 pub mod verification;
 

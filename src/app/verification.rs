@@ -22,9 +22,13 @@ use crate::{
     app::budgets::SharedBudgets,
     app::grants::GrantBook,
     app::key_changes::{KeyChange, KeyChangeFeed},
+    app::rate_limits::RateLimits,
     app::usage::UsageRecorder,
     domain::{ApiKey, KeyKind},
-    domain::{key_restrictions, time::now_micros},
+    domain::{
+        key_restrictions::{self, RateLimit},
+        time::now_micros,
+    },
     error::Error,
     security::{
         Hasher, VerifiedKeys,
@@ -74,6 +78,8 @@ pub struct ProvenKey {
     pub expire_time: Option<i64>,
     /// The key's labels (told to the caller only with `Allowed`).
     pub labels: Arc<BTreeMap<String, String>>,
+    /// The key's rate limit (told to the caller only with `Allowed`).
+    pub rate_limit: Option<RateLimit>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,7 +87,8 @@ pub struct Verdict {
     pub decision: Decision,
     /// Set only once the secret has been proven.
     pub key: Option<ProvenKey>,
-    /// With `RateLimited`: when a budget has a token again.
+    /// With `RateLimited`: when a budget, or the key's rate limit, has a
+    /// token again.
     pub retry_after: Option<Duration>,
 }
 
@@ -115,7 +122,8 @@ impl From<Refusal> for Verdict {
 
 /// What the cache remembers about a verified key: enough to decide without
 /// the database. Grants are not here: they come from the shared snapshot.
-#[derive(Clone, Debug)]
+/// Handed out as one `Arc`: a cache hit costs one reference count.
+#[derive(Debug)]
 struct CachedKey {
     integration_id: i64,
     expire_time: Option<i64>,
@@ -125,15 +133,16 @@ struct CachedKey {
     checked_at: Instant,
     /// Restrictions, parsed once per read of the row.
     labels: Arc<BTreeMap<String, String>>,
-    allowed_networks: Arc<[IpNet]>,
+    allowed_networks: Box<[IpNet]>,
+    rate_limit: Option<RateLimit>,
     /// The latest second in which a use was handed to the usage recorder:
     /// a hot key takes the recorder's lock once a second, not once a call.
-    use_noted_second: Arc<AtomicI64>,
+    use_noted_second: AtomicI64,
 }
 
 impl CachedKey {
-    fn from_row(row: &store::integration_keys::IntegrationKeyRow, read_at: Instant) -> Self {
-        Self {
+    fn from_row(row: &store::integration_keys::IntegrationKeyRow, read_at: Instant) -> Arc<Self> {
+        Arc::new(Self {
             integration_id: row.integration_id,
             expire_time: row.expire_time,
             disabled: row.disabled,
@@ -143,8 +152,9 @@ impl CachedKey {
                 row.allowed_networks.as_deref(),
             )
             .into(),
-            use_noted_second: Arc::default(),
-        }
+            rate_limit: RateLimit::from_columns(row.rate_limit, row.rate_window_ms),
+            use_noted_second: AtomicI64::default(),
+        })
     }
 
     /// Whether a use at `now` (µs) is the first in its second, and so worth
@@ -196,10 +206,12 @@ pub struct Verifier {
     /// every verify re-reads its key (no argon2).
     notifications_flowing: std::sync::atomic::AtomicBool,
     hasher: Hasher,
-    cache: Arc<VerifiedKeys<CachedKey>>,
+    cache: Arc<VerifiedKeys<Arc<CachedKey>>>,
     budgets: FailureBudgets,
     /// The key ids' budgets all replicas share (see `budgets`).
     shared: SharedBudgets,
+    /// Keys' own rate limits, counted across replicas.
+    rate_limits: RateLimits,
     pub grants: Arc<GrantBook>,
     pub usage: Arc<UsageRecorder>,
     /// Key and grant changes, for `WatchKeyChanges`.
@@ -261,6 +273,7 @@ impl Verifier {
     ) -> Result<Self, Error> {
         Ok(Self {
             shared: SharedBudgets::new(db.clone(), settings.throttle.per_key),
+            rate_limits: RateLimits::new(db.clone()),
             db,
             state_ttl: settings.cache_ttl,
             stale_before: std::sync::RwLock::new(Instant::now()),
@@ -332,22 +345,38 @@ impl Verifier {
         } else if !key_restrictions::caller_allowed(&cached.allowed_networks, caller) {
             Decision::CallerNotAllowed
         } else if integration.allows(endpoint) {
-            if cached.first_use_this_second(now) {
-                self.usage.record(key.key_id(), now);
-            }
             Decision::Allowed
         } else {
             Decision::EndpointNotGranted
         };
+        let integration = integration.name.clone();
+        // Only what would be allowed counts against the key's rate limit.
+        let mut retry_after = None;
+        let decision = match (decision, cached.rate_limit) {
+            (Decision::Allowed, Some(limit)) => {
+                match self.rate_limits.admit(key.key_id(), limit).await {
+                    Ok(()) => Decision::Allowed,
+                    Err(wait) => {
+                        retry_after = Some(wait);
+                        Decision::RateLimited
+                    }
+                }
+            }
+            (decision, _) => decision,
+        };
+        if decision == Decision::Allowed && cached.first_use_this_second(now) {
+            self.usage.record(key.key_id(), now);
+        }
         Ok(Verdict {
             decision,
             key: Some(ProvenKey {
                 key_id: key.key_id().to_owned(),
-                integration: integration.name.clone(),
+                integration,
                 expire_time: cached.expire_time,
                 labels: cached.labels.clone(),
+                rate_limit: cached.rate_limit,
             }),
-            retry_after: None,
+            retry_after,
         })
     }
 
@@ -358,7 +387,7 @@ impl Verifier {
         &self,
         key: &ApiKey,
         caller: Option<IpAddr>,
-    ) -> Result<Result<CachedKey, Refusal>, Error> {
+    ) -> Result<Result<Arc<CachedKey>, Refusal>, Error> {
         let _proving = self
             .cache
             .lock_proof(key.key_id(), key.expose_secret())
@@ -376,7 +405,7 @@ impl Verifier {
         &self,
         key: &ApiKey,
         caller: Option<IpAddr>,
-    ) -> Result<Result<CachedKey, Refusal>, Error> {
+    ) -> Result<Result<Arc<CachedKey>, Refusal>, Error> {
         let reservation = match self.budgets.reserve(key.key_id(), caller) {
             Admission::Granted(reservation) => reservation,
             Admission::Limited { retry_after } => {
@@ -415,7 +444,7 @@ impl Verifier {
 
     /// Refreshes the state of a key whose secret was already proven; `None`
     /// (and eviction) when the key no longer exists.
-    async fn reread(&self, key: &ApiKey) -> Result<Option<CachedKey>, Error> {
+    async fn reread(&self, key: &ApiKey) -> Result<Option<Arc<CachedKey>>, Error> {
         let generation = self.cache.generation();
         let read_at = Instant::now();
         let Some(row) = store::integration_keys::find_by_id(&self.db, key.key_id()).await? else {
@@ -515,15 +544,16 @@ mod tests {
     #[test]
     fn a_use_is_noted_once_per_second() {
         let row_time = Instant::now();
-        let cached = CachedKey {
+        let cached = Arc::new(CachedKey {
             integration_id: 1,
             expire_time: None,
             disabled: false,
             checked_at: row_time,
             labels: Arc::default(),
-            allowed_networks: Arc::new([]),
-            use_noted_second: Arc::default(),
-        };
+            allowed_networks: Box::new([]),
+            rate_limit: None,
+            use_noted_second: AtomicI64::default(),
+        });
         assert!(cached.first_use_this_second(5_000_000));
         assert!(!cached.first_use_this_second(5_999_999));
         assert!(cached.first_use_this_second(6_000_000));

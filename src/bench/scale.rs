@@ -137,6 +137,7 @@ async fn seed(database_url: &str, keys: u64) -> anyhow::Result<String> {
                 expire_time: None,
                 labels: None,
                 allowed_networks: None,
+                rate_limit: None,
             })
             .collect();
         if (done..done + round).contains(&before_last) {

@@ -1,8 +1,9 @@
 //! Key restrictions (API.md "resource servers, key restrictions"): labels
-//! about a key's owner and the networks its callers must come from. Pure
-//! rules: what is valid, and how they are stored (JSON text columns).
+//! about a key's owner, the networks its callers must come from and its rate
+//! limit. Pure rules: what is valid, and how they are stored (JSON text
+//! columns; two integers for the rate limit).
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
 use ipnet::IpNet;
 
@@ -102,6 +103,76 @@ pub fn networks_from_column(column: Option<&str>) -> Vec<IpNet> {
         .collect()
 }
 
+/// A key's rate limit: `limit` allowed verifies per `window`, as a token
+/// bucket of `limit` tokens refilled evenly over `window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub window: Duration,
+}
+
+pub const MAX_RATE_LIMIT: u32 = 1_000_000;
+pub const MIN_RATE_WINDOW: Duration = Duration::from_secs(1);
+pub const MAX_RATE_WINDOW: Duration = Duration::from_secs(86_400);
+
+/// Which part of a requested rate limit is wrong, and why.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RateLimitProblem {
+    Limit(String),
+    Window(String),
+}
+
+impl RateLimit {
+    /// Checks a requested limit: 1 to 1,000,000 verifies per 1 s to 1 day,
+    /// in whole milliseconds.
+    pub fn new(limit: u32, window: Duration) -> Result<Self, RateLimitProblem> {
+        if !(1..=MAX_RATE_LIMIT).contains(&limit) {
+            return Err(RateLimitProblem::Limit(format!(
+                "must be 1 to {MAX_RATE_LIMIT}"
+            )));
+        }
+        if !(MIN_RATE_WINDOW..=MAX_RATE_WINDOW).contains(&window)
+            || window.subsec_nanos() % 1_000_000 != 0
+        {
+            return Err(RateLimitProblem::Window(
+                "must be 1 second to 1 day, in whole milliseconds".into(),
+            ));
+        }
+        Ok(Self { limit, window })
+    }
+
+    /// Tokens the bucket gains per second.
+    pub fn per_second(&self) -> f64 {
+        f64::from(self.limit) / self.window.as_secs_f64().max(1e-3)
+    }
+
+    /// The stored form: (`rate_limit`, `rate_window_ms`).
+    pub fn to_columns(self) -> (i64, i64) {
+        (
+            i64::from(self.limit),
+            i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX),
+        )
+    }
+
+    /// The rate limit from its stored form; `None` when there is none. A
+    /// stored value out of range is clamped (a limit below 1 refuses every
+    /// verify), never dropped: a restriction must not be lost by being
+    /// unreadable.
+    pub fn from_columns(limit: Option<i64>, window_ms: Option<i64>) -> Option<Self> {
+        if limit.is_none() && window_ms.is_none() {
+            return None;
+        }
+        let limit = u32::try_from(limit.unwrap_or(0).clamp(0, i64::from(u32::MAX))).unwrap_or(0);
+        let window_ms = u64::try_from(window_ms.unwrap_or(1000))
+            .unwrap_or(1000)
+            .max(1);
+        Some(Self {
+            limit,
+            window: Duration::from_millis(window_ms),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +212,32 @@ mod tests {
             &networks_from_column(Some("garbage")),
             Some("10.0.0.1".parse().unwrap())
         ));
+    }
+
+    #[test]
+    fn rate_limits_are_checked_and_round_trip() {
+        let limit = RateLimit::new(100, Duration::from_secs(60)).unwrap();
+        let (count, window) = limit.to_columns();
+        assert_eq!(
+            RateLimit::from_columns(Some(count), Some(window)),
+            Some(limit)
+        );
+        assert_eq!(RateLimit::from_columns(None, None), None);
+        assert!((limit.per_second() - 100.0 / 60.0).abs() < 1e-9);
+        assert!(matches!(
+            RateLimit::new(0, Duration::from_secs(1)),
+            Err(RateLimitProblem::Limit(_))
+        ));
+        assert!(matches!(
+            RateLimit::new(1, Duration::from_millis(999)),
+            Err(RateLimitProblem::Window(_))
+        ));
+        assert!(matches!(
+            RateLimit::new(1, Duration::new(1, 500)),
+            Err(RateLimitProblem::Window(_))
+        ));
+        // Unreadable stored values still restrict.
+        let broken = RateLimit::from_columns(Some(-5), None).unwrap();
+        assert_eq!(broken.limit, 0);
     }
 }

@@ -17,7 +17,11 @@ use crate::{
         key_changes::KeyChange,
         verification::{Decision, MAX_ENDPOINT_LEN, Verdict},
     },
-    domain::{KeyKind, key_restrictions, time::now_micros},
+    domain::{
+        KeyKind,
+        key_restrictions::{self, RateLimit, RateLimitProblem},
+        time::now_micros,
+    },
     error::Error,
     grpc::{
         proto::v1::{self as pb, integration_keys_service_server::IntegrationKeysService},
@@ -41,6 +45,7 @@ impl IntegrationKeys {
             expire_time: valid.expire_time,
             labels: valid.labels,
             allowed_networks: valid.allowed_networks,
+            rate_limit: valid.rate_limit,
         };
         let issued = keys::create(&self.app, &who, new).await?;
         Ok(pb::CreateIntegrationKeyResponse {
@@ -192,6 +197,35 @@ pub struct ValidCreate {
     pub expire_time: Option<i64>,
     pub labels: BTreeMap<String, String>,
     pub allowed_networks: Vec<ipnet::IpNet>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A requested rate limit, or its problems added to `v` under `field`.
+fn rate_limit_from_proto(
+    v: &mut Violations,
+    field: &str,
+    rate_limit: &pb::RateLimit,
+) -> Option<RateLimit> {
+    let Some(window) = rate_limit
+        .window
+        .and_then(|w| std::time::Duration::try_from(w).ok())
+    else {
+        v.add(&format!("{field}.window"), "must be set, 1 second to 1 day");
+        return None;
+    };
+    RateLimit::new(rate_limit.limit, window)
+        .map_err(|problem| match problem {
+            RateLimitProblem::Limit(p) => v.add(&format!("{field}.limit"), &p),
+            RateLimitProblem::Window(p) => v.add(&format!("{field}.window"), &p),
+        })
+        .ok()
+}
+
+fn rate_limit_to_proto(rate_limit: RateLimit) -> pb::RateLimit {
+    pb::RateLimit {
+        limit: rate_limit.limit,
+        window: to_duration(rate_limit.window),
+    }
 }
 
 /// CreateIntegrationKey.
@@ -223,11 +257,16 @@ pub fn validate_create(
             v.add("allowed_networks", &problem);
             Vec::new()
         });
+    let rate_limit = req
+        .rate_limit
+        .as_ref()
+        .and_then(|r| rate_limit_from_proto(&mut v, "rate_limit", r));
     v.finish()?;
     Ok(ValidCreate {
         expire_time,
         labels,
         allowed_networks,
+        rate_limit,
     })
 }
 
@@ -285,7 +324,7 @@ pub fn validate_update(
         v.add(
             "update_mask",
             "must name at least one of display_name, expire_time, disabled, labels, \
-             allowed_networks",
+             allowed_networks, rate_limit",
         );
     }
     let mut changes = KeyChanges::default();
@@ -322,10 +361,19 @@ pub fn validate_update(
                 }
                 Err(problem) => v.add("key.allowed_networks", &problem),
             },
+            "rate_limit" => match &key.rate_limit {
+                None => changes.rate_limit = Some(None),
+                Some(requested) => {
+                    if let Some(limit) = rate_limit_from_proto(&mut v, "key.rate_limit", requested)
+                    {
+                        changes.rate_limit = Some(Some(limit.to_columns()));
+                    }
+                }
+            },
             _ => v.add(
                 "update_mask",
                 "unknown path; allowed: display_name, expire_time, disabled, labels, \
-                 allowed_networks",
+                 allowed_networks, rate_limit",
             ),
         }
     }
@@ -416,6 +464,8 @@ fn row_to_proto(row: &IntegrationKeyRow, integration: &str, now: i64) -> pb::Int
             .iter()
             .map(ToString::to_string)
             .collect(),
+        rate_limit: RateLimit::from_columns(row.rate_limit, row.rate_window_ms)
+            .map(rate_limit_to_proto),
     }
 }
 
@@ -431,13 +481,15 @@ fn verdict_to_proto(verdict: Verdict) -> pb::VerifyIntegrationKeyResponse {
         Decision::CallerNotAllowed => pb::Decision::CallerNotAllowed,
     };
     let key = verdict.key;
-    // Labels only with ALLOWED (API.md).
-    let labels = match (&key, verdict.decision) {
-        (Some(k), Decision::Allowed) => k
-            .labels
-            .iter()
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect(),
+    // Labels and the rate limit only with ALLOWED (API.md).
+    let (labels, rate_limit) = match (&key, verdict.decision) {
+        (Some(k), Decision::Allowed) => (
+            k.labels
+                .iter()
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect(),
+            k.rate_limit.map(rate_limit_to_proto),
+        ),
         _ => Default::default(),
     };
     pb::VerifyIntegrationKeyResponse {
@@ -450,6 +502,7 @@ fn verdict_to_proto(verdict: Verdict) -> pb::VerifyIntegrationKeyResponse {
         expire_time: key.and_then(|k| k.expire_time).map(to_timestamp),
         retry_after: verdict.retry_after.and_then(to_duration),
         labels,
+        rate_limit,
     }
 }
 

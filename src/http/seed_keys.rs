@@ -67,6 +67,42 @@ pub struct KeyJson {
     /// CIDRs the key's callers must come from; absent: anyone.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     allowed_networks: Vec<String>,
+    /// Allowed verifies per window; absent: no rate limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<RateLimitJson>,
+}
+
+/// `RateLimit` in the proto3 JSON mapping.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RateLimitJson {
+    /// Allowed verifies per window, 1 to 1,000,000.
+    limit: u32,
+    /// The window as a proto3 JSON duration, `1s` to `86400s`.
+    window: String,
+}
+
+impl From<pb::RateLimit> for RateLimitJson {
+    fn from(rate_limit: pb::RateLimit) -> Self {
+        Self {
+            limit: rate_limit.limit,
+            window: rate_limit.window.unwrap_or_default().to_string(),
+        }
+    }
+}
+
+impl RateLimitJson {
+    fn into_proto(self) -> Result<pb::RateLimit, HttpError> {
+        let window = self.window.parse::<prost_types::Duration>().map_err(|_| {
+            HttpError::bad_request(
+                DIALECT,
+                "rateLimit.window must be a duration such as \"60s\"",
+            )
+        })?;
+        Ok(pb::RateLimit {
+            limit: self.limit,
+            window: Some(window),
+        })
+    }
 }
 
 impl From<pb::IntegrationKey> for KeyJson {
@@ -85,6 +121,7 @@ impl From<pb::IntegrationKey> for KeyJson {
             disabled: key.disabled,
             labels: key.labels.into_iter().collect(),
             allowed_networks: key.allowed_networks,
+            rate_limit: key.rate_limit.map(RateLimitJson::from),
         }
     }
 }
@@ -130,6 +167,9 @@ pub struct NewKeyJson {
     /// CIDRs or addresses (at most 32); absent: anyone.
     #[serde(default)]
     allowed_networks: Vec<String>,
+    /// Allowed verifies per window; absent: no rate limit.
+    #[serde(default)]
+    rate_limit: Option<RateLimitJson>,
 }
 
 /// A seed route's error.
@@ -180,6 +220,7 @@ pub async fn create_key(
         expire_time,
         labels: new.labels.into_iter().collect(),
         allowed_networks: new.allowed_networks,
+        rate_limit: new.rate_limit.map(RateLimitJson::into_proto).transpose()?,
     };
     let created: pb::CreateIntegrationKeyResponse = state
         .call(

@@ -1,6 +1,8 @@
-//! Failure budgets shared by the replicas on one database: token buckets in
-//! `failure_budgets`, each taken from or given back to under its row lock,
-//! so concurrent replicas cannot spend one token twice.
+//! Token buckets shared by the replicas on one database, in
+//! `failure_budgets`: the failure budgets of key ids and the per-key rate
+//! limits (each under subjects of its own). Each is taken from or given back
+//! to under its row lock, so concurrent replicas cannot spend one token
+//! twice.
 
 use entity::failure_budget::{self, Entity};
 use sea_orm::{
@@ -17,8 +19,8 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    /// `tokens` as of `then`, refilled up to `now`.
-    fn refilled(&self, tokens: f64, then: i64, now: i64) -> f64 {
+    /// `tokens` as of `then`, refilled up to `now` (both in µs).
+    pub fn refilled(&self, tokens: f64, then: i64, now: i64) -> f64 {
         let elapsed = now.saturating_sub(then).max(0) as f64 / 1e6;
         (tokens + elapsed * self.per_second).min(self.burst)
     }
@@ -32,8 +34,30 @@ pub async fn take(
     bucket: Bucket,
     now: i64,
 ) -> Result<Option<f64>, DbErr> {
+    let taken = take_up_to(db, subject, bucket, now, 1).await?;
+    Ok((taken.granted == 0).then_some(taken.tokens_left))
+}
+
+/// What `take_up_to` took.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Taken {
+    /// Whole tokens taken, 0 to the number asked for.
+    pub granted: u32,
+    /// Tokens left in the bucket afterwards (below 1 when `granted` is 0).
+    pub tokens_left: f64,
+}
+
+/// Takes up to `want` whole tokens from `subject`'s bucket: as many as it
+/// holds, none when it holds less than one.
+pub async fn take_up_to(
+    db: &DatabaseConnection,
+    subject: &str,
+    bucket: Bucket,
+    now: i64,
+    want: u32,
+) -> Result<Taken, DbErr> {
     ensure_row(db, subject, bucket, now).await?;
-    retrying_deadlocks(|| take_once(db, subject, bucket, now)).await
+    retrying_deadlocks(|| take_once(db, subject, bucket, now, want)).await
 }
 
 /// Creates `subject`'s bucket, full, unless it exists: then the locked read
@@ -86,7 +110,8 @@ async fn take_once(
     subject: &str,
     bucket: Bucket,
     now: i64,
-) -> Result<Option<f64>, DbErr> {
+    want: u32,
+) -> Result<Taken, DbErr> {
     let txn = db.begin().await?;
     let Some(row) = Entity::find_by_id(subject.to_owned())
         .lock_exclusive()
@@ -97,19 +122,28 @@ async fn take_once(
         return Err(DbErr::RecordNotFound(format!("failure budget {subject}")));
     };
     let tokens = bucket.refilled(row.tokens, row.updated_micros, now);
-    if tokens < 1.0 {
+    // Whole tokens only; `tokens` is at most the burst, a u32 in practice.
+    let granted = tokens.floor().clamp(0.0, f64::from(want)) as u32;
+    if granted == 0 {
         txn.commit().await?;
-        return Ok(Some(tokens));
+        return Ok(Taken {
+            granted,
+            tokens_left: tokens,
+        });
     }
+    let tokens_left = tokens - f64::from(granted);
     Entity::update(failure_budget::ActiveModel {
         subject: Set(row.subject),
-        tokens: Set(tokens - 1.0),
+        tokens: Set(tokens_left),
         updated_micros: Set(now),
     })
     .exec(&txn)
     .await?;
     txn.commit().await?;
-    Ok(None)
+    Ok(Taken {
+        granted,
+        tokens_left,
+    })
 }
 
 /// Gives one token back to `subject`'s bucket (a secret that proved right,

@@ -19,6 +19,8 @@ pub struct NewIntegrationKey<'a> {
     /// Stored forms (`domain::key_restrictions`); `None`: none.
     pub labels: Option<String>,
     pub allowed_networks: Option<String>,
+    /// (`rate_limit`, `rate_window_ms`), see `RateLimit::to_columns`.
+    pub rate_limit: Option<(i64, i64)>,
 }
 
 pub async fn insert<C: ConnectionTrait>(
@@ -36,6 +38,8 @@ pub async fn insert<C: ConnectionTrait>(
         disabled: Set(false),
         labels: Set(key.labels.clone()),
         allowed_networks: Set(key.allowed_networks.clone()),
+        rate_limit: Set(key.rate_limit.map(|(limit, _)| limit)),
+        rate_window_ms: Set(key.rate_limit.map(|(_, window)| window)),
     };
     Entity::insert(row.clone())
         .exec_without_returning(db)
@@ -53,6 +57,8 @@ pub async fn insert<C: ConnectionTrait>(
         disabled: false,
         labels: key.labels,
         allowed_networks: key.allowed_networks,
+        rate_limit: key.rate_limit.map(|(limit, _)| limit),
+        rate_window_ms: key.rate_limit.map(|(_, window)| window),
     })
 }
 
@@ -138,6 +144,8 @@ pub async fn insert_many<C: ConnectionTrait>(
             disabled: Set(false),
             labels: Set(key.labels.clone()),
             allowed_networks: Set(key.allowed_networks.clone()),
+            rate_limit: Set(key.rate_limit.map(|(limit, _)| limit)),
+            rate_window_ms: Set(key.rate_limit.map(|(_, window)| window)),
         });
         Entity::insert_many(rows).exec_without_returning(db).await?;
     }
@@ -203,6 +211,8 @@ pub struct KeyChanges {
     /// Stored forms; `Some(None)` clears.
     pub labels: Option<Option<String>>,
     pub allowed_networks: Option<Option<String>>,
+    /// Stored form (`rate_limit`, `rate_window_ms`); `Some(None)` clears.
+    pub rate_limit: Option<Option<(i64, i64)>>,
 }
 
 /// Applies `changes`; false when there is no such key in the integration.
@@ -234,6 +244,15 @@ pub async fn update<C: ConnectionTrait>(
     }
     if let Some(networks) = changes.allowed_networks {
         query = query.col_expr(Column::AllowedNetworks, Expr::value(networks));
+        any = true;
+    }
+    if let Some(rate_limit) = changes.rate_limit {
+        query = query
+            .col_expr(Column::RateLimit, Expr::value(rate_limit.map(|(l, _)| l)))
+            .col_expr(
+                Column::RateWindowMs,
+                Expr::value(rate_limit.map(|(_, w)| w)),
+            );
         any = true;
     }
     if any {

@@ -29,7 +29,7 @@ use tokio::sync::Barrier;
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
-use crate::helpers::{TestApp, eventually, spawn_app_with};
+use crate::helpers::{TestApp, channels, crowd, eventually, spawn_app_with};
 
 const OUTLINE: &str = "course.v1.CourseService/GetOutline";
 
@@ -76,45 +76,6 @@ fn verify_request(api_key: &str, caller_address: &str) -> VerifyIntegrationKeyRe
         endpoint: OUTLINE.into(),
         caller_address: caller_address.into(),
     }
-}
-
-/// A few connections for a crowd to spread over.
-async fn channels(app: &TestApp, n: usize) -> Vec<Channel> {
-    let mut channels = Vec::with_capacity(n);
-    for _ in 0..n {
-        channels.push(app.channel().await);
-    }
-    channels
-}
-
-/// Sends every request at once (each on its own task, all released by one
-/// barrier) and returns the answers in order.
-async fn crowd(
-    channels: &[Channel],
-    requests: Vec<VerifyIntegrationKeyRequest>,
-) -> Vec<Result<VerifyIntegrationKeyResponse, Status>> {
-    let barrier = Arc::new(Barrier::new(requests.len()));
-    let tasks: Vec<_> = requests
-        .into_iter()
-        .enumerate()
-        .map(|(i, request)| {
-            let mut client =
-                IntegrationKeysServiceClient::new(channels[i % channels.len()].clone());
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                client
-                    .verify_integration_key(request)
-                    .await
-                    .map(|r| r.into_inner())
-            })
-        })
-        .collect();
-    let mut answers = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        answers.push(task.await.expect("task"));
-    }
-    answers
 }
 
 /// `n` creates sent at once (as `crowd` does) with `partner_key`.

@@ -386,3 +386,42 @@ pub fn in_seconds(seconds: i64) -> prost_types::Timestamp {
     let micros = latchkey::domain::time::now_micros() + seconds * 1_000_000;
     latchkey::grpc::time::to_timestamp(micros)
 }
+
+/// A few connections for a crowd to spread over.
+pub async fn channels(app: &TestApp, n: usize) -> Vec<Channel> {
+    let mut channels = Vec::with_capacity(n);
+    for _ in 0..n {
+        channels.push(app.channel().await);
+    }
+    channels
+}
+
+/// Sends every request at once (each on its own task, all released by one
+/// barrier) and returns the answers in order.
+pub async fn crowd(
+    channels: &[Channel],
+    requests: Vec<latchkey::grpc::proto::v1::VerifyIntegrationKeyRequest>,
+) -> Vec<Result<latchkey::grpc::proto::v1::VerifyIntegrationKeyResponse, Status>> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(requests.len()));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, request)| {
+            let mut client =
+                IntegrationKeysServiceClient::new(channels[i % channels.len()].clone());
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                client
+                    .verify_integration_key(request)
+                    .await
+                    .map(|r| r.into_inner())
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        answers.push(task.await.expect("task"));
+    }
+    answers
+}

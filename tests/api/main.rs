@@ -19,6 +19,7 @@ mod lifecycle;
 mod names;
 mod operations;
 mod paging;
+mod rate_limits;
 mod reflection;
 mod replicas;
 mod resilience;

@@ -196,6 +196,7 @@ async fn seed_keys(
             expire_time: None,
             labels: None,
             allowed_networks: None,
+            rate_limit: None,
         })
         .collect();
     store::integration_keys::insert_many(db, keys)
