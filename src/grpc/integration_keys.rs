@@ -568,15 +568,28 @@ impl IntegrationKeys {
         if !trusted {
             auth::partner(&self.app, &credentials(&request)).await?;
         }
+        let heartbeat = validate_watch(request.get_ref())?;
         let mut subscription = self.app.verifier.changes.subscribe();
         let (sender, receiver) = tokio::sync::mpsc::channel(WATCH_STREAM_BUFFER);
         tokio::spawn(async move {
             loop {
+                let quiet = async {
+                    match heartbeat {
+                        Some(interval) => tokio::time::sleep(interval).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 // A client that goes away ends this task at once, not at
                 // the next change (which may never come).
                 let change = tokio::select! {
                     () = sender.closed() => return,
                     change = subscription.next() => change,
+                    () = quiet => {
+                        // Skipped when the client has not read what it was
+                        // sent: then it is not waiting for a sign of life.
+                        let _ = sender.try_send(Ok(heartbeat_message()));
+                        continue;
+                    }
                 };
                 let Some(change) = change else { return };
                 if sender.send(Ok(change_to_proto(change))).await.is_err() {
@@ -585,6 +598,34 @@ impl IntegrationKeys {
             }
         });
         Ok(tokio_stream::wrappers::ReceiverStream::new(receiver))
+    }
+}
+
+/// WatchKeyChanges: the heartbeat interval asked for, if any.
+pub fn validate_watch(
+    req: &pb::WatchKeyChangesRequest,
+) -> Result<Option<std::time::Duration>, Error> {
+    let Some(interval) = req.heartbeat_interval else {
+        return Ok(None);
+    };
+    let mut v = Violations::default();
+    let interval = std::time::Duration::try_from(interval)
+        .ok()
+        .filter(|i| (MIN_HEARTBEAT..=MAX_HEARTBEAT).contains(i));
+    if interval.is_none() {
+        v.add("heartbeat_interval", "must be 1 second to 5 minutes");
+    }
+    v.finish()?;
+    Ok(interval)
+}
+
+const MIN_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+const MAX_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn heartbeat_message() -> pb::WatchKeyChangesResponse {
+    pb::WatchKeyChangesResponse {
+        kind: pb::WatchEventKind::Heartbeat.into(),
+        ..Default::default()
     }
 }
 

@@ -32,12 +32,16 @@ use crate::{
     test_db::TestDb,
 };
 
-/// A TCP proxy to PostgreSQL that can misbehave on demand. It reads the
-/// client's bytes to tell a LISTEN connection (it sends `LISTEN`) from pool
-/// connections, and to see a `COMMIT` go by.
+/// A TCP proxy that can misbehave on demand: silence every connection, or
+/// (to PostgreSQL) only the LISTEN connection or the answers to COMMITs. It
+/// reads the client's bytes to tell a LISTEN connection (it sends `LISTEN`)
+/// from pool connections, and to see a `COMMIT` go by.
 #[derive(Clone)]
-struct FaultProxy {
-    addr: SocketAddr,
+pub(crate) struct FaultProxy {
+    pub(crate) addr: SocketAddr,
+    /// While true, every connection forwards nothing either way (and stays
+    /// open): a stalled network path.
+    pub(crate) silence_all: Arc<AtomicBool>,
     /// While true, listener connections forward nothing either way (and
     /// stay open).
     silence_listeners: Arc<AtomicBool>,
@@ -48,10 +52,11 @@ struct FaultProxy {
 }
 
 impl FaultProxy {
-    async fn start(upstream: SocketAddr) -> Self {
+    pub(crate) async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = FaultProxy {
             addr: listener.local_addr().unwrap(),
+            silence_all: Arc::default(),
             silence_listeners: Arc::default(),
             commit_delay_ms: Arc::default(),
             delayed_commits: Arc::default(),
@@ -125,9 +130,11 @@ impl FaultProxy {
         tokio::spawn(downstream);
     }
 
-    /// The injected fault: a silenced listener connection forwards nothing.
+    /// The injected fault: a silenced connection forwards nothing.
     async fn hold_if_silenced(&self, is_listener: &AtomicBool) {
-        while is_listener.load(Ordering::SeqCst) && self.silence_listeners.load(Ordering::SeqCst) {
+        while self.silence_all.load(Ordering::SeqCst)
+            || (is_listener.load(Ordering::SeqCst) && self.silence_listeners.load(Ordering::SeqCst))
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -62,7 +62,22 @@ async fn resource_server(latchkey: Channel) -> Channel {
 /// Starts the resource server guarded by latchkey at `latchkey` (with the
 /// guard's defaults), and returns its address.
 pub(crate) async fn guarded_resource_server(latchkey: Channel) -> std::net::SocketAddr {
-    let guard = RequireIntegrationKeyLayer::new(latchkey);
+    serve_guarded(RequireIntegrationKeyLayer::new(latchkey)).await
+}
+
+/// A client of the resource server behind `guard`.
+async fn guarded_client(guard: RequireIntegrationKeyLayer) -> HealthClient<Channel> {
+    let addr = serve_guarded(guard).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    HealthClient::new(channel)
+}
+
+/// Starts the resource server behind `guard`, and returns its address.
+async fn serve_guarded(guard: RequireIntegrationKeyLayer) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
@@ -179,6 +194,27 @@ async fn the_guard_admits_granted_keys_and_rejects_the_rest() {
     .await;
 }
 
+/// Makes `guard` start watching (its first call does), waits until its
+/// stream is up, and then has it cache an allowed verdict for `key`: a
+/// verdict cached before the stream's first RESET would be dropped by it.
+async fn wait_until_watching(
+    guard: &RequireIntegrationKeyLayer,
+    client: &mut HealthClient<Channel>,
+    key: &str,
+) {
+    client.check(call(Some(key))).await.expect("allowed");
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(20),
+        "the guard's change stream to be up",
+        || async { guard.change_stream_up().then_some(()) },
+    )
+    .await;
+    client
+        .check(call(Some(key)))
+        .await
+        .expect("allowed, and cached");
+}
+
 /// A watching guard with an hour-long cache: only latchkey's change stream
 /// can make it drop a verdict within the test's deadline.
 #[tokio::test(flavor = "multi_thread")]
@@ -189,23 +225,8 @@ async fn a_watching_guard_evicts_a_deleted_key_at_once() {
     let guard = RequireIntegrationKeyLayer::new(app.channel().await)
         .with_cache_ttl(std::time::Duration::from_secs(3600))
         .watching_changes(Some(app.partner_key.clone()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(guard.layer(HealthServer::new(Resource)))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = HealthClient::new(channel);
-    client
-        .check(call(Some(&key)))
-        .await
-        .expect("allowed, and cached");
+    let mut client = guarded_client(guard.clone()).await;
+    wait_until_watching(&guard, &mut client, &key).await;
 
     // The Sunshine form of the same key: Basic <key id>:<rest>.
     let mut basic = Request::new(HealthCheckRequest::default());
@@ -241,6 +262,102 @@ async fn a_watching_guard_evicts_a_deleted_key_at_once() {
         },
     )
     .await;
+}
+
+/// A watching guard with an hour-long cache whose connection to latchkey
+/// stalls (a proxy stops forwarding, the sockets stay open): the missing
+/// heartbeats tell it the stream is down, so a key deleted meanwhile is not
+/// served from the cache for the hour.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watching_guard_notices_a_stalled_stream_and_stops_trusting_its_cache() {
+    let app = spawn_app().await;
+    grant_health_check(&app).await;
+    let (key_id, key) = app.create_key("learner-activity", None).await;
+    let proxy = crate::faults::FaultProxy::start(app.addr).await;
+    let through_proxy = tonic::transport::Endpoint::from_shared(format!("http://{}", proxy.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let guard = RequireIntegrationKeyLayer::new(through_proxy)
+        .with_cache_ttl(std::time::Duration::from_secs(3600))
+        .with_heartbeat(std::time::Duration::from_secs(1))
+        .with_verify_timeout(std::time::Duration::from_secs(1))
+        .watching_changes(Some(app.partner_key.clone()));
+    let mut client = guarded_client(guard.clone()).await;
+    wait_until_watching(&guard, &mut client, &key).await;
+
+    proxy
+        .silence_all
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    app.keys_client()
+        .await
+        .delete_integration_key(app.as_partner(DeleteIntegrationKeyRequest {
+            integration: "learner-activity".into(),
+            key_id,
+        }))
+        .await
+        .unwrap();
+    // The delete's KEY_CHANGED cannot pass the proxy: only noticing the
+    // silence makes the guard ask latchkey again (and, latchkey being
+    // unreachable through the proxy, refuse UNAVAILABLE).
+    let refused = crate::helpers::eventually(
+        std::time::Duration::from_secs(20),
+        "the guard to notice the stalled stream",
+        || async {
+            let mut client = client.clone();
+            client.check(call(Some(&key))).await.err()
+        },
+    )
+    .await;
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(!guard.change_stream_up());
+}
+
+/// A key with a rate limit: the guard caches nothing for it (its TTL is an
+/// hour here), so latchkey counts every call and the third of a limit of
+/// two is refused with retry info.
+#[tokio::test]
+async fn the_guard_never_caches_a_rate_limited_key() {
+    use latchkey::grpc::proto::v1::{CreateIntegrationKeyRequest, RateLimit};
+    let app = spawn_app().await;
+    grant_health_check(&app).await;
+    let key = app
+        .keys_client()
+        .await
+        .create_integration_key(app.as_partner(CreateIntegrationKeyRequest {
+            integration: "learner-activity".into(),
+            rate_limit: Some(RateLimit {
+                limit: 2,
+                window: Some(prost_types::Duration {
+                    seconds: 3600,
+                    nanos: 0,
+                }),
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .api_key;
+    let guard = RequireIntegrationKeyLayer::new(app.channel().await)
+        .with_cache_ttl(std::time::Duration::from_secs(3600));
+    let mut client = guarded_client(guard).await;
+    for _ in 0..2 {
+        client
+            .check(call(Some(&key)))
+            .await
+            .expect("within the limit");
+    }
+    let status = client.check(call(Some(&key))).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    use tonic_types::StatusExt;
+    let retry = status
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("RetryInfo");
+    // Two an hour: the next in up to half an hour.
+    assert!(retry > std::time::Duration::from_secs(60), "{retry:?}");
 }
 
 #[tokio::test]

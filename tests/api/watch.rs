@@ -35,7 +35,7 @@ async fn watch(app: &TestApp) -> Streaming<WatchKeyChangesResponse> {
     let mut stream = app
         .keys_client()
         .await
-        .watch_key_changes(app.as_partner(WatchKeyChangesRequest {}))
+        .watch_key_changes(app.as_partner(WatchKeyChangesRequest::default()))
         .await
         .expect("watch")
         .into_inner();
@@ -120,7 +120,7 @@ async fn only_partners_and_trusted_peers_may_watch() {
     let refused = app
         .keys_client()
         .await
-        .watch_key_changes(WatchKeyChangesRequest {})
+        .watch_key_changes(WatchKeyChangesRequest::default())
         .await
         .expect_err("no credential");
     assert_eq!(refused.code(), Code::Unauthenticated);
@@ -133,7 +133,7 @@ async fn only_partners_and_trusted_peers_may_watch() {
     let mut stream = trusting
         .keys_client()
         .await
-        .watch_key_changes(WatchKeyChangesRequest {})
+        .watch_key_changes(WatchKeyChangesRequest::default())
         .await
         .expect("a trusted peer needs no credential")
         .into_inner();
@@ -187,4 +187,98 @@ async fn a_change_on_another_replica_reaches_the_watcher() {
         (changed.kind(), changed.key_id.as_str()),
         (WatchEventKind::KeyChanged, key_id.as_str())
     );
+}
+
+#[tokio::test]
+async fn a_quiet_stream_sends_the_heartbeats_it_was_asked_for() {
+    let app = spawn_app().await;
+    let mut client = app.keys_client().await;
+    let mut stream = client
+        .watch_key_changes(app.as_partner(WatchKeyChangesRequest {
+            heartbeat_interval: Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 0,
+            }),
+        }))
+        .await
+        .expect("watch")
+        .into_inner();
+    assert_eq!(next_event(&mut stream).await.kind(), WatchEventKind::Reset);
+    for _ in 0..2 {
+        assert_eq!(
+            next_event(&mut stream).await.kind(),
+            WatchEventKind::Heartbeat
+        );
+    }
+    // A change still comes as itself.
+    let (key_id, _) = app.create_key("learner-activity", None).await;
+    delete(&app, &key_id).await;
+    let changed = loop {
+        let event = next_change(&mut stream).await;
+        if event.kind() != WatchEventKind::Heartbeat {
+            break event;
+        }
+    };
+    assert_eq!(changed.key_id, key_id);
+
+    for bad in [
+        prost_types::Duration {
+            seconds: 0,
+            nanos: 500_000_000,
+        },
+        prost_types::Duration {
+            seconds: 301,
+            nanos: 0,
+        },
+    ] {
+        let result = client
+            .watch_key_changes(app.as_partner(WatchKeyChangesRequest {
+                heartbeat_interval: Some(bad),
+            }))
+            .await;
+        assert_eq!(bad_request_fields(result), vec!["heartbeat_interval"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hundred_watchers_all_hear_a_delete() {
+    let app = spawn_app().await;
+    let channels = channels(&app, 4).await;
+    let mut streams = Vec::new();
+    for i in 0..300 {
+        let mut client = latchkey::grpc::proto::v1::integration_keys_service_client::IntegrationKeysServiceClient::new(
+            channels[i % channels.len()].clone(),
+        );
+        let mut stream = client
+            .watch_key_changes(app.as_partner(WatchKeyChangesRequest::default()))
+            .await
+            .expect("watch")
+            .into_inner();
+        assert_eq!(next_event(&mut stream).await.kind(), WatchEventKind::Reset);
+        streams.push(stream);
+    }
+    let (key_id, _) = app.create_key("learner-activity", None).await;
+    delete(&app, &key_id).await;
+    let heard: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| tokio::spawn(async move { next_change(&mut stream).await }))
+        .collect();
+    for event in heard {
+        let event = event.await.expect("task");
+        assert_eq!(
+            (event.kind(), event.key_id.as_str()),
+            (WatchEventKind::KeyChanged, key_id.as_str())
+        );
+    }
+}
+
+async fn delete(app: &TestApp, key_id: &str) {
+    app.keys_client()
+        .await
+        .delete_integration_key(app.as_partner(DeleteIntegrationKeyRequest {
+            integration: "learner-activity".into(),
+            key_id: key_id.into(),
+        }))
+        .await
+        .expect("delete");
 }

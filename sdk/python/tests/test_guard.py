@@ -1,12 +1,15 @@
 """The resource-server guard (latchkey_client.guard) against the real server
 (conftest.py): a real grpcio server with KeyGuardInterceptor called by a real
-grpcio client, and the ASGI middleware driven directly. Only the rate-limit and
-load-shedding mappings use a stand-in latchkey (the server does not rate-limit
-keys yet)."""
+grpcio client, and the ASGI middleware driven directly or served by uvicorn.
+A stand-in latchkey answers what the real one cannot be made to (load
+shedding, a stream that ends on cue), and a TCP proxy between a guard and
+latchkey stalls the connection on cue."""
 
 import asyncio
 import base64
+import http.client
 import json
+import math
 import socket
 import threading
 import time
@@ -14,6 +17,7 @@ from concurrent import futures
 
 import grpc
 import pytest
+import uvicorn
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -21,8 +25,8 @@ from grpc_status import rpc_status
 from conftest import GRANTED, GRANTED_STREAM
 from latchkey_client import Client, integration_keys_pb2 as keys
 from latchkey_client._gen.latchkey.v1 import integration_keys_pb2_grpc as keys_grpc
-from latchkey_client.guard import (KeyGuard, KeyGuardInterceptor, KeyGuardMiddleware, VerifiedCaller, current_caller,
-                                   peer_address, presented_key)
+from latchkey_client.guard import (KeyGuard, KeyGuardInterceptor, KeyGuardMiddleware, VerifiedCaller, _Backoff,
+                                   current_caller, peer_address, presented_key)
 
 INTEGRATION = "learner-activity"
 NOT_GRANTED = "course.v1.CourseService/DeleteCourse"
@@ -50,6 +54,15 @@ def new_key(admin):
         created = admin.create_integration_key(INTEGRATION)
         return created.key.key_id, created.api_key
     return create
+
+
+def rate_limited_key(admin, limit=2, window_seconds=3600):
+    """Creates a key of learner-activity allowed `limit` verifies per window:
+    (key_id, api_key)."""
+    request = keys.CreateIntegrationKeyRequest(integration=INTEGRATION, rate_limit=keys.RateLimit(limit=limit))
+    request.rate_limit.window.FromSeconds(window_seconds)
+    created = admin.call(admin.integration_keys.CreateIntegrationKey, request)
+    return created.key.key_id, created.api_key
 
 
 def unused_address():
@@ -227,6 +240,180 @@ def test_the_guard_fails_closed_when_latchkey_is_unreachable(resource_for):
     assert (refused.code(), refused.details()) == (grpc.StatusCode.UNAVAILABLE, "Key verification is unavailable")
 
 
+def test_a_rate_limited_key_is_never_cached_and_refused_past_its_limit(server, admin, resource_for):
+    # An hour-long cache and a watching guard: were the verdict cached, the
+    # third call would be served from the cache and never reach latchkey.
+    key_id, key = rate_limited_key(admin, limit=2)
+    guard = KeyGuard(server.addr, partner_key=server.partner_key, cache_ttl=3600)
+    resource = resource_for(guard)
+    eventually("the change stream to be up", lambda: guard.watching)
+    # (The key is never an operand of an assert: pytest would print it.)
+    for _ in range(2):
+        reply = resource.call(GRANTED, key).decode()
+        assert reply.startswith(f"{INTEGRATION} {key_id} ")
+        hit = guard.cached(key, GRANTED)
+        assert hit is None
+    refused = resource.refusal(GRANTED, key)
+    assert (refused.code(), refused.details()) == (grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                                   "Too many requests; retry later")
+    info = error_details_pb2.RetryInfo()
+    assert rpc_status.from_call(refused).details[0].Unpack(info)
+    delay = info.retry_delay.ToTimedelta().total_seconds()
+    assert 0 < delay <= 3600
+    assert dict(refused.trailing_metadata())["retry-after"] == str(math.ceil(delay))
+    assert guard.stats().verifications == 3, "every use was counted by latchkey"
+
+
+class SilenceableProxy:
+    """A TCP proxy to `upstream` ("host:port") that can be silenced: it then
+    keeps every connection open, both sides, but forwards no byte either way,
+    as a network path that stalls rather than breaks. Bytes it has read stay
+    held (it never speaks again in these tests)."""
+
+    def __init__(self, upstream):
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)  # so the accept loop sees close()
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.flowing, self.closed = threading.Event(), threading.Event()
+        self.flowing.set()
+        self.sockets = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def silence(self):
+        self.flowing.clear()
+
+    def close(self):
+        self.closed.set()
+        self.listener.close()
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a pump blocked in recv
+            except OSError:
+                pass
+            sock.close()
+
+    def _accept(self):
+        while not self.closed.is_set():
+            try:
+                downstream, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            downstream.settimeout(None)
+            try:
+                upstream = socket.create_connection(self.upstream)
+            except OSError:
+                downstream.close()
+                continue
+            self.sockets += [downstream, upstream]
+            for source, sink in ((downstream, upstream), (upstream, downstream)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source, sink):
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            # Silenced: hold what was read, read no more, pass on no end of
+            # stream either (the other side must not learn anything).
+            while not self.flowing.wait(0.1):
+                if self.closed.is_set():
+                    return
+            try:
+                if not data:
+                    sink.shutdown(socket.SHUT_WR)
+                    return
+                sink.sendall(data)
+            except OSError:
+                return
+
+
+@pytest.fixture
+def proxy(server):
+    proxy = SilenceableProxy(server.addr)
+    yield proxy
+    proxy.close()
+
+
+def test_a_stalled_change_stream_drops_the_cache(server, admin, new_key, proxy, resource_for):
+    # The guard reaches latchkey only through the proxy and keeps verdicts an
+    # hour. Once the proxy is silenced, the delete below never reaches the
+    # guard and the connection neither ends nor fails: only the missing
+    # heartbeats tell the guard its stream is stalled. Without stall
+    # detection the cached verdict would be served for the hour.
+    key_id, key = new_key()
+    guard = KeyGuard(proxy.address, partner_key=server.partner_key, cache_ttl=3600, heartbeat_interval=1,
+                     timeout=2)
+    resource = resource_for(guard)
+    eventually("the change stream to be up", lambda: guard.watching)
+    resource.call(GRANTED, key)  # allowed, and cached
+    hit = guard.cached(key, GRANTED)
+    assert hit == VerifiedCaller(INTEGRATION, key_id)
+    proxy.silence()
+    admin.delete_integration_key(INTEGRATION, key_id)  # directly, not through the proxy
+
+    def refused():
+        try:
+            resource.call(GRANTED, key)
+            return False
+        except grpc.RpcError as err:
+            # UNAVAILABLE when the guard re-verifies through the silent proxy.
+            assert err.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE)
+            return True
+    eventually("the guard to give up the stalled stream", refused, timeout=20)
+    assert guard.stats().stalls >= 1
+    hit = guard.cached(key, GRANTED)
+    assert hit is None
+
+
+def test_heartbeats_keep_the_cache(server, new_key, resource_for):
+    key_id, key = new_key()
+    guard = KeyGuard(server.addr, partner_key=server.partner_key, cache_ttl=3600, heartbeat_interval=1)
+    resource = resource_for(guard)
+    eventually("the change stream to be up", lambda: guard.watching)
+    resource.call(GRANTED, key)  # allowed, and cached
+    assert guard.stats().verifications == 1
+    seen = guard.stats().heartbeats
+    eventually("two heartbeats", lambda: guard.stats().heartbeats >= seen + 2)
+    reply = resource.call(GRANTED, key).decode()
+    assert reply.startswith(f"{INTEGRATION} {key_id} ")
+    stats = guard.stats()
+    assert stats.verifications == 1, "served from the cache"
+    assert stats.stalls == 0 and guard.watching
+
+
+def test_unknown_change_kinds_drop_every_verdict(server, new_key):
+    # A kind newer than this guard may mean anything: it counts as RESET.
+    _, key = new_key()
+    with KeyGuard(server.addr, cache_ttl=3600, watch=False) as guard:
+        guard.check(key, GRANTED)
+        guard._apply(keys.WatchKeyChangesResponse(kind=keys.WATCH_EVENT_KIND_HEARTBEAT))
+        hit = guard.cached(key, GRANTED)
+        assert hit is not None
+        guard._apply(keys.WatchKeyChangesResponse(kind=99))
+        hit = guard.cached(key, GRANTED)
+        assert hit is None
+
+
+def test_heartbeat_intervals_latchkey_refuses_are_refused_here():
+    for interval in (0.5, 301):
+        with pytest.raises(ValueError):
+            KeyGuard(unused_address(), heartbeat_interval=interval)
+
+
+def test_reconnection_backs_off_exponentially_with_jitter():
+    backoff = _Backoff()
+    delays = [backoff.next_delay() for _ in range(10)]
+    assert 0.25 <= delays[0] <= 0.5 and 0.5 <= delays[1] <= 1.0
+    assert all(15.0 <= d <= 30.0 for d in delays[7:]), "capped at 30 s"
+    backoff.reset()
+    assert backoff.next_delay() <= 0.5
+
+
 # A stand-in latchkey for what the real one cannot be made to answer here.
 
 class StandIn(keys_grpc.IntegrationKeysServiceServicer):
@@ -348,6 +535,52 @@ def test_the_asgi_middleware_answers_429_and_503(stand_in):
         assert (status, headers[b"retry-after"], body["error"]) == (429, b"3", "resource_exhausted")
         status, _, body = asgi_get(KeyGuardMiddleware(_app, down), "/outline", "Bearer lki_x_y")
         assert (status, body["message"]) == (503, "Key verification is unavailable")
+
+
+@pytest.fixture
+def serve_asgi():
+    """Serves an ASGI app with uvicorn on a port picked by the OS: (host, port)."""
+    running = []
+
+    def serve(app):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        running.append((server, thread, sock))
+        eventually("uvicorn to start", lambda: server.started or not thread.is_alive())
+        assert server.started, "uvicorn did not start"
+        return sock.getsockname()
+    yield serve
+    for server, thread, sock in running:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def http_get(address, path, authorization):
+    connection = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Authorization": authorization})
+        response = connection.getresponse()
+        return response.status, response.getheader("Retry-After"), json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_the_asgi_middleware_answers_429_past_a_keys_rate_limit(server, admin, serve_asgi):
+    key_id, key = rate_limited_key(admin, limit=2)  # not the gRPC test's key: its own budget
+    with KeyGuard(server.addr, partner_key=server.partner_key, cache_ttl=3600) as guard:
+        eventually("the change stream to be up", lambda: guard.watching)
+        address, authorization = serve_asgi(KeyGuardMiddleware(_app, guard)), f"Bearer {key}"
+        for _ in range(2):
+            answer = http_get(address, "/outline/42", authorization)
+            assert answer == (200, None, {"integration": INTEGRATION, "key_id": key_id})
+        status, retry_after, body = http_get(address, "/outline/42", authorization)
+        assert (status, body) == (429, {"error": "resource_exhausted", "message": "Too many requests; retry later"})
+        assert 1 <= int(retry_after) <= 3600
+        assert guard.stats().verifications == 3, "every use was counted by latchkey"
 
 
 def test_the_asgi_middleware_passes_lifespan_through():

@@ -24,7 +24,10 @@
 //! latchkey's `WatchKeyChanges` and evicts a key the moment latchkey says it
 //! changed (deleted, disabled, rolled, its grants changed), so allowed
 //! verdicts can be kept long; while that stream is down it falls back to the
-//! short cache TTL and says so in its logs. Calls without a valid
+//! short cache TTL and says so in its logs. The stream carries heartbeats: a
+//! stream silent for three heartbeat intervals counts as down (a stalled
+//! connection is not a quiet one). Verdicts of keys with a rate limit are
+//! never cached: latchkey has to count every use. Calls without a valid
 //! key get `UNAUTHENTICATED`, calls to a method the key's integration is not
 //! granted get `PERMISSION_DENIED`, keys latchkey rate-limits (and calls it
 //! sheds for load) get `RESOURCE_EXHAUSTED` with `google.rpc.RetryInfo`, and
@@ -107,6 +110,9 @@ struct Shared {
     allowed: moka::sync::Cache<[u8; 32], CachedAllow>,
     /// How long a verdict is trusted without a working change stream.
     ttl: Duration,
+    /// How long a verification may take before the call is refused
+    /// `UNAVAILABLE`.
+    verify_timeout: Duration,
     watch: Option<Watch>,
     /// Bumped by every change applied: a verdict asked for before a change
     /// arrived is not cached after it (it may predate the change).
@@ -123,6 +129,8 @@ struct Watch {
     up: std::sync::atomic::AtomicBool,
     /// Started at the first call (a runtime is needed).
     started: std::sync::Once,
+    /// How often latchkey is asked to show the stream is alive.
+    heartbeat: Duration,
 }
 
 /// How long a watching guard keeps a verdict while the stream is up; an
@@ -138,7 +146,16 @@ pub struct RequireIntegrationKeyLayer {
 impl RequireIntegrationKeyLayer {
     /// Verifies through latchkey at `channel`, caching allowed keys for 5 s.
     pub fn new(channel: Channel) -> Self {
-        Self::build(channel, None, Duration::from_secs(5), None)
+        Self::build(
+            channel,
+            Settings {
+                header: None,
+                ttl: Duration::from_secs(5),
+                verify_timeout: Duration::from_secs(5),
+                watch: None,
+                heartbeat: DEFAULT_HEARTBEAT,
+            },
+        )
     }
 
     /// Reads the raw key from `header` instead of `authorization`.
@@ -162,28 +179,55 @@ impl RequireIntegrationKeyLayer {
         self.rebuild(|settings| settings.watch = Some(partner_key.map(Zeroizing::new)))
     }
 
+    /// How long a verification may take (default 5 s) before the call is
+    /// refused `UNAVAILABLE`: a latchkey that hangs must not hang this
+    /// server's calls.
+    pub fn with_verify_timeout(self, timeout: Duration) -> Self {
+        self.rebuild(|settings| settings.verify_timeout = timeout)
+    }
+
+    /// How often a watching guard asks latchkey for a heartbeat when
+    /// nothing changes (1 s to 5 min; default 5 s). Three intervals without
+    /// any message and the stream counts as stalled: the guard falls back
+    /// to the cache TTL and reconnects.
+    pub fn with_heartbeat(self, interval: Duration) -> Self {
+        self.rebuild(|settings| settings.heartbeat = interval.clamp(MIN_HEARTBEAT, MAX_HEARTBEAT))
+    }
+
+    /// Whether this guard's change stream is up (it watches, and latchkey's
+    /// stream has started and not ended or gone silent): while it is,
+    /// verdicts outlive the cache TTL. For readiness checks and metrics.
+    pub fn change_stream_up(&self) -> bool {
+        self.shared
+            .watch
+            .as_ref()
+            .is_some_and(|w| w.up.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
     fn rebuild(self, change: impl FnOnce(&mut Settings)) -> Self {
         let shared = &self.shared;
         let mut settings = Settings {
             header: shared.header.clone(),
             ttl: shared.ttl,
+            verify_timeout: shared.verify_timeout,
             watch: shared.watch.as_ref().map(|w| w.partner_key.clone()),
+            heartbeat: shared
+                .watch
+                .as_ref()
+                .map_or(DEFAULT_HEARTBEAT, |w| w.heartbeat),
         };
         change(&mut settings);
-        Self::build(
-            shared.channel.clone(),
-            settings.header,
-            settings.ttl,
-            settings.watch,
-        )
+        Self::build(shared.channel.clone(), settings)
     }
 
-    fn build(
-        channel: Channel,
-        header: Option<HeaderName>,
-        ttl: Duration,
-        watch: Option<Option<Zeroizing<String>>>,
-    ) -> Self {
+    fn build(channel: Channel, settings: Settings) -> Self {
+        let Settings {
+            header,
+            ttl,
+            verify_timeout,
+            watch,
+            heartbeat,
+        } = settings;
         let mut mac_key = Zeroizing::new([0u8; 32]);
         // Without OS randomness the cache key is still a SHA-256 of the key;
         // only the per-process keying is lost.
@@ -204,10 +248,12 @@ impl RequireIntegrationKeyLayer {
                     .support_invalidation_closures()
                     .build(),
                 ttl,
+                verify_timeout,
                 watch: watch.map(|partner_key| Watch {
                     partner_key,
                     up: std::sync::atomic::AtomicBool::new(false),
                     started: std::sync::Once::new(),
+                    heartbeat,
                 }),
                 changes_seen: std::sync::atomic::AtomicU64::new(0),
             }),
@@ -219,8 +265,16 @@ impl RequireIntegrationKeyLayer {
 struct Settings {
     header: Option<HeaderName>,
     ttl: Duration,
+    verify_timeout: Duration,
     watch: Option<Option<Zeroizing<String>>>,
+    heartbeat: Duration,
 }
+
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+const MIN_HEARTBEAT: Duration = Duration::from_secs(1);
+const MAX_HEARTBEAT: Duration = Duration::from_secs(300);
+/// Heartbeat intervals without any message after which a stream is stalled.
+const STALLED_AFTER_HEARTBEATS: u32 = 3;
 
 impl<S> Layer<S> for RequireIntegrationKeyLayer {
     type Service = RequireIntegrationKey<S>;
@@ -316,6 +370,10 @@ impl Shared {
 
     /// Applies one change from the stream.
     fn apply(&self, change: &WatchKeyChangesResponse) {
+        if change.kind() == WatchEventKind::Heartbeat {
+            // A sign of life, not a change.
+            return;
+        }
         self.changes_seen
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         match change.kind() {
@@ -361,26 +419,33 @@ impl Shared {
             return Ok(hit.caller);
         }
         let changes_seen = self.changes_seen.load(std::sync::atomic::Ordering::SeqCst);
-        let verdict = IntegrationKeysServiceClient::new(self.channel.clone())
-            .verify_integration_key(Request::new(VerifyIntegrationKeyRequest {
-                api_key: key.to_string(),
-                endpoint,
-                caller_address: caller.map(|ip| ip.to_string()).unwrap_or_default(),
-            }))
-            .await
-            .map_err(|status| {
-                tracing::warn!(code = ?status.code(), "latchkey verification failed");
-                if status.code() == tonic::Code::ResourceExhausted {
-                    // latchkey is shedding load: so does this server.
-                    let retry_after = status
-                        .get_details_retry_info()
-                        .and_then(|info| info.retry_delay)
-                        .unwrap_or(Duration::from_secs(1));
-                    return resource_exhausted("Key verification is overloaded", retry_after);
-                }
-                Status::unavailable("Key verification is unavailable")
-            })?
-            .into_inner();
+        let mut request = Request::new(VerifyIntegrationKeyRequest {
+            api_key: key.to_string(),
+            endpoint,
+            caller_address: caller.map(|ip| ip.to_string()).unwrap_or_default(),
+        });
+        // Tells latchkey too, so it can stop working on an abandoned call.
+        request.set_timeout(self.verify_timeout);
+        let mut client = IntegrationKeysServiceClient::new(self.channel.clone());
+        let verdict =
+            tokio::time::timeout(self.verify_timeout, client.verify_integration_key(request))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Status::deadline_exceeded("latchkey did not answer in time"))
+                })
+                .map_err(|status| {
+                    tracing::warn!(code = ?status.code(), "latchkey verification failed");
+                    if status.code() == tonic::Code::ResourceExhausted {
+                        // latchkey is shedding load: so does this server.
+                        let retry_after = status
+                            .get_details_retry_info()
+                            .and_then(|info| info.retry_delay)
+                            .unwrap_or(Duration::from_secs(1));
+                        return resource_exhausted("Key verification is overloaded", retry_after);
+                    }
+                    Status::unavailable("Key verification is unavailable")
+                })?
+                .into_inner();
         match verdict.decision() {
             Decision::Allowed => {
                 let caller = VerifiedCaller {
@@ -393,7 +458,11 @@ impl Shared {
                     expire_time,
                     cached_at: std::time::Instant::now(),
                 };
-                if self.changes_seen.load(std::sync::atomic::Ordering::SeqCst) == changes_seen {
+                // A rate-limited key's every use must reach latchkey.
+                let cacheable = verdict.rate_limit.is_none();
+                if cacheable
+                    && self.changes_seen.load(std::sync::atomic::Ordering::SeqCst) == changes_seen
+                {
                     self.allowed.insert(cache_key, cached);
                     if self.changes_seen.load(std::sync::atomic::Ordering::SeqCst) != changes_seen {
                         // A change raced with the insert: undo, to be safe.
@@ -414,7 +483,7 @@ impl Shared {
                     .and_then(|d| Duration::try_from(d).ok())
                     .unwrap_or(Duration::from_secs(1));
                 Err(resource_exhausted(
-                    "Too many failed attempts; retry later",
+                    "Too many requests for this key; retry later",
                     retry_after,
                 ))
             }
@@ -430,60 +499,134 @@ fn basic_key(headers: &HeaderMap) -> Option<Zeroizing<String>> {
 }
 
 /// Follows `WatchKeyChanges` for as long as the guard lives: evicts what
-/// changed, and while the stream is down (not yet open, broken, refused)
-/// lets cached verdicts live only the cache TTL. Reconnects after a second.
+/// changed, and while the stream is down (not yet open, broken, refused,
+/// stalled) lets cached verdicts live only the cache TTL. Reconnects with
+/// exponential backoff, from half a second up to 30 s.
 async fn follow_changes(guard: std::sync::Weak<Shared>) {
+    let mut backoff = Backoff::default();
     loop {
         let Some(shared) = guard.upgrade() else {
             return;
         };
-        let (channel, partner_key) = match &shared.watch {
-            Some(watch) => (shared.channel.clone(), watch.partner_key.clone()),
-            None => return,
+        let Some(watch) = &shared.watch else {
+            return;
         };
+        let (channel, partner_key, heartbeat) = (
+            shared.channel.clone(),
+            watch.partner_key.clone(),
+            watch.heartbeat,
+        );
         drop(shared);
-        let mut request = Request::new(WatchKeyChangesRequest {});
+        let mut request = Request::new(WatchKeyChangesRequest {
+            heartbeat_interval: prost_types::Duration::try_from(heartbeat).ok(),
+        });
         if let Some(key) = &partner_key
             && let Ok(mut value) = tonic::metadata::MetadataValue::try_from(key.as_str())
         {
             value.set_sensitive(true);
             request.metadata_mut().insert("sid", value);
         }
-        match IntegrationKeysServiceClient::new(channel)
-            .watch_key_changes(request)
-            .await
-        {
-            Ok(stream) => {
-                let mut stream = stream.into_inner();
-                loop {
-                    let message = stream.message().await;
-                    let Some(shared) = guard.upgrade() else {
-                        return;
-                    };
-                    let Some(watch) = &shared.watch else {
-                        return;
-                    };
-                    match message {
-                        Ok(Some(change)) => {
-                            shared.apply(&change);
-                            if change.kind() == WatchEventKind::Reset {
-                                watch.up.store(true, std::sync::atomic::Ordering::SeqCst);
-                            }
-                        }
-                        Ok(None) | Err(_) => {
-                            watch.up.store(false, std::sync::atomic::Ordering::SeqCst);
-                            tracing::warn!(
-                                "latchkey change stream ended; cached verdicts fall back to the cache TTL"
-                            );
-                            break;
-                        }
-                    }
-                }
+        // A call that cannot even start (a stalled connection) is bounded
+        // like a silent stream.
+        let stalled_after = heartbeat * STALLED_AFTER_HEARTBEATS;
+        let opened = tokio::time::timeout(
+            stalled_after,
+            IntegrationKeysServiceClient::new(channel).watch_key_changes(request),
+        )
+        .await;
+        match opened {
+            Ok(Ok(stream)) => {
+                follow_stream(&guard, stream.into_inner(), stalled_after, &mut backoff).await;
             }
-            Err(status) => {
+            Ok(Err(status)) => {
                 tracing::warn!(code = ?status.code(), "cannot watch latchkey key changes; retrying");
             }
+            Err(_) => tracing::warn!("latchkey did not open the change stream in time; retrying"),
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// Applies one stream's messages until it ends, fails or stalls (no
+/// message, not even a heartbeat, for `stalled_after`); then marks the
+/// stream down and drops every cached verdict (changes may have been
+/// missed). Dropping the stream cancels the call.
+async fn follow_stream(
+    guard: &std::sync::Weak<Shared>,
+    mut stream: tonic::Streaming<WatchKeyChangesResponse>,
+    stalled_after: Duration,
+    backoff: &mut Backoff,
+) {
+    loop {
+        let message = tokio::time::timeout(stalled_after, stream.message()).await;
+        let Some(shared) = guard.upgrade() else {
+            return;
+        };
+        let Some(watch) = &shared.watch else {
+            return;
+        };
+        let why = match message {
+            Ok(Ok(Some(change))) => {
+                shared.apply(&change);
+                if change.kind() == WatchEventKind::Reset {
+                    watch.up.store(true, std::sync::atomic::Ordering::SeqCst);
+                    backoff.reset();
+                }
+                continue;
+            }
+            Ok(Ok(None) | Err(_)) => "ended",
+            Err(_) => "went silent",
+        };
+        watch.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        shared.allowed.invalidate_all();
+        tracing::warn!("latchkey change stream {why}; cached verdicts fall back to the cache TTL");
+        return;
+    }
+}
+
+/// Delays between reconnection attempts: doubling from half a second to
+/// 30 s, each with random jitter (so guards restarted together do not
+/// reconnect in step), back to the start once a stream is up.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn next_delay(&mut self) -> Duration {
+        let base = Self::FIRST
+            .saturating_mul(1 << self.failures.min(6))
+            .min(Self::MAX);
+        self.failures = self.failures.saturating_add(1);
+        let mut random = [0u8; 2];
+        let _ = getrandom::fill(&mut random);
+        // Between half and all of the base delay.
+        let fraction = 0.5 + f64::from(u16::from_le_bytes(random)) / f64::from(u16::MAX) / 2.0;
+        base.mul_f64(fraction)
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_resets() {
+        let mut backoff = Backoff::default();
+        let first = backoff.next_delay();
+        assert!(first >= Duration::from_millis(250) && first <= Backoff::FIRST);
+        for _ in 0..20 {
+            assert!(backoff.next_delay() <= Backoff::MAX);
+        }
+        assert!(backoff.next_delay() >= Backoff::MAX / 2);
+        backoff.reset();
+        assert!(backoff.next_delay() <= Backoff::FIRST);
     }
 }

@@ -101,7 +101,9 @@ impl Fixture {
                 name: INTEGRATION.into(),
             })),
             // The stream opened (its first message, RESET, is not read).
-            Rpc::WatchKeyChanges => send!(keys.watch_key_changes(WatchKeyChangesRequest {})),
+            Rpc::WatchKeyChanges => {
+                send!(keys.watch_key_changes(WatchKeyChangesRequest::default()))
+            }
             Rpc::Configure => send!(config.configure(configure_request(
                 &format!("fresh-{cell}"),
                 &[("owner", "owner-key-0123456789abcdef", Scope::System)],

@@ -16,11 +16,16 @@ integration is not granted the endpoint), `ResourceExhausted` with
 `Unavailable` (latchkey cannot be reached: the guard fails closed).
 
 Allowed verdicts are cached in memory, keyed by an HMAC-SHA256 (random key
-per process) of (key, endpoint); refusals are not cached. With `watch=True`
-a daemon thread follows latchkey's `WatchKeyChanges` and evicts a key (or a
-whole integration, or everything on RESET) as soon as latchkey announces a
-change, so verdicts may be kept up to an hour while that stream is up;
-while it is down (not yet open, broken, refused) they live only `cache_ttl`.
+per process) of (key, endpoint); refusals are not cached, nor are verdicts
+of keys with a rate limit (latchkey has to count every use of those). With
+`watch=True` a daemon thread follows latchkey's `WatchKeyChanges` and evicts
+a key (or a whole integration, or everything on RESET) as soon as latchkey
+announces a change, so verdicts may be kept up to an hour while that stream
+is up; while it is down (not yet open, broken, refused, stalled) they live
+only `cache_ttl`. The stream asks for heartbeats: a stream that carries no
+message at all for three heartbeat intervals is stalled (a silent network
+path, not a quiet latchkey), so the guard drops every cached verdict and
+reconnects, with exponential backoff as after any failure.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ import ipaddress
 import json
 import logging
 import math
+import queue
+import random
 import secrets
 import threading
 import time
@@ -54,7 +61,7 @@ from .errors import LatchkeyError, PermissionDenied, ResourceExhausted, Unauthen
 
 __all__ = [
     "KeyGuard", "KeyGuardInterceptor", "KeyGuardMiddleware", "VerifiedCaller", "current_caller",
-    "presented_key", "peer_address", "http_endpoint", "WATCHED_TTL",
+    "presented_key", "peer_address", "http_endpoint", "GuardStats", "WATCHED_TTL",
 ]
 
 log = logging.getLogger("latchkey_client.guard")
@@ -62,9 +69,31 @@ log = logging.getLogger("latchkey_client.guard")
 # How long a watching guard keeps a verdict while the change stream is up; an
 # eviction from the stream ends it sooner.
 WATCHED_TTL = 3600.0
-# Reconnect delay of the change stream.
-RECONNECT_DELAY = 1.0
 MAX_ENTRIES = 10_000
+# The heartbeat intervals latchkey accepts in WatchKeyChangesRequest, seconds.
+MIN_HEARTBEAT, MAX_HEARTBEAT = 1.0, 300.0
+# Heartbeat intervals without any message after which the stream is stalled.
+STALLED_AFTER_HEARTBEATS = 3
+
+
+class _Backoff:
+    """Delays between attempts to open the change stream: doubling from half
+    a second to 30 s, each with random jitter (so guards restarted together
+    do not reconnect in step), back to the start once a stream is up."""
+
+    FIRST = 0.5
+    MAX = 30.0
+
+    def __init__(self) -> None:
+        self._failures = 0
+
+    def next_delay(self) -> float:
+        base = min(self.FIRST * 2 ** min(self._failures, 6), self.MAX)
+        self._failures += 1
+        return base * random.uniform(0.5, 1.0)  # between half and all of it
+
+    def reset(self) -> None:
+        self._failures = 0
 
 
 @dataclass(frozen=True)
@@ -72,6 +101,14 @@ class VerifiedCaller:
     """Who called, once latchkey allowed the key for the endpoint."""
     integration: str
     key_id: str
+
+
+@dataclass(frozen=True)
+class GuardStats:
+    """Counters of a KeyGuard since it was made (KeyGuard.stats())."""
+    verifications: int  # VerifyIntegrationKey calls made (cache misses that reached latchkey)
+    heartbeats: int  # HEARTBEATs received on the change stream
+    stalls: int  # change streams given up as stalled (silent too long)
 
 
 @dataclass(frozen=True)
@@ -134,13 +171,22 @@ class KeyGuard:
     cache_ttl:   seconds an allowed verdict is trusted without a working change
                  stream; bounds how long a deleted key keeps working. 0: no cache
     watch:       follow WatchKeyChanges (a daemon thread) and evict at once
+    heartbeat_interval: seconds (1 to 300) after which a quiet change stream
+                 gets a HEARTBEAT from latchkey; three intervals without any
+                 message and the guard counts the stream as stalled (drops
+                 every cached verdict, reconnects). None: no heartbeats and no
+                 stall detection (for a latchkey without heartbeats)
     timeout:     deadline of each VerifyIntegrationKey call, in seconds
     credentials: grpc.ChannelCredentials (TLS) when latchkey is a target string
     """
 
     def __init__(self, latchkey: Union[str, grpc.Channel, Client], *, partner_key: Optional[str] = None,
-                 cache_ttl: float = 5.0, watch: bool = True, timeout: float = 5.0,
-                 credentials: Optional[grpc.ChannelCredentials] = None):
+                 cache_ttl: float = 5.0, watch: bool = True, heartbeat_interval: Optional[float] = 5.0,
+                 timeout: float = 5.0, credentials: Optional[grpc.ChannelCredentials] = None):
+        if heartbeat_interval is not None and not MIN_HEARTBEAT <= heartbeat_interval <= MAX_HEARTBEAT:
+            # latchkey would refuse the watch (INVALID_ARGUMENT) on every attempt.
+            raise ValueError(f"heartbeat_interval must be {MIN_HEARTBEAT:g} to {MAX_HEARTBEAT:g} seconds "
+                             f"(or None), not {heartbeat_interval!r}")
         self._owns_channel = isinstance(latchkey, str)
         if isinstance(latchkey, str):
             self._channel = (grpc.secure_channel(latchkey, credentials) if credentials
@@ -155,12 +201,15 @@ class KeyGuard:
         self._partner_key = partner_key
         self.cache_ttl = float(cache_ttl)
         self.timeout = timeout
+        self.heartbeat_interval = heartbeat_interval
         self._mac_key = secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._allowed: Dict[bytes, _CachedAllow] = {}
         # Bumped by every change applied (under _lock): a verdict asked for
         # before a change arrived is not cached after it (it may predate it).
         self._changes_seen = 0
+        # GuardStats counters, under _lock.
+        self._verifications = self._heartbeats = self._stalls = 0
         self._watching = watch
         # Whether the change stream is up (after its first RESET), so that
         # cached verdicts may outlive cache_ttl.
@@ -193,8 +242,14 @@ class KeyGuard:
 
     @property
     def watching(self) -> bool:
-        """True while the change stream is up (its first RESET received)."""
+        """True while the change stream is up (its first RESET received, and
+        it has not ended, failed or stalled since)."""
         return self._up
+
+    def stats(self) -> GuardStats:
+        """A snapshot of this guard's counters (for metrics and tests)."""
+        with self._lock:
+            return GuardStats(self._verifications, self._heartbeats, self._stalls)
 
     # the check
 
@@ -229,8 +284,26 @@ class KeyGuard:
         hit = self.cached(key, endpoint)
         if hit is not None:
             return hit
+        return self._verify(key, endpoint, caller_address)
+
+    async def check_async(self, key: Optional[str], endpoint: str,
+                          caller_address: Optional[str] = None) -> VerifiedCaller:
+        """check() for asyncio code: a cache hit answers at once, a miss asks
+        latchkey in the default executor."""
+        if not key:
+            raise Unauthenticated(grpc.StatusCode.UNAUTHENTICATED, "Invalid credentials")
+        hit = self.cached(key, endpoint)
+        if hit is not None:
+            return hit
+        # _verify, not check: the cache was just looked up.
+        return await asyncio.get_running_loop().run_in_executor(None, self._verify, key, endpoint,
+                                                                caller_address)
+
+    def _verify(self, key: str, endpoint: str, caller_address: Optional[str]) -> VerifiedCaller:
+        """Asks latchkey (the cache missed); caches an allowed verdict."""
         with self._lock:
             changes_seen = self._changes_seen
+            self._verifications += 1
         request = keys_pb2.VerifyIntegrationKeyRequest(api_key=key, endpoint=endpoint,
                                                        caller_address=caller_address or "")
         try:
@@ -246,7 +319,9 @@ class KeyGuard:
         decision = verdict.decision
         if decision == keys_pb2.DECISION_ALLOWED:
             caller = VerifiedCaller(verdict.integration, verdict.key_id)
-            if self.cache_ttl > 0:
+            # A key with a rate limit is never cached: a cache hit would be a
+            # use latchkey does not count, letting the key past its limit.
+            if self.cache_ttl > 0 and not verdict.HasField("rate_limit"):
                 expire_time = (verdict.expire_time.seconds + verdict.expire_time.nanos / 1e9
                                if verdict.HasField("expire_time") else None)
                 entry = _CachedAllow(caller, expire_time, time.monotonic())
@@ -270,20 +345,15 @@ class KeyGuard:
         # this guard does not know: the caller cannot tell which.
         raise Unauthenticated(grpc.StatusCode.UNAUTHENTICATED, "Invalid credentials")
 
-    async def check_async(self, key: Optional[str], endpoint: str,
-                          caller_address: Optional[str] = None) -> VerifiedCaller:
-        """check() for asyncio code: a cache hit answers at once, a miss asks
-        latchkey in the default executor."""
-        if key:
-            hit = self.cached(key, endpoint)
-            if hit is not None:
-                return hit
-        return await asyncio.get_running_loop().run_in_executor(None, self.check, key, endpoint, caller_address)
-
     # the change stream
 
     def _apply(self, change: keys_pb2.WatchKeyChangesResponse) -> None:
         with self._lock:
+            if change.kind == keys_pb2.WATCH_EVENT_KIND_HEARTBEAT:
+                # A sign of life, not a change: the cache stays, and verdicts
+                # in flight may still be cached.
+                self._heartbeats += 1
+                return
             self._changes_seen += 1
             if change.kind == keys_pb2.WATCH_EVENT_KIND_KEY_CHANGED:
                 gone = [k for k, v in self._allowed.items() if v.caller.key_id == change.key_id]
@@ -296,28 +366,82 @@ class KeyGuard:
                 del self._allowed[k]
 
     def _follow_changes(self) -> None:
+        """The watch thread: follows the change stream until close(),
+        reconnecting with backoff after each end, failure or stall."""
         metadata = (("sid", self._partner_key),) if self._partner_key else ()
+        request = keys_pb2.WatchKeyChangesRequest()
+        stalled_after = None
+        if self.heartbeat_interval is not None:
+            request.heartbeat_interval.FromMilliseconds(round(self.heartbeat_interval * 1000))
+            stalled_after = STALLED_AFTER_HEARTBEATS * self.heartbeat_interval
+        backoff = _Backoff()
         while not self._closed.is_set():
             try:
-                stream = self._stub.WatchKeyChanges(keys_pb2.WatchKeyChangesRequest(), metadata=metadata)
-                self._stream = stream
-                if self._closed.is_set():
-                    stream.cancel()
-                for change in stream:
-                    self._apply(change)
-                    if change.kind == keys_pb2.WATCH_EVENT_KIND_RESET:
-                        self._up = True
-                if not self._closed.is_set():
-                    log.warning("latchkey change stream ended; cached verdicts fall back to the cache TTL")
-            except grpc.RpcError as err:
-                if not self._closed.is_set():
-                    log.warning("cannot watch latchkey key changes (%s); retrying", err.code())
+                self._follow_stream(request, metadata, stalled_after, backoff)
             except Exception:  # never let the thread die silently
                 log.exception("latchkey change stream failed; retrying")
             finally:
                 self._up = False
                 self._stream = None
-            self._closed.wait(RECONNECT_DELAY)
+            self._closed.wait(backoff.next_delay())
+
+    def _follow_stream(self, request: keys_pb2.WatchKeyChangesRequest, metadata: tuple,
+                       stalled_after: Optional[float], backoff: _Backoff) -> None:
+        """Applies one stream's changes until it ends, fails or stalls."""
+        stream = self._stub.WatchKeyChanges(request, metadata=metadata)
+        self._stream = stream
+        if self._closed.is_set():
+            stream.cancel()
+            return
+        # grpcio's stream iterator has no timeout, so a reader thread hands
+        # the messages over and this thread waits for each with one: the wait
+        # that runs out is the stall (it also bounds a call that never starts).
+        inbox: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        threading.Thread(target=_read_stream, args=(stream, inbox), name="latchkey-watch-reader",
+                         daemon=True).start()
+        while True:
+            try:
+                item = inbox.get(timeout=stalled_after)
+            except queue.Empty:
+                # Not even a heartbeat: the path to latchkey is stalled, and
+                # changes may be stuck on it. Down as on a RESET: nothing
+                # cached is trusted past cache_ttl, nothing cached survives.
+                with self._lock:
+                    self._up = False
+                    self._changes_seen += 1
+                    self._allowed.clear()
+                    self._stalls += 1
+                stream.cancel()
+                log.warning("latchkey change stream silent for %g s; dropped cached verdicts, reconnecting",
+                            stalled_after)
+                return
+            if isinstance(item, keys_pb2.WatchKeyChangesResponse):
+                self._apply(item)
+                if item.kind == keys_pb2.WATCH_EVENT_KIND_RESET:
+                    self._up = True
+                    backoff.reset()
+            elif self._closed.is_set():
+                return
+            elif isinstance(item, grpc.RpcError):
+                log.warning("cannot watch latchkey key changes (%s); retrying", item.code())
+                return
+            elif isinstance(item, BaseException):
+                log.error("latchkey change stream failed; retrying", exc_info=item)
+                return
+            else:
+                log.warning("latchkey change stream ended; cached verdicts fall back to the cache TTL")
+                return
+
+
+def _read_stream(stream: Any, inbox: "queue.SimpleQueue[Any]") -> None:
+    """Puts a change stream's messages in `inbox`, then why it ended: the
+    grpc.RpcError or other exception, or None for a clean end."""
+    try:
+        for change in stream:
+            inbox.put(change)
+        inbox.put(None)
+    except Exception as err:  # the RpcError of a failed or cancelled call, mostly
+        inbox.put(err)
 
 
 # grpcio servers

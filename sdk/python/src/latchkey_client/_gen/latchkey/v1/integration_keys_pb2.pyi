@@ -43,6 +43,7 @@ class WatchEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WATCH_EVENT_KIND_RESET: _ClassVar[WatchEventKind]
     WATCH_EVENT_KIND_KEY_CHANGED: _ClassVar[WatchEventKind]
     WATCH_EVENT_KIND_INTEGRATION_CHANGED: _ClassVar[WatchEventKind]
+    WATCH_EVENT_KIND_HEARTBEAT: _ClassVar[WatchEventKind]
 INTEGRATION_KEY_STATE_UNSPECIFIED: IntegrationKeyState
 INTEGRATION_KEY_STATE_ACTIVE: IntegrationKeyState
 INTEGRATION_KEY_STATE_DISABLED: IntegrationKeyState
@@ -63,9 +64,10 @@ WATCH_EVENT_KIND_UNSPECIFIED: WatchEventKind
 WATCH_EVENT_KIND_RESET: WatchEventKind
 WATCH_EVENT_KIND_KEY_CHANGED: WatchEventKind
 WATCH_EVENT_KIND_INTEGRATION_CHANGED: WatchEventKind
+WATCH_EVENT_KIND_HEARTBEAT: WatchEventKind
 
 class IntegrationKey(_message.Message):
-    __slots__ = ("key_id", "integration", "display_name", "create_time", "expire_time", "last_use_time", "disabled", "state", "labels", "allowed_networks")
+    __slots__ = ("key_id", "integration", "display_name", "create_time", "expire_time", "last_use_time", "disabled", "state", "labels", "allowed_networks", "rate_limit")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +85,7 @@ class IntegrationKey(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     integration: str
     display_name: str
@@ -93,7 +96,16 @@ class IntegrationKey(_message.Message):
     state: IntegrationKeyState
     labels: _containers.ScalarMap[str, str]
     allowed_networks: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, key_id: _Optional[str] = ..., integration: _Optional[str] = ..., display_name: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_use_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disabled: _Optional[bool] = ..., state: _Optional[_Union[IntegrationKeyState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., allowed_networks: _Optional[_Iterable[str]] = ...) -> None: ...
+    rate_limit: RateLimit
+    def __init__(self, key_id: _Optional[str] = ..., integration: _Optional[str] = ..., display_name: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_use_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disabled: _Optional[bool] = ..., state: _Optional[_Union[IntegrationKeyState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., allowed_networks: _Optional[_Iterable[str]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
+
+class RateLimit(_message.Message):
+    __slots__ = ("limit", "window")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    window: _duration_pb2.Duration
+    def __init__(self, limit: _Optional[int] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Integration(_message.Message):
     __slots__ = ("name", "kind", "description", "endpoints")
@@ -108,7 +120,7 @@ class Integration(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[IntegrationKind, str]] = ..., description: _Optional[str] = ..., endpoints: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateIntegrationKeyRequest(_message.Message):
-    __slots__ = ("integration", "display_name", "expire_time", "labels", "allowed_networks")
+    __slots__ = ("integration", "display_name", "expire_time", "labels", "allowed_networks", "rate_limit")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -121,12 +133,14 @@ class CreateIntegrationKeyRequest(_message.Message):
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     integration: str
     display_name: str
     expire_time: _timestamp_pb2.Timestamp
     labels: _containers.ScalarMap[str, str]
     allowed_networks: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, integration: _Optional[str] = ..., display_name: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., allowed_networks: _Optional[_Iterable[str]] = ...) -> None: ...
+    rate_limit: RateLimit
+    def __init__(self, integration: _Optional[str] = ..., display_name: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., allowed_networks: _Optional[_Iterable[str]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
 
 class CreateIntegrationKeyResponse(_message.Message):
     __slots__ = ("key", "api_key")
@@ -191,7 +205,7 @@ class VerifyIntegrationKeyRequest(_message.Message):
     def __init__(self, api_key: _Optional[str] = ..., endpoint: _Optional[str] = ..., caller_address: _Optional[str] = ...) -> None: ...
 
 class VerifyIntegrationKeyResponse(_message.Message):
-    __slots__ = ("decision", "integration", "key_id", "expire_time", "retry_after", "labels")
+    __slots__ = ("decision", "integration", "key_id", "expire_time", "retry_after", "labels", "rate_limit")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -205,13 +219,15 @@ class VerifyIntegrationKeyResponse(_message.Message):
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     decision: Decision
     integration: str
     key_id: str
     expire_time: _timestamp_pb2.Timestamp
     retry_after: _duration_pb2.Duration
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, decision: _Optional[_Union[Decision, str]] = ..., integration: _Optional[str] = ..., key_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    rate_limit: RateLimit
+    def __init__(self, decision: _Optional[_Union[Decision, str]] = ..., integration: _Optional[str] = ..., key_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
 
 class UpdateIntegrationKeyRequest(_message.Message):
     __slots__ = ("key", "update_mask")
@@ -276,8 +292,10 @@ class GetIntegrationResponse(_message.Message):
     def __init__(self, integration: _Optional[_Union[Integration, _Mapping]] = ...) -> None: ...
 
 class WatchKeyChangesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("heartbeat_interval",)
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    heartbeat_interval: _duration_pb2.Duration
+    def __init__(self, heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class WatchKeyChangesResponse(_message.Message):
     __slots__ = ("kind", "key_id", "integration")
