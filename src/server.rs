@@ -37,6 +37,11 @@ pub const SERVICE_NAMES: [&str; 4] = [
     AuditServiceServer::<grpc::Audit>::NAME,
 ];
 
+/// How often a replica on MySQL/MariaDB reads the key change log: other
+/// replicas' changes reach its cache and its watchers within this (plus a
+/// query).
+const CHANGE_LOG_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Connects, migrates, applies the startup catalog and serves on `listener`
 /// until `shutdown` completes: `prepare` then `serve`. While `prepare` runs,
 /// the same socket already answers grpc.health.v1 with NOT_SERVING for
@@ -176,7 +181,7 @@ pub async fn serve_on(
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "latchkey serving");
-    if state.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+    if state.db.get_database_backend() != sea_orm::DatabaseBackend::Sqlite {
         // Until the listener is in place, changes made elsewhere go unheard.
         state.verifier.set_notifications_flowing(false);
     }
@@ -187,19 +192,36 @@ pub async fn serve_on(
         let heartbeat = settings.notify_heartbeat;
         let catalog_changed = catalog_changed.clone();
         async move {
-            if state.db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
-                return;
+            let changed = |key_id: &str| state.verifier.forget(key_id);
+            let catalog_changed = || catalog_changed.notify_one();
+            let flowing = |flowing| state.verifier.set_notifications_flowing(flowing);
+            match state.db.get_database_backend() {
+                sea_orm::DatabaseBackend::Postgres => {
+                    store::notify::listen_key_changes(
+                        &url,
+                        &state.db,
+                        heartbeat,
+                        changed,
+                        catalog_changed,
+                        flowing,
+                        stop,
+                    )
+                    .await;
+                }
+                sea_orm::DatabaseBackend::MySql => {
+                    store::notify::follow_change_log(
+                        &url,
+                        CHANGE_LOG_POLL,
+                        heartbeat,
+                        changed,
+                        catalog_changed,
+                        flowing,
+                        stop,
+                    )
+                    .await;
+                }
+                _ => {}
             }
-            store::notify::listen_key_changes(
-                &url,
-                &state.db,
-                heartbeat,
-                |key_id| state.verifier.forget(key_id),
-                || catalog_changed.notify_one(),
-                |flowing| state.verifier.set_notifications_flowing(flowing),
-                stop,
-            )
-            .await;
         }
     });
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -12,6 +12,7 @@ mod m20261202_000006_partner_keys_listing;
 mod m20261202_000007_failure_budgets;
 mod m20261202_000008_key_restrictions;
 mod m20261202_000009_rate_limits;
+mod m20261202_000010_key_change_log;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_failure_budgets::Migration),
             Box::new(m20261202_000008_key_restrictions::Migration),
             Box::new(m20261202_000009_rate_limits::Migration),
+            Box::new(m20261202_000010_key_change_log::Migration),
         ]
     }
 }

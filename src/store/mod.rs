@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod budgets;
 pub mod catalog;
+pub mod change_log;
 pub mod clients;
 pub mod integration_keys;
 pub mod integrations;

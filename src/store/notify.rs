@@ -1,7 +1,7 @@
-//! Cross-replica cache invalidation on PostgreSQL: a replica that changes a
+//! Cross-replica cache invalidation. On PostgreSQL a replica that changes a
 //! key publishes its id with NOTIFY; every replica LISTENs and forgets it.
-//! Other backends have no such channel: their replicas rely on the verify
-//! cache's state TTL instead.
+//! MySQL/MariaDB have no such channel: there the change goes to a log table
+//! that every replica polls (`change_log`). SQLite is one process.
 
 use std::time::Duration;
 
@@ -10,12 +10,14 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement, sqlx::postgres
 /// The NOTIFY channel of changed integration key ids.
 pub const KEY_CHANGES: &str = "latchkey_key_changes";
 
-/// Tells every replica that `key_id` changed (no-op except on PostgreSQL).
+/// Tells every replica that `key_id` changed, when the transaction `db`
+/// commits (no-op on SQLite).
 pub async fn publish_key_change<C: ConnectionTrait>(db: &C, key_id: &str) -> Result<(), DbErr> {
-    if db.get_database_backend() != DatabaseBackend::Postgres {
-        return Ok(());
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => publish(db, key_id).await,
+        DatabaseBackend::MySql => super::change_log::append(db, key_id).await,
+        _ => Ok(()),
     }
-    publish(db, key_id).await
 }
 
 /// Payloads of this prefix are heartbeats, not key ids (a key id never has
@@ -26,12 +28,106 @@ const HEARTBEAT_PREFIX: &str = "heartbeat:";
 const CATALOG_CHANGED: &str = "catalog:changed";
 
 /// Tells every replica, at commit of `txn`, that the catalog (and so the
-/// grants) changed (no-op except on PostgreSQL; replicas also poll).
+/// grants) changed (no-op on SQLite; replicas also poll the catalog).
 pub async fn publish_catalog_change<C: ConnectionTrait>(txn: &C) -> Result<(), DbErr> {
-    if txn.get_database_backend() != DatabaseBackend::Postgres {
-        return Ok(());
+    match txn.get_database_backend() {
+        DatabaseBackend::Postgres => publish(txn, CATALOG_CHANGED).await,
+        DatabaseBackend::MySql => super::change_log::append(txn, CATALOG_CHANGED).await,
+        _ => Ok(()),
     }
-    publish(txn, CATALOG_CHANGED).await
+}
+
+/// Follows the change log (MySQL/MariaDB) at `url` until `stop` turns true,
+/// polling every `poll` on a connection of its own (the request pool's
+/// load cannot delay it, nor it the requests), with the same callbacks as
+/// `listen_key_changes`. A poll that fails or takes longer than `heartbeat`
+/// means changes may go unheard: `flowing(false)`, then a fresh start from
+/// the log's end once the database answers again (`flowing(true)`, which
+/// resyncs).
+pub async fn follow_change_log(
+    url: &str,
+    poll: Duration,
+    heartbeat: Duration,
+    changed: impl Fn(&str),
+    catalog_changed: impl Fn(),
+    flowing: impl Fn(bool),
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use super::change_log::{self, LogReader};
+    let mut first = true;
+    loop {
+        if !first {
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        first = false;
+        let start = async {
+            let options = super::DbOptions {
+                max_connections: 1,
+                ..super::DbOptions::new(url)
+            };
+            let db = super::connect(&options).await?;
+            let newest = change_log::newest_id(&db).await?;
+            Ok::<_, DbErr>((db, newest))
+        };
+        let start = tokio::select! {
+            _ = stop.changed() => return,
+            started = tokio::time::timeout(heartbeat, start) => started,
+        };
+        let (db, mut reader) = match start {
+            Ok(Ok((db, newest))) => (db, LogReader::starting_after(newest)),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the key change log; retrying");
+                listener_down("connect");
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(?heartbeat, "reading the key change log timed out; retrying");
+                listener_down("connect");
+                continue;
+            }
+        };
+        tracing::info!("following the key change log of other replicas");
+        metrics::gauge!("latchkey_key_change_listener_up").set(1.0);
+        flowing(true);
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pruned = tokio::time::Instant::now();
+        let reason = loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tick.tick() => {}
+            }
+            match tokio::time::timeout(heartbeat, reader.poll(&db)).await {
+                Ok(Ok(payloads)) => {
+                    for payload in payloads {
+                        match payload.as_str() {
+                            CATALOG_CHANGED => catalog_changed(),
+                            key_id => changed(key_id),
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot read the key change log; restarting");
+                    break "failed";
+                }
+                Err(_) => {
+                    tracing::warn!(?heartbeat, "the key change log did not answer; restarting");
+                    break "silent";
+                }
+            }
+            if pruned.elapsed() > Duration::from_secs(60) {
+                pruned = tokio::time::Instant::now();
+                if let Err(e) = change_log::prune(&db).await {
+                    tracing::warn!(error = %e, "cannot prune the key change log");
+                }
+            }
+        };
+        flowing(false);
+        listener_down(reason);
+    }
 }
 
 /// Listens for key changes until `stop` turns true, calling `changed` with

@@ -194,6 +194,8 @@ async fn the_guard_admits_granted_keys_and_rejects_the_rest() {
     .await;
 }
 
+const HEALTH_CHECK: &str = "grpc.health.v1.Health/Check";
+
 /// Makes `guard` start watching (its first call does), waits until its
 /// stream is up, and then has it cache an allowed verdict for `key`: a
 /// verdict cached before the stream's first RESET would be dropped by it.
@@ -312,6 +314,66 @@ async fn a_watching_guard_notices_a_stalled_stream_and_stops_trusting_its_cache(
     .await;
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     assert!(!guard.change_stream_up());
+}
+
+/// Two replicas: a key deleted through one is refused by a guard that
+/// watches the other (its cache TTL an hour), through the replicas'
+/// announcements and the other's change stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_deleted_on_one_replica_is_refused_by_a_guard_watching_another() {
+    let app = spawn_app().await;
+    if app.database_url.starts_with("sqlite") {
+        eprintln!("not applicable: needs PostgreSQL or MySQL/MariaDB");
+        return;
+    }
+    let replica = app.replica(|_| {}).await;
+    // Granted once both run (a replica applies the test catalog as it
+    // starts); the replica hears of it as of any catalog change.
+    grant_health_check(&app).await;
+    let (key_id, key) = app.create_key("learner-activity", None).await;
+    let on_replica = replica.keys_client().await;
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(20),
+        "the replica to hear of the grant",
+        || async {
+            let decision = crate::replicas::decision_for(&on_replica, &key, HEALTH_CHECK).await;
+            (decision == latchkey::grpc::proto::v1::Decision::Allowed).then_some(())
+        },
+    )
+    .await;
+    let guard = RequireIntegrationKeyLayer::new(replica.channel().await)
+        .with_cache_ttl(std::time::Duration::from_secs(3600))
+        .watching_changes(Some(replica.partner_key.clone()));
+    let mut client = guarded_client(guard.clone()).await;
+    wait_until_watching(&guard, &mut client, &key).await;
+
+    let deleted_at = std::time::Instant::now();
+    app.keys_client()
+        .await
+        .delete_integration_key(app.as_partner(DeleteIntegrationKeyRequest {
+            integration: "learner-activity".into(),
+            key_id,
+        }))
+        .await
+        .unwrap();
+    crate::helpers::eventually(
+        std::time::Duration::from_secs(10),
+        "the guard on the other replica to hear of the delete",
+        || async {
+            let mut client = client.clone();
+            client
+                .check(call(Some(&key)))
+                .await
+                .err()
+                .filter(|status| status.code() == Code::Unauthenticated)
+                .map(drop)
+        },
+    )
+    .await;
+    eprintln!(
+        "deleted on one replica, refused by the other's guard after {:?}",
+        deleted_at.elapsed()
+    );
 }
 
 /// A key with a rate limit: the guard caches nothing for it (its TTL is an

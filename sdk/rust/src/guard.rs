@@ -483,7 +483,7 @@ impl Shared {
                     .and_then(|d| Duration::try_from(d).ok())
                     .unwrap_or(Duration::from_secs(1));
                 Err(resource_exhausted(
-                    "Too many requests for this key; retry later",
+                    "Too many requests; retry later",
                     retry_after,
                 ))
             }

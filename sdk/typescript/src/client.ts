@@ -74,6 +74,8 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** TLS credentials; plaintext when absent. */
   credentials?: grpc.ChannelCredentials;
+  /** Options of the underlying channel, e.g. `{ 'grpc.use_local_subchannel_pool': 1 }` for a connection of its own. */
+  channelOptions?: grpc.ChannelOptions;
 }
 
 type Callback<Res> = (err: grpc.ServiceError | null, value?: Res) => void;
@@ -100,7 +102,7 @@ export class LatchkeyClient {
     this.timeoutMs = options.timeoutMs ?? 5000;
     const credentials = options.credentials ?? grpc.credentials.createInsecure();
     // One connection shared by the five service clients.
-    this.channel = new grpc.Channel(target, credentials, {});
+    this.channel = new grpc.Channel(target, credentials, options.channelOptions ?? {});
     const { latchkey, grpc: health } = loadServices();
     const make = <C>(Ctor: ClientConstructor<C>) => new Ctor(target, credentials, { channelOverride: this.channel });
     this.integrationKeys = make(latchkey.v1.IntegrationKeysService);

@@ -2,11 +2,15 @@
 // latchkey before the call reaches the service. Mirrors sdk/rust/src/guard.rs.
 //
 // Allowed verdicts are cached locally, keyed by an HMAC-SHA256 (per-process
-// random key) of key + "\0" + endpoint; denials are not cached. With
+// random key) of key + "\0" + endpoint; denials are not cached, nor are
+// verdicts for keys with a rate limit (latchkey must count every use). With
 // `watch: true` the guard follows latchkey's WatchKeyChanges and evicts a key
 // (or an integration, or everything on RESET) the moment latchkey says it
 // changed, so verdicts may be kept up to an hour while that stream is up;
-// while it is down they live only `cacheTtlMs`.
+// while it is down they live only `cacheTtlMs`. The stream asks for
+// heartbeats: one that stays silent for three heartbeat intervals is stalled
+// (a dead connection nobody closed) and treated as down, and the guard
+// reconnects on a new connection, with exponential backoff.
 import * as grpc from '@grpc/grpc-js';
 import { createHmac, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
@@ -60,8 +64,35 @@ export interface KeyGuardOptions {
   timeoutMs?: number;
   /** TLS credentials to latchkey; plaintext when absent. */
   credentials?: grpc.ChannelCredentials;
-  /** Delay before re-opening a broken change stream (default 1000). */
+  /**
+   * First delay before re-opening a broken change stream (default 500); it
+   * doubles with every attempt that does not get the stream up, up to
+   * `maxReconnectDelayMs`, with jitter (each wait is 50-100% of the delay).
+   */
   reconnectDelayMs?: number;
+  /** Longest delay between attempts to re-open the change stream (default 30000). */
+  maxReconnectDelayMs?: number;
+  /**
+   * With `watch`: the heartbeat interval asked of latchkey (default 5000;
+   * 1000 to 300000). latchkey then sends HEARTBEAT whenever the stream has
+   * been quiet this long; a stream silent for three intervals is taken for
+   * stalled: cached verdicts are dropped, the stream is down (verdicts live
+   * only `cacheTtlMs`) and is re-opened on a new connection. 0: no
+   * heartbeats and no stall detection (for a latchkey that predates them).
+   */
+  heartbeatIntervalMs?: number;
+}
+
+/** Counters of a KeyGuard since it was made (see `KeyGuard.stats`). */
+export interface KeyGuardStats {
+  /** VerifyIntegrationKey calls made to latchkey (cache misses). */
+  verifies: number;
+  /** Checks answered from the cache. */
+  cacheHits: number;
+  /** HEARTBEAT messages received on the change stream. */
+  heartbeats: number;
+  /** Change streams given up as stalled (no message for three heartbeat intervals). */
+  stalls: number;
 }
 
 interface CachedAllow {
@@ -74,9 +105,13 @@ interface CachedAllow {
 /** How long a watching guard keeps a verdict while the stream is up. */
 const WATCHED_TTL_MS = 3_600_000;
 const MAX_ENTRIES = 10_000;
+/** A stream without any message for this many heartbeat intervals is stalled. */
+const STALL_INTERVALS = 3;
+const MIN_HEARTBEAT_MS = 1000;
+const MAX_HEARTBEAT_MS = 300_000;
 
 // google.rpc.Status / RetryInfo, just what we read from latchkey's
-// RESOURCE_EXHAUSTED (grpc-status-details-bin).
+// RESOURCE_EXHAUSTED and send in our own (grpc-status-details-bin).
 const rpc = protobuf.Root.fromJSON({
   nested: {
     Status: {
@@ -90,11 +125,30 @@ const rpc = protobuf.Root.fromJSON({
 const RpcStatus = rpc.lookupType('Status');
 const RetryInfo = rpc.lookupType('RetryInfo');
 
+/** A google.protobuf.Duration of `ms` milliseconds. */
+function duration(ms: number): { seconds: number; nanos: number } {
+  const whole = Math.max(0, Math.round(ms));
+  return { seconds: Math.floor(whole / 1000), nanos: (whole % 1000) * 1_000_000 };
+}
+
+/**
+ * A serialized google.rpc.Status carrying google.rpc.RetryInfo, for the
+ * `grpc-status-details-bin` trailer of a RESOURCE_EXHAUSTED answer.
+ */
+export function retryInfoStatusDetails(code: grpc.status, message: string, retryAfterMs: number): Buffer {
+  const retryInfo = RetryInfo.encode(RetryInfo.fromObject({ retryDelay: duration(retryAfterMs) })).finish();
+  const status = RpcStatus.fromObject({
+    code, message, details: [{ typeUrl: 'type.googleapis.com/google.rpc.RetryInfo', value: retryInfo }],
+  });
+  return Buffer.from(RpcStatus.encode(status).finish());
+}
+
 function durationMs(d: { seconds?: unknown; nanos?: unknown } | null | undefined): number | undefined {
   if (!d) return undefined;
   return Number(d.seconds ?? 0) * 1000 + Math.floor(Number(d.nanos ?? 0) / 1e6);
 }
 
+/** The google.rpc.RetryInfo delay in a failed call's `grpc-status-details-bin`, in milliseconds. */
 function retryDelayMs(metadata: grpc.Metadata | undefined): number | undefined {
   const raw = metadata?.get('grpc-status-details-bin')[0];
   if (!Buffer.isBuffer(raw)) return undefined;
@@ -150,7 +204,10 @@ export function peerAddress(peer: string | undefined): string | undefined {
 }
 
 export class KeyGuard {
-  private readonly client: LatchkeyClient;
+  /** Replaced by a new one (a new connection) when the change stream stalls. */
+  private client: LatchkeyClient;
+  private readonly target: string;
+  private readonly credentials?: grpc.ChannelCredentials;
   // ECMAScript-private: util.inspect and console.log do not show them.
   readonly #macKey = randomBytes(32);
   private readonly allowed = new Map<string, CachedAllow>();
@@ -159,6 +216,10 @@ export class KeyGuard {
   private readonly watching: boolean;
   readonly #partnerKey?: string;
   private readonly reconnectDelayMs: number;
+  private readonly maxReconnectDelayMs: number;
+  private readonly heartbeatMs: number;
+  /** Failed attempts to get the change stream up since it was last up: the backoff exponent. */
+  private reconnectAttempts = 0;
   /** Bumped by every change applied: a verdict asked for before a change is not cached after it. */
   private changesSeen = 0;
   /** Whether the change stream is up (after its first RESET). */
@@ -166,6 +227,9 @@ export class KeyGuard {
   private closed = false;
   private stream?: grpc.ClientReadableStream<WatchKeyChangesResponse__Output>;
   private reconnectTimer?: NodeJS.Timeout;
+  /** Fires when the current stream has been silent for STALL_INTERVALS heartbeat intervals. */
+  private stallTimer?: NodeJS.Timeout;
+  readonly #stats: KeyGuardStats = { verifies: 0, cacheHits: 0, heartbeats: 0, stalls: 0 };
 
   /** Verifies through latchkey at `target` (host:port). */
   constructor(target: string, options: KeyGuardOptions = {}) {
@@ -173,8 +237,13 @@ export class KeyGuard {
     this.timeoutMs = options.timeoutMs ?? 5000;
     this.watching = options.watch ?? false;
     this.#partnerKey = options.partnerKey;
-    this.reconnectDelayMs = options.reconnectDelayMs ?? 1000;
-    this.client = new LatchkeyClient(target, { credentials: options.credentials, timeoutMs: this.timeoutMs });
+    this.reconnectDelayMs = Math.max(1, options.reconnectDelayMs ?? 500);
+    this.maxReconnectDelayMs = Math.max(this.reconnectDelayMs, options.maxReconnectDelayMs ?? 30_000);
+    const heartbeat = options.heartbeatIntervalMs ?? 5000;
+    this.heartbeatMs = heartbeat <= 0 ? 0 : Math.min(MAX_HEARTBEAT_MS, Math.max(MIN_HEARTBEAT_MS, heartbeat));
+    this.target = target;
+    this.credentials = options.credentials;
+    this.client = this.connect();
     if (this.watching) this.follow();
   }
 
@@ -183,11 +252,19 @@ export class KeyGuard {
     return this.up;
   }
 
+  /** A snapshot of the guard's counters (verifies, cache hits, heartbeats, stalls). */
+  get stats(): KeyGuardStats {
+    return { ...this.#stats };
+  }
+
   /** Stops following changes and closes the connection to latchkey. */
   close(): void {
     this.closed = true;
     this.up = false;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.stallTimer) clearTimeout(this.stallTimer);
+    this.reconnectTimer = undefined;
+    this.stallTimer = undefined;
     this.stream?.cancel();
     this.stream = undefined;
     this.allowed.clear();
@@ -205,17 +282,23 @@ export class KeyGuard {
     const now = Date.now();
     const hit = this.allowed.get(cacheKey);
     if (hit) {
-      if ((hit.expireTime === undefined || hit.expireTime > now) && this.trusted(hit)) return { ...hit.caller };
+      if ((hit.expireTime === undefined || hit.expireTime > now) && this.trusted(hit)) {
+        this.#stats.cacheHits++;
+        return { ...hit.caller };
+      }
       this.allowed.delete(cacheKey);
     }
     const changesSeen = this.changesSeen;
+    this.#stats.verifies++;
     const verdict = await this.verify(key, endpoint, peerAddress(callerAddress) ?? '');
     switch (verdict.decision) {
       case 'DECISION_ALLOWED': {
         const caller = { integration: verdict.integration, keyId: verdict.keyId };
         const expireTime = verdict.expireTime ? durationMs(verdict.expireTime) : undefined;
+        // A key with a rate limit is never cached: latchkey has to count every use.
+        const cacheable = !verdict.rateLimit;
         // Single-threaded: nothing can change between this test and the insert.
-        if (this.ttlMs > 0 && !this.closed && this.changesSeen === changesSeen) {
+        if (cacheable && this.ttlMs > 0 && !this.closed && this.changesSeen === changesSeen) {
           if (this.allowed.size >= MAX_ENTRIES) {
             const oldest = this.allowed.keys().next().value;
             if (oldest !== undefined) this.allowed.delete(oldest);
@@ -229,7 +312,8 @@ export class KeyGuard {
       case 'DECISION_CALLER_NOT_ALLOWED':
         throw new KeyRefusedError(grpc.status.PERMISSION_DENIED, 'This key may not be used from this address');
       case 'DECISION_RATE_LIMITED':
-        throw new KeyRefusedError(grpc.status.RESOURCE_EXHAUSTED, 'Too many failed attempts; retry later',
+        // The key's rate limit, or too many failed attempts: latchkey does not say which.
+        throw new KeyRefusedError(grpc.status.RESOURCE_EXHAUSTED, 'Too many requests; retry later',
           durationMs(verdict.retryAfter) ?? 1000);
       default: // MALFORMED, INVALID, EXPIRED, DISABLED, unknown
         throw new KeyRefusedError(grpc.status.UNAUTHENTICATED, 'Invalid credentials');
@@ -264,7 +348,20 @@ export class KeyGuard {
     return createHmac('sha256', this.#macKey).update(key).update('\0').update(endpoint).digest('base64');
   }
 
+  /** A client on a connection of its own, so that replacing it replaces the connection. */
+  private connect(): LatchkeyClient {
+    return new LatchkeyClient(this.target, {
+      credentials: this.credentials, timeoutMs: this.timeoutMs,
+      channelOptions: { 'grpc.use_local_subchannel_pool': 1 },
+    });
+  }
+
   private apply(change: WatchKeyChangesResponse__Output): void {
+    if (change.kind === 'WATCH_EVENT_KIND_HEARTBEAT') {
+      // A sign of life only: nothing changed.
+      this.#stats.heartbeats++;
+      return;
+    }
     this.changesSeen++;
     switch (change.kind) {
       case 'WATCH_EVENT_KIND_KEY_CHANGED':
@@ -278,31 +375,70 @@ export class KeyGuard {
     }
   }
 
-  /** Follows WatchKeyChanges until close(), reconnecting after a delay. */
+  /**
+   * Follows WatchKeyChanges until close(): applies what it says, and
+   * re-opens it with backoff when it ends, fails or stalls.
+   */
   private follow(): void {
     if (this.closed) return;
     const metadata = new grpc.Metadata();
     if (this.#partnerKey) metadata.set('sid', this.#partnerKey);
-    const stream = this.client.integrationKeys.watchKeyChanges({}, metadata);
+    const request = this.heartbeatMs > 0 ? { heartbeatInterval: duration(this.heartbeatMs) } : {};
+    const stream = this.client.integrationKeys.watchKeyChanges(request, metadata);
     this.stream = stream;
     let ended = false;
     const down = () => {
       if (ended) return;
       ended = true;
       if (this.stream !== stream) return;
+      if (this.stallTimer) clearTimeout(this.stallTimer);
+      this.stallTimer = undefined;
       this.up = false;
       this.stream = undefined;
       if (this.closed) return;
-      this.reconnectTimer = setTimeout(() => this.follow(), this.reconnectDelayMs);
-      this.reconnectTimer.unref();
+      this.reconnectLater();
     };
+    if (this.heartbeatMs > 0) {
+      // Armed from the start: a stream that never says RESET is stalled too.
+      this.stallTimer = setTimeout(() => {
+        if (ended || this.stream !== stream || this.closed) return;
+        this.#stats.stalls++;
+        // As on RESET: changes may have been missed, and none will come.
+        this.changesSeen++;
+        this.allowed.clear();
+        down();
+        stream.cancel();
+        // The connection is dead but not closed: a new stream on it would
+        // stall too, so the next one (and verification) gets a new one.
+        // Calls already under way on the old connection run to their deadline.
+        const stalled = this.client;
+        this.client = this.connect();
+        stalled.close();
+      }, STALL_INTERVALS * this.heartbeatMs);
+      this.stallTimer.unref();
+    }
     stream.on('data', (change: WatchKeyChangesResponse__Output) => {
-      if (this.stream !== stream) return;
+      if (ended || this.stream !== stream) return;
+      this.stallTimer?.refresh();
       this.apply(change);
-      if (change.kind === 'WATCH_EVENT_KIND_RESET') this.up = true;
+      if (change.kind === 'WATCH_EVENT_KIND_RESET') {
+        this.up = true;
+        this.reconnectAttempts = 0;
+      }
     });
     stream.on('error', down); // errors are also reported by 'status'; a listener keeps them from being thrown
     stream.on('status', down);
     stream.on('end', down);
+  }
+
+  /** Schedules follow() after an exponentially growing, jittered delay. */
+  private reconnectLater(): void {
+    const delay = Math.min(this.maxReconnectDelayMs, this.reconnectDelayMs * 2 ** Math.min(this.reconnectAttempts, 30));
+    this.reconnectAttempts++;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.follow();
+    }, delay * (0.5 + Math.random() * 0.5));
+    this.reconnectTimer.unref();
   }
 }

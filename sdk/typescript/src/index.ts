@@ -11,6 +11,6 @@ export type { ClientConfiguration__Output as ClientConfiguration } from './gen/l
 export type { CheckClientHealthResponse__Output as CheckClientHealthResponse } from './gen/latchkey/v1/CheckClientHealthResponse';
 export type { CheckServiceHealthResponse__Output as CheckServiceHealthResponse } from './gen/latchkey/v1/CheckServiceHealthResponse';
 // Resource-server guard (see src/guard.ts).
-export { KeyGuard, KeyRefusedError, keyFromAuthorization, peerAddress, type KeyGuardOptions, type VerifiedCaller } from './guard';
-export { guardService, verifiedCaller, VERIFIED_CALLER } from './guard-grpc';
+export { KeyGuard, KeyRefusedError, keyFromAuthorization, peerAddress, type KeyGuardOptions, type KeyGuardStats, type VerifiedCaller } from './guard';
+export { guardService, verifiedCaller, VERIFIED_CALLER, type GuardServiceOptions } from './guard-grpc';
 export { keyGuardMiddleware, type GuardedRequest, type KeyGuardMiddlewareOptions } from './guard-http';
