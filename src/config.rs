@@ -73,8 +73,9 @@ pub struct Settings {
     pub client_lb_domain: Option<String>,
     /// Peers whose `caller_address` names the end caller.
     pub trusted_peers: TrustedPeers,
-    /// PostgreSQL: the longest the replica-notification listener may stay
-    /// silent before it is treated as broken (heartbeats every third of it).
+    /// The longest the replica-notification listener (PostgreSQL) may stay
+    /// silent, or a read of the change log (MySQL/MariaDB) may take, before
+    /// it is treated as broken.
     pub notify_heartbeat: Duration,
     /// HTTP/2 and connection limits.
     pub limits: ConnectionLimits,

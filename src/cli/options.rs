@@ -165,9 +165,10 @@ pub struct ServeArgs {
     /// [default: 1].
     #[arg(long, env = "LATCHKEY_CATALOG_POLL_INTERVAL")]
     pub catalog_poll_interval: Option<u64>,
-    /// PostgreSQL: seconds the replica-notification listener may stay silent
-    /// (heartbeats every third of it) before it is reconnected and every
-    /// cached key state is re-read [default: 15].
+    /// Seconds the replica-notification listener (PostgreSQL; heartbeats
+    /// every third of it) may stay silent, or one read of the change log
+    /// (MySQL/MariaDB) may take, before it is restarted and every cached key
+    /// state is re-read [default: 15].
     #[arg(long, env = "LATCHKEY_NOTIFY_HEARTBEAT")]
     pub notify_heartbeat: Option<u64>,
 }
