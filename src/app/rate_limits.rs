@@ -16,9 +16,10 @@
 //! SQLite is one process: there the bucket lives in this process. When the
 //! shared bucket cannot be reached in time (the database is down or
 //! stalled), each replica falls back to a bucket of its own of the whole
-//! limit, and counts that in `latchkey_rate_limit_fallbacks_total`: a
-//! database outage loosens rate limits (by at most the number of replicas),
-//! it does not refuse every rate-limited key.
+//! limit for a few seconds at a time, and counts that in
+//! `latchkey_rate_limit_fallbacks_total`: a database outage loosens rate
+//! limits (by at most the number of replicas), it does not refuse every
+//! rate-limited key nor make each of its verifies wait.
 
 use std::{
     sync::Arc,
@@ -35,6 +36,11 @@ use crate::{
 /// How long a lease from the shared bucket may take before this replica
 /// decides on its own bucket instead.
 const LEASE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// After a failed lease, how long the key is counted on this replica alone
+/// before the shared bucket is tried again: while the database is down, a
+/// verify must not wait out `LEASE_TIMEOUT` each time.
+const FALLBACK_FOR: Duration = Duration::from_secs(5);
 
 /// How many tokens a replica leases at once: 1/32 of the limit, so three
 /// replicas hold back less than 10 % of it.
@@ -66,6 +72,8 @@ struct Held {
     /// This process's own bucket (SQLite, or the shared one unreachable):
     /// tokens, and when they were counted.
     own: Option<(f64, Instant)>,
+    /// The shared bucket could not be reached: use `own` until then.
+    alone_until: Option<Instant>,
 }
 
 impl RateLimits {
@@ -122,6 +130,9 @@ impl RateLimits {
         if let Some(until) = held.empty_until.filter(|until| *until > now) {
             return Err(until - now);
         }
+        if held.alone_until.is_some_and(|until| until > now) {
+            return own_bucket(held, limit);
+        }
         let bucket = Bucket {
             burst: f64::from(limit.limit),
             per_second: limit.per_second(),
@@ -132,6 +143,7 @@ impl RateLimits {
         match tokio::time::timeout(LEASE_TIMEOUT, lease).await {
             Ok(Ok(taken)) if taken.granted > 0 => {
                 held.empty_until = None;
+                held.alone_until = None;
                 held.own = None;
                 held.leased = taken.granted - 1;
                 Ok(())
@@ -144,6 +156,7 @@ impl RateLimits {
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot lease rate-limit tokens; counting on this replica alone");
                 self.fallbacks.increment(1);
+                held.alone_until = Some(now + FALLBACK_FOR);
                 own_bucket(held, limit)
             }
             Err(_) => {
@@ -151,6 +164,7 @@ impl RateLimits {
                     "leasing rate-limit tokens timed out; counting on this replica alone"
                 );
                 self.fallbacks.increment(1);
+                held.alone_until = Some(now + FALLBACK_FOR);
                 own_bucket(held, limit)
             }
         }

@@ -379,3 +379,56 @@ async fn a_grant_change_reaches_other_replicas_through_the_notification() {
     .await;
     r.stop().await;
 }
+
+/// A rate-limited key on a replica whose database path stalls: the replica
+/// cannot lease from the shared bucket, so it counts the key's limit on its
+/// own and keeps answering (a limited key is neither refused wholesale nor
+/// made to wait on the database per verify).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_cut_off_from_the_shared_bucket_counts_a_rate_limit_alone() {
+    // A long listener heartbeat: B's cached key state stays trusted while
+    // its database is silenced, so only the rate limit touches it.
+    let Some(r) = replicas(false, &["--notify-heartbeat", "600"]).await else {
+        return;
+    };
+    eventually(Duration::from_secs(30), "B to listen", || async {
+        r.b_hears_notifications().await.then_some(())
+    })
+    .await;
+    let api_key = r
+        .on_a
+        .clone()
+        .create_integration_key(with_sid(
+            CreateIntegrationKeyRequest {
+                integration: "learner-activity".into(),
+                rate_limit: Some(latchkey::grpc::proto::v1::RateLimit {
+                    limit: 5,
+                    window: Some(prost_types::Duration {
+                        seconds: 3600,
+                        nanos: 0,
+                    }),
+                }),
+                ..Default::default()
+            },
+            &r.partner_key,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .api_key;
+    // Proven and cached on B, one token spent from the shared bucket.
+    assert_eq!(decision(&r.on_b, &api_key).await, Decision::Allowed);
+
+    r.proxy.silence_all.store(true, Ordering::SeqCst);
+    let mut decisions = Vec::new();
+    for _ in 0..6 {
+        decisions.push(decision(&r.on_b, &api_key).await);
+    }
+    // B's own bucket holds the whole limit: five, then refused.
+    assert_eq!(
+        decisions,
+        [[Decision::Allowed; 5].as_slice(), &[Decision::RateLimited]].concat()
+    );
+    r.proxy.silence_all.store(false, Ordering::SeqCst);
+    r.stop().await;
+}
