@@ -113,7 +113,7 @@ async fn seed_000_routes_create_list_get_delete_and_their_errors() {
         Method::POST,
         "/integrations/learner-activity/keys",
         &[sid, JSON],
-        r#"{"displayName": "seed job", "expireTime": "2999-01-01T00:00:00Z", "labels": {"team": "ops"}, "allowedNetworks": ["127.0.0.1"]}"#,
+        r#"{"displayName": "seed job", "expireTime": "2999-01-01T00:00:00Z", "labels": {"team": "ops"}, "allowedNetworks": ["127.0.0.1"], "rateLimit": {"limit": 1000, "window": "60s"}}"#,
     )
     .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
@@ -127,6 +127,10 @@ async fn seed_000_routes_create_list_get_delete_and_their_errors() {
     assert_eq!(body["key"]["state"], "INTEGRATION_KEY_STATE_ACTIVE");
     assert_eq!(body["key"]["labels"], json!({"team": "ops"}));
     assert_eq!(body["key"]["allowedNetworks"], json!(["127.0.0.1/32"]));
+    assert_eq!(
+        body["key"]["rateLimit"],
+        json!({"limit": 1000, "window": "60s"})
+    );
     assert_eq!(verify_decision(&app, &api_key).await, ALLOWED);
 
     // No body at all is a create with defaults; Bearer works as SID does.
@@ -239,6 +243,14 @@ async fn seed_000_routes_create_list_get_delete_and_their_errors() {
             "application/json",
         ),
         ("{}", "text/plain"),
+        (
+            r#"{"rateLimit": {"limit": 0, "window": "60s"}}"#,
+            "application/json",
+        ),
+        (
+            r#"{"rateLimit": {"limit": 5, "window": "soon"}}"#,
+            "application/json",
+        ),
     ] {
         let bad = send(
             &app,
