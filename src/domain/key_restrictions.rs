@@ -132,7 +132,7 @@ impl RateLimit {
             )));
         }
         if !(MIN_RATE_WINDOW..=MAX_RATE_WINDOW).contains(&window)
-            || window.subsec_nanos() % 1_000_000 != 0
+            || !window.subsec_nanos().is_multiple_of(1_000_000)
         {
             return Err(RateLimitProblem::Window(
                 "must be 1 second to 1 day, in whole milliseconds".into(),
