@@ -72,23 +72,14 @@ pub async fn follow_change_log(
             let newest = change_log::newest_id(&db).await?;
             Ok::<_, DbErr>((db, newest))
         };
-        let start = tokio::select! {
+        let started = tokio::select! {
             _ = stop.changed() => return,
-            started = tokio::time::timeout(heartbeat, start) => started,
+            started = within(heartbeat, "reading the key change log", start) => started,
         };
-        let (db, mut reader) = match start {
-            Ok(Ok((db, newest))) => (db, LogReader::starting_after(newest)),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot read the key change log; retrying");
-                listener_down("connect");
-                continue;
-            }
-            Err(_) => {
-                tracing::warn!(?heartbeat, "reading the key change log timed out; retrying");
-                listener_down("connect");
-                continue;
-            }
+        let Some((db, newest)) = started else {
+            continue;
         };
+        let mut reader = LogReader::starting_after(newest);
         tracing::info!("following the key change log of other replicas");
         metrics::gauge!("latchkey_key_change_listener_up").set(1.0);
         flowing(true);
@@ -167,21 +158,12 @@ pub async fn listen_key_changes(
             listener.listen(KEY_CHANGES).await?;
             Ok::<_, sea_orm::sqlx::Error>(listener)
         };
-        let mut listener = tokio::select! {
+        let connected = tokio::select! {
             _ = stop.changed() => return,
-            connected = tokio::time::timeout(heartbeat, connect) => match connected {
-                Ok(Ok(listener)) => listener,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot listen for key changes; retrying");
-                    listener_down("connect");
-                    continue;
-                }
-                Err(_) => {
-                    tracing::warn!(?heartbeat, "listening for key changes timed out; retrying");
-                    listener_down("connect");
-                    continue;
-                }
-            }
+            connected = within(heartbeat, "listening for key changes", connect) => connected,
+        };
+        let Some(mut listener) = connected else {
+            continue;
         };
         tracing::info!("listening for key changes from other replicas");
         metrics::gauge!("latchkey_key_change_listener_up").set(1.0);
@@ -227,6 +209,22 @@ pub async fn listen_key_changes(
         flowing(false);
         listener_down(reason);
     }
+}
+
+/// What `start` gives, if it succeeds within `heartbeat`; else logs why
+/// not (`what` names the attempt) and counts a failed connect.
+async fn within<T, E: std::fmt::Display>(
+    heartbeat: Duration,
+    what: &str,
+    start: impl std::future::Future<Output = Result<T, E>>,
+) -> Option<T> {
+    match tokio::time::timeout(heartbeat, start).await {
+        Ok(Ok(started)) => return Some(started),
+        Ok(Err(e)) => tracing::warn!(error = %e, "{what} failed; retrying"),
+        Err(_) => tracing::warn!(?heartbeat, "{what} timed out; retrying"),
+    }
+    listener_down("connect");
+    None
 }
 
 fn listener_down(reason: &'static str) {

@@ -363,6 +363,20 @@ impl TestApp {
     }
 
     /// Calls VerifyIntegrationKey (which needs no credential).
+    /// Deletes `key_id` of learner-activity through this server.
+    pub async fn delete_key(&self, key_id: &str) {
+        self.keys_client()
+            .await
+            .delete_integration_key(self.as_partner(
+                latchkey::grpc::proto::v1::DeleteIntegrationKeyRequest {
+                    integration: "learner-activity".into(),
+                    key_id: key_id.into(),
+                },
+            ))
+            .await
+            .expect("delete");
+    }
+
     pub async fn verify(
         &self,
         api_key: &str,

@@ -1,6 +1,5 @@
 //! The Rust SDK's guard layer, in front of a real second tonic server.
 
-use latchkey::grpc::proto::v1::DeleteIntegrationKeyRequest;
 use latchkey_client::{RequireIntegrationKeyLayer, VerifiedCaller};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -170,14 +169,7 @@ async fn the_guard_admits_granted_keys_and_rejects_the_rest() {
         assert_eq!(rejected.code(), Code::Unauthenticated, "{key:?}");
     }
     // A deleted key is rejected once the guard's short cache lapses.
-    app.keys_client()
-        .await
-        .delete_integration_key(app.as_partner(DeleteIntegrationKeyRequest {
-            integration: "learner-activity".into(),
-            key_id: granted_id,
-        }))
-        .await
-        .unwrap();
+    app.delete_key(&granted_id).await;
     crate::helpers::eventually(
         std::time::Duration::from_secs(15),
         "the guard to notice the delete",
@@ -195,6 +187,21 @@ async fn the_guard_admits_granted_keys_and_rejects_the_rest() {
 }
 
 const HEALTH_CHECK: &str = "grpc.health.v1.Health/Check";
+
+/// Polls (10 s at most) until the guarded server refuses `key`
+/// `UNAUTHENTICATED`.
+async fn until_refused_unauthenticated(client: &HealthClient<Channel>, key: &str, what: &str) {
+    crate::helpers::eventually(std::time::Duration::from_secs(10), what, || async {
+        let mut client = client.clone();
+        client
+            .check(call(Some(key)))
+            .await
+            .err()
+            .filter(|status| status.code() == Code::Unauthenticated)
+            .map(drop)
+    })
+    .await;
+}
 
 /// Makes `guard` start watching (its first call does), waits until its
 /// stream is up, and then has it cache an allowed verdict for `key`: a
@@ -242,28 +249,8 @@ async fn a_watching_guard_evicts_a_deleted_key_at_once() {
         .await
         .expect("Basic <key id>:<rest> is the same key");
 
-    app.keys_client()
-        .await
-        .delete_integration_key(app.as_partner(DeleteIntegrationKeyRequest {
-            integration: "learner-activity".into(),
-            key_id,
-        }))
-        .await
-        .unwrap();
-    crate::helpers::eventually(
-        std::time::Duration::from_secs(10),
-        "the guard to hear of the delete",
-        || async {
-            let mut client = client.clone();
-            client
-                .check(call(Some(&key)))
-                .await
-                .err()
-                .filter(|status| status.code() == Code::Unauthenticated)
-                .map(drop)
-        },
-    )
-    .await;
+    app.delete_key(&key_id).await;
+    until_refused_unauthenticated(&client, &key, "the guard to hear of the delete").await;
 }
 
 /// A watching guard with an hour-long cache whose connection to latchkey
@@ -292,14 +279,7 @@ async fn a_watching_guard_notices_a_stalled_stream_and_stops_trusting_its_cache(
     proxy
         .silence_all
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    app.keys_client()
-        .await
-        .delete_integration_key(app.as_partner(DeleteIntegrationKeyRequest {
-            integration: "learner-activity".into(),
-            key_id,
-        }))
-        .await
-        .unwrap();
+    app.delete_key(&key_id).await;
     // The delete's KEY_CHANGED cannot pass the proxy: only noticing the
     // silence makes the guard ask latchkey again (and, latchkey being
     // unreachable through the proxy, refuse UNAVAILABLE).
@@ -348,26 +328,11 @@ async fn a_key_deleted_on_one_replica_is_refused_by_a_guard_watching_another() {
     wait_until_watching(&guard, &mut client, &key).await;
 
     let deleted_at = std::time::Instant::now();
-    app.keys_client()
-        .await
-        .delete_integration_key(app.as_partner(DeleteIntegrationKeyRequest {
-            integration: "learner-activity".into(),
-            key_id,
-        }))
-        .await
-        .unwrap();
-    crate::helpers::eventually(
-        std::time::Duration::from_secs(10),
+    app.delete_key(&key_id).await;
+    until_refused_unauthenticated(
+        &client,
+        &key,
         "the guard on the other replica to hear of the delete",
-        || async {
-            let mut client = client.clone();
-            client
-                .check(call(Some(&key)))
-                .await
-                .err()
-                .filter(|status| status.code() == Code::Unauthenticated)
-                .map(drop)
-        },
     )
     .await;
     eprintln!(

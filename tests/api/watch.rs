@@ -212,7 +212,7 @@ async fn a_quiet_stream_sends_the_heartbeats_it_was_asked_for() {
     }
     // A change still comes as itself.
     let (key_id, _) = app.create_key("learner-activity", None).await;
-    delete(&app, &key_id).await;
+    app.delete_key(&key_id).await;
     let changed = loop {
         let event = next_change(&mut stream).await;
         if event.kind() != WatchEventKind::Heartbeat {
@@ -258,7 +258,7 @@ async fn three_hundred_watchers_all_hear_a_delete() {
         streams.push(stream);
     }
     let (key_id, _) = app.create_key("learner-activity", None).await;
-    delete(&app, &key_id).await;
+    app.delete_key(&key_id).await;
     let heard: Vec<_> = streams
         .into_iter()
         .map(|mut stream| tokio::spawn(async move { next_change(&mut stream).await }))
@@ -270,15 +270,4 @@ async fn three_hundred_watchers_all_hear_a_delete() {
             (WatchEventKind::KeyChanged, key_id.as_str())
         );
     }
-}
-
-async fn delete(app: &TestApp, key_id: &str) {
-    app.keys_client()
-        .await
-        .delete_integration_key(app.as_partner(DeleteIntegrationKeyRequest {
-            integration: "learner-activity".into(),
-            key_id: key_id.into(),
-        }))
-        .await
-        .expect("delete");
 }

@@ -59,9 +59,10 @@ def new_key(admin):
 def rate_limited_key(admin, limit=2, window_seconds=3600):
     """Creates a key of learner-activity allowed `limit` verifies per window:
     (key_id, api_key)."""
-    request = keys.CreateIntegrationKeyRequest(integration=INTEGRATION, rate_limit=keys.RateLimit(limit=limit))
-    request.rate_limit.window.FromSeconds(window_seconds)
-    created = admin.call(admin.integration_keys.CreateIntegrationKey, request)
+    rate_limit = keys.RateLimit(limit=limit)
+    rate_limit.window.FromSeconds(window_seconds)
+    created = admin.create_integration_key(INTEGRATION, rate_limit=rate_limit, labels={"team": "payments"})
+    assert created.key.rate_limit == rate_limit and created.key.labels["team"] == "payments"
     return created.key.key_id, created.api_key
 
 

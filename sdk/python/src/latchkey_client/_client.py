@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime
-from typing import Iterable, Mapping, Optional, Tuple, Union
+from typing import Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -85,10 +85,18 @@ class Client:
     # IntegrationKeysService
 
     def create_integration_key(self, integration: str, display_name: str = "",
-                               expire_time: Union[datetime.datetime, timestamp_pb2.Timestamp, None] = None
+                               expire_time: Union[datetime.datetime, timestamp_pb2.Timestamp, None] = None,
+                               *, labels: Optional[Mapping[str, str]] = None,
+                               allowed_networks: Sequence[str] = (),
+                               rate_limit: Optional[keys_pb2.RateLimit] = None,
                                ) -> keys_pb2.CreateIntegrationKeyResponse:
-        """The response's `api_key` is the full key, returned only here."""
-        request = keys_pb2.CreateIntegrationKeyRequest(integration=integration, display_name=display_name)
+        """The response's `api_key` is the full key, returned only here.
+        `labels`, `allowed_networks` and `rate_limit` restrict the key (see
+        IntegrationKey in the proto)."""
+        request = keys_pb2.CreateIntegrationKeyRequest(integration=integration, display_name=display_name,
+                                                       labels=dict(labels or {}),
+                                                       allowed_networks=list(allowed_networks),
+                                                       rate_limit=rate_limit)
         if isinstance(expire_time, datetime.datetime):
             request.expire_time.FromDatetime(expire_time)
         elif expire_time is not None:
