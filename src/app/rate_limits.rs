@@ -138,8 +138,15 @@ impl RateLimits {
             per_second: limit.per_second(),
         };
         let subject = format!("rl:{key_id}");
-        let lease =
-            store::budgets::take_up_to(&self.db, &subject, bucket, now_micros(), lease_size(limit));
+        // Boxed: a database future is large, and this path is taken once
+        // per lease, not per verify (see `Verifier::decide`).
+        let lease = Box::pin(store::budgets::take_up_to(
+            &self.db,
+            &subject,
+            bucket,
+            now_micros(),
+            lease_size(limit),
+        ));
         match tokio::time::timeout(LEASE_TIMEOUT, lease).await {
             Ok(Ok(taken)) if taken.granted > 0 => {
                 held.empty_until = None;

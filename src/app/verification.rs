@@ -317,15 +317,18 @@ impl Verifier {
         };
         let hit = self.cache.get(&key);
         self.metrics.looked_up(hit.is_some());
+        // The slow paths are boxed: their futures (database, argon2) are
+        // large, and unboxed they would make every cached verify's future
+        // as large, copied into place on each call.
         let cached = match hit {
             Some(cached) if self.is_fresh(&cached) => cached,
             // Proven before: re-read the state, no argon2 and no throttling
             // (an attack on this key id must not lock its holder out).
-            Some(_) => match self.reread(&key).await? {
+            Some(_) => match Box::pin(self.reread(&key)).await? {
                 Some(cached) => cached,
                 None => return Ok(Verdict::unproven(Decision::Invalid)),
             },
-            None => match self.prove_once(&key, caller).await? {
+            None => match Box::pin(self.prove_once(&key, caller)).await? {
                 Ok(cached) => cached,
                 Err(refusal) => return Ok(refusal.into()),
             },
