@@ -22,6 +22,17 @@ pub struct ServeProcess {
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
+/// A test that ends without stopping its server (or fails first) must not
+/// leave it running: it would outlive its database, and keep polling it.
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl ServeProcess {
     pub fn start(database_url: &str, catalog: &str) -> Self {
         Self::start_with(database_url, catalog, &[])
