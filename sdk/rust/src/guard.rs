@@ -189,9 +189,15 @@ impl RequireIntegrationKeyLayer {
     /// How often a watching guard asks latchkey for a heartbeat when
     /// nothing changes (1 s to 5 min; default 5 s). Three intervals without
     /// any message and the stream counts as stalled: the guard falls back
-    /// to the cache TTL and reconnects.
+    /// to the cache TTL and reconnects. `Duration::ZERO` asks for none and
+    /// turns stall detection off (for a latchkey that sends no heartbeats).
     pub fn with_heartbeat(self, interval: Duration) -> Self {
-        self.rebuild(|settings| settings.heartbeat = interval.clamp(MIN_HEARTBEAT, MAX_HEARTBEAT))
+        let interval = if interval.is_zero() {
+            interval
+        } else {
+            interval.clamp(MIN_HEARTBEAT, MAX_HEARTBEAT)
+        };
+        self.rebuild(|settings| settings.heartbeat = interval)
     }
 
     /// Whether this guard's change stream is up (it watches, and latchkey's
@@ -517,9 +523,7 @@ async fn follow_changes(guard: std::sync::Weak<Shared>) {
             watch.heartbeat,
         );
         drop(shared);
-        let mut request = Request::new(WatchKeyChangesRequest {
-            heartbeat_interval: prost_types::Duration::try_from(heartbeat).ok(),
-        });
+        let mut request = Request::new(watch_request(heartbeat));
         if let Some(key) = &partner_key
             && let Ok(mut value) = tonic::metadata::MetadataValue::try_from(key.as_str())
         {
@@ -528,7 +532,7 @@ async fn follow_changes(guard: std::sync::Weak<Shared>) {
         }
         // A call that cannot even start (a stalled connection) is bounded
         // like a silent stream.
-        let stalled_after = heartbeat * STALLED_AFTER_HEARTBEATS;
+        let stalled_after = stalled_after(heartbeat);
         let opened = tokio::time::timeout(
             stalled_after,
             IntegrationKeysServiceClient::new(channel).watch_key_changes(request),
@@ -544,6 +548,25 @@ async fn follow_changes(guard: std::sync::Weak<Shared>) {
             Err(_) => tracing::warn!("latchkey did not open the change stream in time; retrying"),
         }
         tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// The stream request: heartbeats every `heartbeat`, or none for zero.
+fn watch_request(heartbeat: Duration) -> WatchKeyChangesRequest {
+    WatchKeyChangesRequest {
+        heartbeat_interval: (!heartbeat.is_zero())
+            .then(|| prost_types::Duration::try_from(heartbeat).ok())
+            .flatten(),
+    }
+}
+
+/// How long a stream may stay silent before it counts as stalled: three
+/// heartbeats, or (no heartbeats asked for) practically forever.
+fn stalled_after(heartbeat: Duration) -> Duration {
+    if heartbeat.is_zero() {
+        Duration::from_secs(365 * 86_400)
+    } else {
+        heartbeat * STALLED_AFTER_HEARTBEATS
     }
 }
 
@@ -616,6 +639,23 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeats_can_be_turned_off_for_servers_without_them() {
+        assert_eq!(
+            watch_request(Duration::from_secs(5)).heartbeat_interval,
+            Some(prost_types::Duration {
+                seconds: 5,
+                nanos: 0
+            })
+        );
+        assert_eq!(
+            stalled_after(Duration::from_secs(5)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(watch_request(Duration::ZERO).heartbeat_interval, None);
+        assert!(stalled_after(Duration::ZERO) > Duration::from_secs(86_400));
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap_and_resets() {
