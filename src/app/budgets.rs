@@ -52,8 +52,7 @@ impl SharedBudgets {
             None => Ok(None),
             Some(tokens) => {
                 metrics::counter!("latchkey_shared_budget_refusals_total").increment(1);
-                let secs = (1.0 - tokens).max(0.0) / self.bucket.per_second;
-                Ok(Some(Duration::from_secs_f64(secs.clamp(0.001, 86_400.0))))
+                Ok(Some(self.bucket.until_one_token(tokens)))
             }
         }
     }

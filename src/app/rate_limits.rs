@@ -70,8 +70,8 @@ struct Held {
     /// The shared bucket was empty: refuse without asking until then.
     empty_until: Option<Instant>,
     /// This process's own bucket (SQLite, or the shared one unreachable):
-    /// tokens, and when they were counted.
-    own: Option<(f64, Instant)>,
+    /// tokens, and when (µs) they were counted.
+    own: Option<(f64, i64)>,
     /// The shared bucket could not be reached: use `own` until then.
     alone_until: Option<Instant>,
 }
@@ -133,10 +133,7 @@ impl RateLimits {
         if held.alone_until.is_some_and(|until| until > now) {
             return own_bucket(held, limit);
         }
-        let bucket = Bucket {
-            burst: f64::from(limit.limit),
-            per_second: limit.per_second(),
-        };
+        let bucket = bucket(limit);
         let subject = format!("rl:{key_id}");
         // Boxed: a database future is large, and this path is taken once
         // per lease, not per verify (see `Verifier::decide`).
@@ -156,7 +153,7 @@ impl RateLimits {
                 Ok(())
             }
             Ok(Ok(taken)) => {
-                let retry_after = until_one_token(taken.tokens_left, bucket.per_second);
+                let retry_after = bucket.until_one_token(taken.tokens_left);
                 held.empty_until = Some(now + retry_after);
                 Err(retry_after)
             }
@@ -178,26 +175,28 @@ impl RateLimits {
     }
 }
 
-/// Spends a token of this process's own bucket for the key.
+/// The token bucket of `limit`, as the shared store keeps it.
+fn bucket(limit: RateLimit) -> Bucket {
+    Bucket {
+        burst: f64::from(limit.limit),
+        per_second: limit.per_second(),
+    }
+}
+
+/// Spends a token of this process's own bucket for the key (the same
+/// bucket arithmetic as the shared one's).
 fn own_bucket(held: &mut Held, limit: RateLimit) -> Result<(), Duration> {
-    let now = Instant::now();
-    let per_second = limit.per_second();
-    let burst = f64::from(limit.limit);
-    let (tokens, then) = held.own.unwrap_or((burst, now));
-    let tokens = (tokens + now.duration_since(then).as_secs_f64() * per_second).min(burst);
+    let bucket = bucket(limit);
+    let now = now_micros();
+    let (tokens, then) = held.own.unwrap_or((bucket.burst, now));
+    let tokens = bucket.refilled(tokens, then, now);
     if tokens >= 1.0 {
         held.own = Some((tokens - 1.0, now));
         Ok(())
     } else {
         held.own = Some((tokens, now));
-        Err(until_one_token(tokens, per_second))
+        Err(bucket.until_one_token(tokens))
     }
-}
-
-/// How long a bucket holding `tokens` takes to hold one, at least 1 ms.
-fn until_one_token(tokens: f64, per_second: f64) -> Duration {
-    let secs = (1.0 - tokens).max(0.0) / per_second.max(1e-9);
-    Duration::from_secs_f64(secs.clamp(0.001, 86_400.0))
 }
 
 #[cfg(test)]

@@ -19,6 +19,13 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// How long the bucket, holding `tokens`, takes to hold one whole token
+    /// (at least 1 ms, at most a day): a refusal's `retry_after`.
+    pub fn until_one_token(&self, tokens: f64) -> std::time::Duration {
+        let secs = (1.0 - tokens).max(0.0) / self.per_second.max(1e-9);
+        std::time::Duration::from_secs_f64(secs.clamp(0.001, 86_400.0))
+    }
+
     /// `tokens` as of `then`, refilled up to `now` (both in µs).
     pub fn refilled(&self, tokens: f64, then: i64, now: i64) -> f64 {
         let elapsed = now.saturating_sub(then).max(0) as f64 / 1e6;
