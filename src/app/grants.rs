@@ -2,10 +2,7 @@
 //! verification and reloaded when a new catalog revision appears (applied by
 //! this process or any other), so grant changes reach warm keys too.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock},
-};
+use std::{collections::HashMap, sync::Arc};
 
 use sea_orm::{ConnectionTrait, DbErr};
 
@@ -41,15 +38,14 @@ pub struct Snapshot {
 /// The current grants snapshot.
 #[derive(Default)]
 pub struct GrantBook {
-    current: RwLock<Arc<Snapshot>>,
+    /// Swapped whole on reload; read without a lock or a reference count
+    /// by every verify.
+    current: arc_swap::ArcSwap<Snapshot>,
 }
 
 impl GrantBook {
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
     }
 
     /// Reloads from the database if the catalog revision changed (or always,
@@ -104,10 +100,10 @@ impl GrantBook {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Snapshot {
+        self.current.store(Arc::new(Snapshot {
             revision,
             by_integration_id,
-        });
+        }));
         Ok(Some(changed))
     }
 }

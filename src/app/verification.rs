@@ -161,7 +161,10 @@ impl CachedKey {
     /// recording: `last_use_time` is then at most a second early.
     fn first_use_this_second(&self, now: i64) -> bool {
         let second = now.div_euclid(1_000_000);
-        self.use_noted_second.fetch_max(second, Ordering::Relaxed) < second
+        // Read first: concurrent verifies of a hot key then share the line
+        // instead of each writing it.
+        self.use_noted_second.load(Ordering::Relaxed) < second
+            && self.use_noted_second.fetch_max(second, Ordering::Relaxed) < second
     }
 }
 
@@ -198,9 +201,11 @@ impl Default for VerifierSettings {
 pub struct Verifier {
     db: DatabaseConnection,
     state_ttl: Duration,
-    /// Cached states read before this are stale (set when cross-replica
-    /// notifications may have been missed).
-    stale_before: std::sync::RwLock<Instant>,
+    /// Cached states read before `epoch` + this many nanoseconds are stale
+    /// (set when cross-replica notifications may have been missed). An
+    /// atomic, not a lock: every cached verify reads it.
+    stale_before_nanos: std::sync::atomic::AtomicU64,
+    epoch: Instant,
     /// False while cross-replica notifications are known not to arrive (a
     /// broken or silent listener): then no cached state is trusted, and
     /// every verify re-reads its key (no argon2).
@@ -276,7 +281,8 @@ impl Verifier {
             rate_limits: RateLimits::new(db.clone()),
             db,
             state_ttl: settings.cache_ttl,
-            stale_before: std::sync::RwLock::new(Instant::now()),
+            stale_before_nanos: std::sync::atomic::AtomicU64::new(0),
+            epoch: Instant::now(),
             notifications_flowing: std::sync::atomic::AtomicBool::new(true),
             hasher,
             cache: Arc::new(VerifiedKeys::new(
@@ -335,24 +341,27 @@ impl Verifier {
         };
 
         let now = now_micros();
-        let grants = self.grants.snapshot();
-        let Some(integration) = grants.by_integration_id.get(&cached.integration_id) else {
-            // Integrations holding keys are never removed; treat the
-            // impossible as unknown rather than guess.
-            return Ok(Verdict::unproven(Decision::Invalid));
+        // The snapshot guard is dropped before any await below.
+        let (decision, integration) = {
+            let grants = self.grants.snapshot();
+            let Some(integration) = grants.by_integration_id.get(&cached.integration_id) else {
+                // Integrations holding keys are never removed; treat the
+                // impossible as unknown rather than guess.
+                return Ok(Verdict::unproven(Decision::Invalid));
+            };
+            let decision = if cached.disabled {
+                Decision::Disabled
+            } else if cached.expire_time.is_some_and(|t| t <= now) {
+                Decision::Expired
+            } else if !key_restrictions::caller_allowed(&cached.allowed_networks, caller) {
+                Decision::CallerNotAllowed
+            } else if integration.allows(endpoint) {
+                Decision::Allowed
+            } else {
+                Decision::EndpointNotGranted
+            };
+            (decision, integration.name.clone())
         };
-        let decision = if cached.disabled {
-            Decision::Disabled
-        } else if cached.expire_time.is_some_and(|t| t <= now) {
-            Decision::Expired
-        } else if !key_restrictions::caller_allowed(&cached.allowed_networks, caller) {
-            Decision::CallerNotAllowed
-        } else if integration.allows(endpoint) {
-            Decision::Allowed
-        } else {
-            Decision::EndpointNotGranted
-        };
-        let integration = integration.name.clone();
         // Only what would be allowed counts against the key's rate limit.
         let mut retry_after = None;
         let decision = match (decision, cached.rate_limit) {
@@ -467,7 +476,8 @@ impl Verifier {
         {
             return false;
         }
-        let stale_before = *self.stale_before.read().unwrap_or_else(|e| e.into_inner());
+        let stale_before =
+            self.epoch + Duration::from_nanos(self.stale_before_nanos.load(Ordering::SeqCst));
         cached.checked_at.elapsed() < self.state_ttl && cached.checked_at >= stale_before
     }
 
@@ -529,7 +539,9 @@ impl Verifier {
     /// Treats every cached state as stale: the next verify of each key
     /// re-reads it (no argon2).
     pub fn mark_all_stale(&self) {
-        *self.stale_before.write().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        let since_epoch = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stale_before_nanos
+            .fetch_max(since_epoch, Ordering::SeqCst);
     }
 }
 

@@ -90,7 +90,7 @@ impl ApiKey {
         let (body, sum) = full.split_at(KEY_LEN - CHECKSUM_LEN);
         // Constant-time like every comparison of a digest, though a CRC of
         // the caller's own input reveals nothing they do not know.
-        if !bool::from(checksum(body.as_bytes()).as_bytes().ct_eq(sum.as_bytes())) {
+        if !bool::from(checksum_digits(body.as_bytes()).ct_eq(sum.as_bytes())) {
             return Err(Malformed::Checksum);
         }
         Ok(Self { full })
@@ -99,6 +99,12 @@ impl ApiKey {
     /// The public key id, e.g. `lki_3kTMd9xPq0aZ7bWc`.
     pub fn key_id(&self) -> &str {
         &self.full[..KEY_ID_LEN]
+    }
+
+    /// The secret part alone (between the key id and the checksum): what a
+    /// cache keyed by key id needs to tell the right key from a forgery.
+    pub fn secret(&self) -> &str {
+        &self.full[KEY_ID_LEN + 1..KEY_LEN - CHECKSUM_LEN]
     }
 
     /// The whole key in the clear. Only for hashing, and for the one response
@@ -132,13 +138,19 @@ pub fn is_key_id(kind: KeyKind, s: &str) -> bool {
 /// CRC32 (IEEE) of `body`, in base62, most significant digit first, padded to
 /// six characters with `0`.
 pub fn checksum(body: &[u8]) -> String {
+    checksum_digits(body).iter().map(|&b| b as char).collect()
+}
+
+/// `checksum` as its ASCII digits, without allocating (every verify
+/// parses a key).
+fn checksum_digits(body: &[u8]) -> [u8; CHECKSUM_LEN] {
     let mut n = crc32fast::hash(body);
     let mut digits = [b'0'; CHECKSUM_LEN];
     for slot in digits.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    digits.iter().map(|&b| b as char).collect()
+    digits
 }
 
 /// Appends `count` uniformly random base62 characters. Bytes of 248 and above

@@ -480,26 +480,30 @@ fn verdict_to_proto(verdict: Verdict) -> pb::VerifyIntegrationKeyResponse {
         Decision::RateLimited => pb::Decision::RateLimited,
         Decision::CallerNotAllowed => pb::Decision::CallerNotAllowed,
     };
-    let key = verdict.key;
     // Labels and the rate limit only with ALLOWED (API.md).
-    let (labels, rate_limit) = match (&key, verdict.decision) {
-        (Some(k), Decision::Allowed) => (
-            k.labels
-                .iter()
-                .map(|(n, v)| (n.clone(), v.clone()))
-                .collect(),
-            k.rate_limit.map(rate_limit_to_proto),
+    let allowed = verdict.decision == Decision::Allowed;
+    let (integration, key_id, expire_time, labels, rate_limit) = match verdict.key {
+        Some(k) => (
+            k.integration,
+            k.key_id,
+            k.expire_time.map(to_timestamp),
+            if allowed {
+                k.labels
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.clone()))
+                    .collect()
+            } else {
+                Default::default()
+            },
+            k.rate_limit.filter(|_| allowed).map(rate_limit_to_proto),
         ),
-        _ => Default::default(),
+        None => Default::default(),
     };
     pb::VerifyIntegrationKeyResponse {
         decision: decision.into(),
-        integration: key
-            .as_ref()
-            .map(|k| k.integration.clone())
-            .unwrap_or_default(),
-        key_id: key.as_ref().map(|k| k.key_id.clone()).unwrap_or_default(),
-        expire_time: key.and_then(|k| k.expire_time).map(to_timestamp),
+        integration,
+        key_id,
+        expire_time,
         retry_after: verdict.retry_after.and_then(to_duration),
         labels,
         rate_limit,

@@ -1,7 +1,7 @@
 //! The cache of keys whose secret has already been proven with argon2.
 //!
 //! Entries are found by key id, which makes eviction on delete/disable a
-//! single remove, and hold an HMAC-SHA256 of the whole verified key under a
+//! single remove, and hold an HMAC-SHA256 of the verified secret under a
 //! per-process random key. A hit needs the presented key's HMAC to match in
 //! constant time, so the cache holds nothing that could be replayed or
 //! brute-forced if memory were dumped, and a wrong secret for a cached key id
@@ -12,7 +12,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -24,12 +24,27 @@ use crate::domain::ApiKey;
 
 type Digest = [u8; 32];
 
+/// One verified credential: the HMAC of its secret, what is remembered
+/// about it, and when it was last used.
+struct Entry<V> {
+    digest: Digest,
+    value: V,
+    /// Whole seconds since the cache's `epoch` of the latest hit (or the
+    /// insert): an entry unused for `idle` is no longer a hit.
+    used_second: AtomicU64,
+}
+
 /// Verified keys of one kind, with a value `V` remembered for each.
 pub struct VerifiedKeys<V> {
     /// HMAC-SHA256 already keyed with a per-process random key: each use
     /// clones it, which skips hashing the key's two pads again per call.
     keyed_mac: Hmac<Sha256>,
-    entries: moka::sync::Cache<String, Arc<(Digest, V)>>,
+    /// By credential id. A hit is a shard read lock and a hash lookup (the
+    /// hot path of every cached verify); capacity is bounded by CLOCK-Pro
+    /// eviction, idleness checked on use (`idle_seconds`).
+    entries: quick_cache::sync::Cache<String, Arc<Entry<V>>>,
+    epoch: Instant,
+    idle_seconds: u64,
     /// Bumped by every eviction; see `insert_unless_evicted`.
     evictions: AtomicU64,
     /// One lock per exact secret being proven; see `lock_proof`. Bounded:
@@ -48,10 +63,9 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         Ok(Self {
             keyed_mac,
-            entries: moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .time_to_idle(idle)
-                .build(),
+            entries: quick_cache::sync::Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
+            epoch: Instant::now(),
+            idle_seconds: idle.as_secs().max(1),
             evictions: AtomicU64::new(0),
             proving: moka::sync::Cache::builder()
                 .max_capacity(capacity.min(100_000))
@@ -73,14 +87,17 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
             .await
     }
 
-    /// The value remembered for `key`, if this exact key was verified.
+    /// The value remembered for `key`, if this exact key was verified. The
+    /// HMAC covers the secret part only: the entry is found by the key id,
+    /// and the checksum follows from both (a 43-byte secret fits one SHA-256
+    /// block, the whole 70-byte key needs two).
     pub fn get(&self, key: &ApiKey) -> Option<V> {
-        self.get_secret(key.key_id(), key.expose_secret())
+        self.get_secret(key.key_id(), key.secret())
     }
 
     /// Remembers that `key` was verified.
     pub fn insert(&self, key: &ApiKey, value: V) {
-        self.insert_secret(key.key_id(), key.expose_secret(), value);
+        self.insert_secret(key.key_id(), key.secret(), value);
     }
 
     /// The value remembered for the credential `id` with this `secret`, if
@@ -88,21 +105,44 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
     /// format, such as client users' API keys).
     pub fn get_secret(&self, id: &str, secret: &str) -> Option<V> {
         let entry = self.entries.get(id)?;
-        let digest = self.digest(secret);
-        bool::from(entry.0.ct_eq(&digest)).then(|| entry.1.clone())
+        if !digests_equal(&entry.digest, &self.digest(secret)) {
+            return None;
+        }
+        let now = self.second();
+        let used = entry.used_second.load(Ordering::Relaxed);
+        if now.saturating_sub(used) >= self.idle_seconds {
+            // Idle too long: forget it (unless it was replaced meanwhile).
+            self.entries
+                .remove_if(id, |current| Arc::ptr_eq(current, &entry));
+            return None;
+        }
+        // Written at most once a second: concurrent hits on one hot key
+        // then only read the shared line.
+        if used < now {
+            entry.used_second.fetch_max(now, Ordering::Relaxed);
+        }
+        Some(entry.value.clone())
     }
 
     /// Remembers that `secret` was verified for the credential `id`.
     pub fn insert_secret(&self, id: &str, secret: &str, value: V) {
-        let digest = self.digest(secret);
-        self.entries
-            .insert(id.to_owned(), Arc::new((digest, value)));
+        let entry = Entry {
+            digest: self.digest(secret),
+            value,
+            used_second: AtomicU64::new(self.second()),
+        };
+        self.entries.insert(id.to_owned(), Arc::new(entry));
     }
 
     /// Forgets the key with this id, if cached.
     pub fn evict(&self, key_id: &str) {
         self.evictions.fetch_add(1, Ordering::SeqCst);
-        self.entries.invalidate(key_id);
+        self.entries.remove(key_id);
+    }
+
+    /// Whole seconds since this cache was made.
+    fn second(&self) -> u64 {
+        self.epoch.elapsed().as_secs()
     }
 
     /// A counter of evictions, to be read before loading what will be
@@ -120,7 +160,7 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
             self.insert(key, value);
             if self.generation() != generation {
                 // An eviction raced with the insert: undo, to be safe.
-                self.entries.invalidate(key.key_id());
+                self.entries.remove(key.key_id());
             }
         }
     }
@@ -137,6 +177,24 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
         }
         mac.finalize().into_bytes().into()
     }
+}
+
+/// Whether two digests are equal, in constant time: the XOR of each 8-byte
+/// word folded into one, compared once (a byte-wise `ct_eq` would put an
+/// optimisation barrier on each of the 32 bytes of every cached verify).
+fn digests_equal(a: &Digest, b: &Digest) -> bool {
+    let words = |d: &Digest| {
+        let mut words = [0u64; 4];
+        for (word, bytes) in words.iter_mut().zip(d.chunks_exact(8)) {
+            let mut buf = [0u8; 8];
+            buf.copy_from_slice(bytes);
+            *word = u64::from_ne_bytes(buf);
+        }
+        words
+    };
+    let (a, b) = (words(a), words(b));
+    let difference = a.iter().zip(&b).fold(0u64, |acc, (x, y)| acc | (x ^ y));
+    bool::from(difference.ct_eq(&0))
 }
 
 #[cfg(test)]
@@ -160,5 +218,36 @@ mod tests {
 
         cache.evict(key.key_id());
         assert_eq!(cache.get(&key), None);
+    }
+
+    #[test]
+    fn digests_differing_in_any_byte_are_not_equal() {
+        let a = [7u8; 32];
+        assert!(digests_equal(&a, &a));
+        for i in 0..32 {
+            let mut b = a;
+            b[i] ^= 1 << (i % 8);
+            assert!(!digests_equal(&a, &b), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn an_entry_idle_too_long_is_no_longer_a_hit() {
+        let mut cache = VerifiedKeys::new(16, Duration::from_secs(5)).unwrap();
+        // A cache made 10 s ago, without waiting for it.
+        cache.epoch = Instant::now().checked_sub(Duration::from_secs(10)).unwrap();
+        let key = ApiKey::generate(KeyKind::Partner).unwrap();
+        cache.insert(&key, 1u8);
+        let entry = cache.entries.get(key.key_id()).unwrap();
+        entry.used_second.store(6, Ordering::Relaxed);
+        assert_eq!(cache.get(&key), Some(1), "used 4 s ago");
+        assert_eq!(
+            entry.used_second.load(Ordering::Relaxed),
+            10,
+            "a hit is a use"
+        );
+        entry.used_second.store(5, Ordering::Relaxed);
+        assert_eq!(cache.get(&key), None, "used 5 s ago");
+        assert!(cache.entries.get(key.key_id()).is_none(), "and forgotten");
     }
 }
