@@ -2,7 +2,7 @@
 //! verification and reloaded when a new catalog revision appears (applied by
 //! this process or any other), so grant changes reach warm keys too.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc};
 
 use sea_orm::{ConnectionTrait, DbErr};
 
@@ -32,7 +32,7 @@ impl IntegrationGrants {
 pub struct Snapshot {
     /// The catalog revision this snapshot reflects (0: none applied).
     pub revision: i64,
-    pub by_integration_id: HashMap<i64, IntegrationGrants>,
+    pub by_integration_id: BTreeMap<i64, IntegrationGrants>,
 }
 
 /// The current grants snapshot.
@@ -69,7 +69,7 @@ impl GrantBook {
         if !force && revision == before.revision {
             return Ok(None);
         }
-        let by_integration_id: HashMap<i64, IntegrationGrants> = store::integrations::all(db)
+        let by_integration_id: BTreeMap<i64, IntegrationGrants> = store::integrations::all(db)
             .await?
             .into_iter()
             .map(|i| {
@@ -82,7 +82,7 @@ impl GrantBook {
                 )
             })
             .collect();
-        let grants_of = |snapshot: &HashMap<i64, IntegrationGrants>| {
+        let grants_of = |snapshot: &BTreeMap<i64, IntegrationGrants>| {
             snapshot
                 .values()
                 .map(|i| (i.name.clone(), i.endpoints.clone()))

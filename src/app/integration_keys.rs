@@ -305,7 +305,8 @@ pub async fn verify(
     let caller = callers::end_caller(peer, caller_address, &app.policy.trusted_peers)?;
     let verdict = app.verifier.verify(api_key, endpoint, caller).await?;
     if verdict.decision == Decision::RateLimited {
-        app.hold_back_rate_limited().await;
+        // Boxed: the timer would otherwise be part of every verify's future.
+        Box::pin(app.hold_back_rate_limited()).await;
     }
     Ok(verdict)
 }

@@ -366,7 +366,8 @@ impl Verifier {
         let mut retry_after = None;
         let decision = match (decision, cached.rate_limit) {
             (Decision::Allowed, Some(limit)) => {
-                match self.rate_limits.admit(key.key_id(), limit).await {
+                // Boxed, like the slow paths: most keys have no limit.
+                match Box::pin(self.rate_limits.admit(key.key_id(), limit)).await {
                     Ok(()) => Decision::Allowed,
                     Err(wait) => {
                         retry_after = Some(wait);
