@@ -65,24 +65,32 @@ pub async fn service_diagnostics(
 fn replica_notifications(app: &App) -> Diagnostic {
     let verifier = &app.verifier;
     let name = "replica_notifications";
-    if app.db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
-        return pass(
-            name,
-            format!(
-                "not on this backend: changes made by other replicas are seen within the \
-                 verify cache TTL ({} s)",
-                verifier.state_ttl().as_secs()
-            ),
-        );
-    }
+    let (how, down) = match app.db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => (
+            "listening, with heartbeats",
+            "the listener is down or silent",
+        ),
+        sea_orm::DatabaseBackend::MySql => (
+            "following the key change log, each poll bounded by the heartbeat",
+            "the key change log follower is down or its connection silent",
+        ),
+        _ => {
+            return pass(
+                name,
+                format!(
+                    "not on this backend: changes made by other processes are seen within \
+                     the verify cache TTL ({} s)",
+                    verifier.state_ttl().as_secs()
+                ),
+            );
+        }
+    };
     if verifier.notifications_flowing() {
-        pass(name, "listening, with heartbeats".into())
+        pass(name, how.into())
     } else {
         fail(
             name,
-            "the listener is down or silent: cached key states are re-read on every verify \
-             until it is back"
-                .into(),
+            format!("{down}: cached key states are re-read on every verify until it is back"),
         )
     }
 }

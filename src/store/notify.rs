@@ -111,8 +111,19 @@ pub async fn follow_change_log(
             }
             if pruned.elapsed() > Duration::from_secs(60) {
                 pruned = tokio::time::Instant::now();
-                if let Err(e) = change_log::prune(&db).await {
-                    tracing::warn!(error = %e, "cannot prune the key change log");
+                // Bounded like the poll: a connection gone silent during the
+                // prune must not leave the follower waiting (and the cache
+                // trusted) with no one listening.
+                match tokio::time::timeout(heartbeat, change_log::prune(&db)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune the key change log"),
+                    Err(_) => {
+                        tracing::warn!(
+                            ?heartbeat,
+                            "the key change log did not answer a prune; restarting"
+                        );
+                        break "silent";
+                    }
                 }
             }
         };

@@ -1,6 +1,7 @@
-//! Faults injected from outside, between a real replica and PostgreSQL: a
-//! TCP proxy that silences the replica's LISTEN connection without closing
-//! it, or holds back the database's answer to a COMMIT. Two real server
+//! Faults injected from outside, between a real replica and its database: a
+//! TCP proxy that silences the replica's LISTEN connection (PostgreSQL) or
+//! change-log follower (MySQL/MariaDB) without closing it, or holds back
+//! PostgreSQL's answer to a COMMIT. Two real server
 //! processes on one database; one-hour cache TTLs, so only the mechanisms
 //! under test can explain a quick refusal.
 
@@ -89,7 +90,9 @@ impl FaultProxy {
                         Ok(n) => n,
                     };
                     let chunk = &buf[..n];
-                    if contains(chunk, b"LISTEN") {
+                    // PostgreSQL's LISTEN connection, or the MySQL/MariaDB
+                    // change-log follower's (only it reads the log).
+                    if contains(chunk, b"LISTEN") || contains(chunk, b"FROM key_change_log") {
                         is_listener.store(true, Ordering::SeqCst);
                     }
                     if contains(chunk, b"COMMIT") {
@@ -158,13 +161,18 @@ struct Replicas {
     proxy: FaultProxy,
 }
 
-/// `None` when the tests do not run on PostgreSQL (the only backend with
-/// replica notifications; .ci/run's PostgreSQL pass runs these).
+/// `None` when the tests do not run on PostgreSQL (.ci/run's PostgreSQL pass
+/// runs these).
 async fn replicas(proxy_a: bool, extra: &[&str]) -> Option<Replicas> {
+    replicas_on(&["postgres"], proxy_a, extra).await
+}
+
+/// `replicas` on any of `backends` (URL schemes); `None` on the others.
+async fn replicas_on(backends: &[&str], proxy_a: bool, extra: &[&str]) -> Option<Replicas> {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::create(dir.path()).await;
-    if !db.url.starts_with("postgres") {
-        eprintln!("not applicable: needs PostgreSQL");
+    if !backends.iter().any(|scheme| db.url.starts_with(scheme)) {
+        eprintln!("not applicable: needs one of {backends:?}");
         return None;
     }
     let catalog = dir.path().join("catalog.toml");
@@ -261,7 +269,9 @@ impl Replicas {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_listener_is_noticed_within_the_heartbeat_and_deletes_are_refused() {
-    let Some(r) = replicas(false, &["--notify-heartbeat", "2"]).await else {
+    // PostgreSQL's LISTEN connection, or MySQL/MariaDB's change-log follower.
+    let Some(r) = replicas_on(&["postgres", "mysql"], false, &["--notify-heartbeat", "2"]).await
+    else {
         return;
     };
     eventually(Duration::from_secs(30), "B to listen", || async {
