@@ -48,6 +48,9 @@ use report::{Ratios, Report, ScenarioResult, render_table};
 /// Warm keys shared by the cached scenarios (and real keys of the rejection
 /// scenarios).
 const WARM_KEYS: usize = 8;
+/// Rounds of `health` and `verify-cached` taken in turn (see
+/// `alternating_rounds`).
+const ALTERNATING_ROUNDS: usize = 6;
 /// Key ids the open-loop flood aims at.
 const FLOOD_KEYS: usize = 4;
 
@@ -109,6 +112,7 @@ async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let mut scenarios = vec![bench.health().await];
     let warm = bench.warm_keys().await?;
     scenarios.push(bench.verify_cached(&warm).await);
+    let alternating = bench.alternating_rounds(&warm).await;
     let (create, fresh, fresh_for_flood) = bench.create().await;
     scenarios.push(create);
     scenarios.push(bench.argon2_in_process().await?);
@@ -120,12 +124,14 @@ async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let server_rss_peak_mib = bench.probe.peak_rss();
     scenarios.extend(bench.rejection_costs().await?);
     scenarios.extend(scale_scenarios(&options).await?);
-    Ok(Report::of(
+    let mut report = Report::of(
         scenarios,
         &options,
         server_rss_peak_under_attack_mib,
         server_rss_peak_mib,
-    ))
+    );
+    report.ratios.set_alternating(alternating);
+    Ok(report)
 }
 
 /// The scale scenarios, on a server they start (none against `--addr`).
@@ -218,6 +224,48 @@ impl Bench {
     /// `health`: the empty-RPC baseline.
     async fn health(&self) -> ScenarioResult {
         self.measured("health", calls::health(&self.target)).await
+    }
+
+    /// `health` and `verify-cached` again, in short rounds that alternate
+    /// which goes first; returns each clean round's verify / health ratio.
+    /// Two 10-s scenarios a minute apart measure the machine's drift as
+    /// much as the server; the median of adjacent pairs much less so.
+    async fn alternating_rounds(&self, warm: &Arc<Vec<String>>) -> Vec<f64> {
+        let round = (self.duration / ALTERNATING_ROUNDS as u32).max(Duration::from_millis(500));
+        eprintln!("bench: health and verify-cached in {ALTERNATING_ROUNDS} alternating rounds");
+        let mut ratios = Vec::with_capacity(ALTERNATING_ROUNDS);
+        for i in 0..ALTERNATING_ROUNDS {
+            let health = || {
+                scenario(
+                    "health",
+                    self.concurrency,
+                    round,
+                    calls::health(&self.target),
+                )
+            };
+            let verify = || {
+                let call = calls::verify_cached(&self.target, warm);
+                scenario("verify-cached", self.concurrency, round, call)
+            };
+            let (health, verify) = if i % 2 == 0 {
+                let h = health().await;
+                (h, verify().await)
+            } else {
+                let v = verify().await;
+                (health().await, v)
+            };
+            if health.calls_per_sec > 0.0 && health.errors == 0 && verify.errors == 0 {
+                let ratio = verify.calls_per_sec / health.calls_per_sec;
+                eprintln!(
+                    "bench: round {}: health {:.1}/s, verify-cached {:.1}/s, ratio {ratio:.2}",
+                    i + 1,
+                    health.calls_per_sec,
+                    verify.calls_per_sec
+                );
+                ratios.push(ratio);
+            }
+        }
+        ratios
     }
 
     /// Keys proven once, so that verifying them again is a cache hit.

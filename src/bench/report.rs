@@ -38,6 +38,11 @@ pub struct Report {
 #[derive(Debug, Serialize)]
 pub struct Ratios {
     pub verify_cached_over_health: f64,
+    /// The median of `verify_cached_over_health` over short alternating
+    /// rounds of the two on the same server (0 when none ran cleanly).
+    pub verify_cached_over_health_alternating: f64,
+    /// How many alternating rounds that median is of.
+    pub alternating_rounds: usize,
     pub create_over_argon2: f64,
     pub under_attack_over_verify_cached: f64,
     /// How much faster an unknown key id is rejected than a wrong secret
@@ -55,6 +60,17 @@ pub struct Ratios {
 }
 
 impl Ratios {
+    /// Records the ratios of alternating verify-cached / health rounds.
+    pub fn set_alternating(&mut self, mut ratios: Vec<f64>) {
+        ratios.sort_by(f64::total_cmp);
+        self.alternating_rounds = ratios.len();
+        self.verify_cached_over_health_alternating = match ratios.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => ratios[n / 2],
+            n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
+        };
+    }
+
     /// The ratios between the calls/s of `scenarios` (0 when a divisor is
     /// missing or did nothing).
     pub fn of(scenarios: &[ScenarioResult]) -> Self {
@@ -73,6 +89,8 @@ impl Ratios {
         };
         Ratios {
             verify_cached_over_health: ratio("verify-cached", "health"),
+            verify_cached_over_health_alternating: 0.0,
+            alternating_rounds: 0,
             create_over_argon2: ratio("create", "argon2"),
             under_attack_over_verify_cached: ratio("verify-cached-under-attack", "verify-cached"),
             unknown_over_wrong_secret: ratio("verify-unknown", "verify-wrong-secret"),
@@ -126,6 +144,12 @@ pub fn render_table(report: &Report) -> String {
         r.create_under_flood_over_create,
         r.unknown_over_wrong_secret,
     ));
+    if r.alternating_rounds > 0 {
+        out.push_str(&format!(
+            "verify-cached / health, alternating:     {:.2} (median of {} short rounds, each pair on the same server)\n",
+            r.verify_cached_over_health_alternating, r.alternating_rounds
+        ));
+    }
     if r.list_deep_over_first > 0.0 {
         out.push_str(&format!(
             "list: last page / first page:            {:.2} (target >= 0.83, i.e. at most 1.2x the cost)\n",
@@ -149,4 +173,36 @@ pub fn render_table(report: &Report) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ratios;
+
+    fn ratios() -> Ratios {
+        Ratios::of(&[])
+    }
+
+    #[test]
+    fn the_alternating_ratio_is_the_median_of_the_clean_rounds() {
+        let mut r = ratios();
+        r.set_alternating(vec![0.9, 0.7, 1.0]);
+        assert_eq!(
+            (
+                r.alternating_rounds,
+                r.verify_cached_over_health_alternating
+            ),
+            (3, 0.9)
+        );
+        r.set_alternating(vec![0.8, 1.0, 0.7, 0.9]);
+        assert!((r.verify_cached_over_health_alternating - 0.85).abs() < 1e-9);
+        r.set_alternating(vec![]);
+        assert_eq!(
+            (
+                r.alternating_rounds,
+                r.verify_cached_over_health_alternating
+            ),
+            (0, 0.0)
+        );
+    }
 }
