@@ -44,6 +44,8 @@ pub struct GrantBook {
 }
 
 impl GrantBook {
+    /// The current snapshot, as a guard for a short synchronous read (the
+    /// verify hot path); not to be held across an await.
     pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
         self.current.load()
     }
@@ -65,7 +67,8 @@ impl GrantBook {
         let revision = store::catalog::latest_revision(db)
             .await?
             .map_or(0, |r| r.id);
-        let before = self.snapshot();
+        // A reference of its own: the database is read while it is held.
+        let before = self.current.load_full();
         if !force && revision == before.revision {
             return Ok(None);
         }

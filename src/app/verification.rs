@@ -8,10 +8,7 @@
 use std::{
     collections::BTreeMap,
     net::IpAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -27,7 +24,7 @@ use crate::{
     domain::{ApiKey, KeyKind},
     domain::{
         key_restrictions::{self, RateLimit},
-        time::now_micros,
+        time::{LatestSecond, now_micros},
     },
     error::Error,
     security::{
@@ -137,7 +134,7 @@ struct CachedKey {
     rate_limit: Option<RateLimit>,
     /// The latest second in which a use was handed to the usage recorder:
     /// a hot key takes the recorder's lock once a second, not once a call.
-    use_noted_second: AtomicI64,
+    use_noted_second: LatestSecond,
 }
 
 impl CachedKey {
@@ -153,18 +150,15 @@ impl CachedKey {
             )
             .into(),
             rate_limit: RateLimit::from_columns(row.rate_limit, row.rate_window_ms),
-            use_noted_second: AtomicI64::default(),
+            use_noted_second: LatestSecond::default(),
         })
     }
 
     /// Whether a use at `now` (µs) is the first in its second, and so worth
     /// recording: `last_use_time` is then at most a second early.
     fn first_use_this_second(&self, now: i64) -> bool {
-        let second = now.div_euclid(1_000_000);
-        // Read first: concurrent verifies of a hot key then share the line
-        // instead of each writing it.
-        self.use_noted_second.load(Ordering::Relaxed) < second
-            && self.use_noted_second.fetch_max(second, Ordering::Relaxed) < second
+        let second = u64::try_from(now.div_euclid(1_000_000)).unwrap_or(0);
+        self.use_noted_second.advance_to(second)
     }
 }
 
@@ -568,7 +562,7 @@ mod tests {
             labels: Arc::default(),
             allowed_networks: Box::new([]),
             rate_limit: None,
-            use_noted_second: AtomicI64::default(),
+            use_noted_second: LatestSecond::default(),
         });
         assert!(cached.first_use_this_second(5_000_000));
         assert!(!cached.first_use_this_second(5_999_999));

@@ -101,7 +101,7 @@ impl ApiKey {
 
     /// The secret part alone (between the key id and the checksum): what a
     /// cache keyed by key id needs to tell the right key from a forgery.
-    pub fn secret(&self) -> &str {
+    pub fn expose_secret_part(&self) -> &str {
         &self.full[KEY_ID_LEN + 1..KEY_LEN - CHECKSUM_LEN]
     }
 

@@ -20,7 +20,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::domain::ApiKey;
+use crate::domain::{ApiKey, time::LatestSecond};
 
 type Digest = [u8; 32];
 
@@ -31,7 +31,7 @@ struct Entry<V> {
     value: V,
     /// Whole seconds since the cache's `epoch` of the latest hit (or the
     /// insert): an entry unused for `idle` is no longer a hit.
-    used_second: AtomicU64,
+    used_second: LatestSecond,
 }
 
 /// Verified keys of one kind, with a value `V` remembered for each.
@@ -92,12 +92,12 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
     /// and the checksum follows from both (a 43-byte secret fits one SHA-256
     /// block, the whole 70-byte key needs two).
     pub fn get(&self, key: &ApiKey) -> Option<V> {
-        self.get_secret(key.key_id(), key.secret())
+        self.get_secret(key.key_id(), key.expose_secret_part())
     }
 
     /// Remembers that `key` was verified.
     pub fn insert(&self, key: &ApiKey, value: V) {
-        self.insert_secret(key.key_id(), key.secret(), value);
+        self.insert_secret(key.key_id(), key.expose_secret_part(), value);
     }
 
     /// The value remembered for the credential `id` with this `secret`, if
@@ -109,18 +109,13 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
             return None;
         }
         let now = self.second();
-        let used = entry.used_second.load(Ordering::Relaxed);
-        if now.saturating_sub(used) >= self.idle_seconds {
+        if now.saturating_sub(entry.used_second.get()) >= self.idle_seconds {
             // Idle too long: forget it (unless it was replaced meanwhile).
             self.entries
                 .remove_if(id, |current| Arc::ptr_eq(current, &entry));
             return None;
         }
-        // Written at most once a second: concurrent hits on one hot key
-        // then only read the shared line.
-        if used < now {
-            entry.used_second.fetch_max(now, Ordering::Relaxed);
-        }
+        entry.used_second.advance_to(now);
         Some(entry.value.clone())
     }
 
@@ -129,7 +124,7 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
         let entry = Entry {
             digest: self.digest(secret),
             value,
-            used_second: AtomicU64::new(self.second()),
+            used_second: LatestSecond::new(self.second()),
         };
         self.entries.insert(id.to_owned(), Arc::new(entry));
     }
@@ -183,17 +178,10 @@ impl<V: Clone + Send + Sync + 'static> VerifiedKeys<V> {
 /// word folded into one, compared once (a byte-wise `ct_eq` would put an
 /// optimisation barrier on each of the 32 bytes of every cached verify).
 fn digests_equal(a: &Digest, b: &Digest) -> bool {
-    let words = |d: &Digest| {
-        let mut words = [0u64; 4];
-        for (word, bytes) in words.iter_mut().zip(d.chunks_exact(8)) {
-            let mut buf = [0u8; 8];
-            buf.copy_from_slice(bytes);
-            *word = u64::from_ne_bytes(buf);
-        }
-        words
-    };
-    let (a, b) = (words(a), words(b));
-    let difference = a.iter().zip(&b).fold(0u64, |acc, (x, y)| acc | (x ^ y));
+    let (a, b) = (a.as_chunks::<8>().0, b.as_chunks::<8>().0);
+    let difference = a.iter().zip(b).fold(0u64, |acc, (x, y)| {
+        acc | (u64::from_ne_bytes(*x) ^ u64::from_ne_bytes(*y))
+    });
     bool::from(difference.ct_eq(&0))
 }
 
@@ -234,19 +222,21 @@ mod tests {
     #[test]
     fn an_entry_idle_too_long_is_no_longer_a_hit() {
         let mut cache = VerifiedKeys::new(16, Duration::from_secs(5)).unwrap();
-        // A cache made 10 s ago, without waiting for it.
-        cache.epoch = Instant::now().checked_sub(Duration::from_secs(10)).unwrap();
+        // Time passes by moving the cache's epoch back, without waiting.
+        let ago = |seconds| {
+            Instant::now()
+                .checked_sub(Duration::from_secs(seconds))
+                .unwrap()
+        };
+        cache.epoch = ago(10);
         let key = ApiKey::generate(KeyKind::Partner).unwrap();
         cache.insert(&key, 1u8);
         let entry = cache.entries.get(key.key_id()).unwrap();
-        entry.used_second.store(6, Ordering::Relaxed);
+        assert_eq!(entry.used_second.get(), 10, "inserted at second 10");
+        cache.epoch = ago(14);
         assert_eq!(cache.get(&key), Some(1), "used 4 s ago");
-        assert_eq!(
-            entry.used_second.load(Ordering::Relaxed),
-            10,
-            "a hit is a use"
-        );
-        entry.used_second.store(5, Ordering::Relaxed);
+        assert_eq!(entry.used_second.get(), 14, "a hit is a use");
+        cache.epoch = ago(19);
         assert_eq!(cache.get(&key), None, "used 5 s ago");
         assert!(cache.entries.get(key.key_id()).is_none(), "and forgotten");
     }

@@ -16,7 +16,8 @@ use latchkey::{
 use prost_types::FieldMask;
 
 use crate::helpers::{
-    TEST_CATALOG, TestApp, bad_request_fields, eventually, in_seconds, spawn_app, spawn_app_with,
+    TEST_CATALOG, TestApp, bad_request_fields, channels, crowd, eventually, in_seconds, spawn_app,
+    spawn_app_with,
 };
 
 const OUTLINE: &str = "course.v1.CourseService/GetOutline";
@@ -174,6 +175,67 @@ async fn a_warm_key_costs_neither_database_nor_argon2() {
     }
     assert_eq!(app.state.db_stats.statements(), statements, "no database");
     assert_eq!(app.state.hasher.runs(), runs, "no argon2");
+}
+
+/// The verified-key cache with a crowd in flight: 300 verifies of three warm
+/// keys at once cost no statement and no argon2; then, with a wrong secret
+/// for the same key ids in every other call, no wrong secret is ever allowed
+/// and no right key stops being.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_hundred_warm_verifies_in_flight_cost_neither_database_nor_argon2() {
+    let app = spawn_app_with(|s| {
+        s.catalog_poll_interval = Duration::from_secs(3600);
+        s.usage_flush_interval = Duration::from_secs(3600);
+        s.notify_heartbeat = Duration::from_secs(3600);
+    })
+    .await;
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        let (_, api_key) = app.create_key("learner-activity", None).await;
+        assert_eq!(
+            app.verify(&api_key, OUTLINE).await.decision(),
+            Decision::Allowed
+        );
+        keys.push(api_key);
+    }
+    let request = |api_key: &str| VerifyIntegrationKeyRequest {
+        api_key: api_key.into(),
+        endpoint: OUTLINE.into(),
+        caller_address: String::new(),
+    };
+    let channels = channels(&app, 4).await;
+
+    let statements = app.state.db_stats.statements();
+    let runs = app.state.hasher.runs();
+    let warm = (0..300).map(|i| request(&keys[i % 3])).collect();
+    for answer in crowd(&channels, warm).await {
+        assert_eq!(answer.expect("verify").decision(), Decision::Allowed);
+    }
+    assert_eq!(app.state.db_stats.statements(), statements, "no database");
+    assert_eq!(app.state.hasher.runs(), runs, "no argon2");
+
+    let mixed = (0..300)
+        .map(|i| {
+            let key = &keys[i % 3];
+            if i % 2 == 0 {
+                request(key)
+            } else {
+                request(&wrong_secret(key))
+            }
+        })
+        .collect();
+    for (i, answer) in crowd(&channels, mixed).await.into_iter().enumerate() {
+        let answer = answer.expect("verify");
+        if i % 2 == 0 {
+            assert_eq!(answer.decision(), Decision::Allowed, "call {i}");
+        } else {
+            assert!(
+                matches!(answer.decision(), Decision::Invalid | Decision::RateLimited),
+                "call {i}: {:?}",
+                answer.decision()
+            );
+        }
+    }
 }
 
 #[tokio::test]
