@@ -124,15 +124,21 @@ async fn malformed_and_invalid_keys_reveal_nothing() {
     }
 }
 
-#[tokio::test]
-async fn malformed_keys_cost_neither_database_nor_argon2() {
-    let app = spawn_app_with(|s| {
+/// An app whose own background work issues no statement for an hour, so a
+/// test can count the statements its calls cost.
+async fn spawn_app_without_background_statements() -> TestApp {
+    spawn_app_with(|s| {
         s.catalog_poll_interval = Duration::from_secs(3600);
         s.usage_flush_interval = Duration::from_secs(3600);
         // PostgreSQL: the listener's heartbeats are statements too.
         s.notify_heartbeat = Duration::from_secs(3600);
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn malformed_keys_cost_neither_database_nor_argon2() {
+    let app = spawn_app_without_background_statements().await;
     let statements = app.state.db_stats.statements();
     let runs = app.state.hasher.runs();
     for _ in 0..20 {
@@ -147,13 +153,7 @@ async fn malformed_keys_cost_neither_database_nor_argon2() {
 
 #[tokio::test]
 async fn a_warm_key_costs_neither_database_nor_argon2() {
-    let app = spawn_app_with(|s| {
-        s.catalog_poll_interval = Duration::from_secs(3600);
-        s.usage_flush_interval = Duration::from_secs(3600);
-        // PostgreSQL: the listener's heartbeats are statements too.
-        s.notify_heartbeat = Duration::from_secs(3600);
-    })
-    .await;
+    let app = spawn_app_without_background_statements().await;
     let (_, api_key) = app.create_key("learner-activity", None).await;
     let runs_before_first = app.state.hasher.runs();
     assert_eq!(
@@ -183,12 +183,7 @@ async fn a_warm_key_costs_neither_database_nor_argon2() {
 /// and no right key stops being.
 #[tokio::test(flavor = "multi_thread")]
 async fn three_hundred_warm_verifies_in_flight_cost_neither_database_nor_argon2() {
-    let app = spawn_app_with(|s| {
-        s.catalog_poll_interval = Duration::from_secs(3600);
-        s.usage_flush_interval = Duration::from_secs(3600);
-        s.notify_heartbeat = Duration::from_secs(3600);
-    })
-    .await;
+    let app = spawn_app_without_background_statements().await;
     let mut keys = Vec::new();
     for _ in 0..3 {
         let (_, api_key) = app.create_key("learner-activity", None).await;
