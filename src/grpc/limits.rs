@@ -8,11 +8,13 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     task::{Context, Poll},
 };
 
-use tokio::sync::Semaphore;
 use tonic::codegen::http;
 
 use crate::{error::OVERLOADED_RETRY_AFTER, grpc::status::resource_exhausted};
@@ -20,14 +22,46 @@ use crate::{error::OVERLOADED_RETRY_AFTER, grpc::status::resource_exhausted};
 /// Builds [`InFlightLimit`] services that share one budget of calls.
 #[derive(Clone)]
 pub struct InFlightLimitLayer {
-    permits: Arc<Semaphore>,
+    permits: Arc<Permits>,
 }
 
 impl InFlightLimitLayer {
     pub fn new(max_in_flight: usize) -> Self {
         Self {
-            permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            permits: Arc::new(Permits {
+                in_flight: AtomicUsize::new(0),
+                max: max_in_flight.max(1),
+            }),
         }
+    }
+}
+
+/// Calls in flight, against their maximum. A counter, not a semaphore: no
+/// call ever waits for a permit, so taking one is a single atomic add and
+/// giving it back a single subtract (a semaphore's release also takes its
+/// waiters' lock, on every call).
+struct Permits {
+    in_flight: AtomicUsize,
+    max: usize,
+}
+
+/// One call's place among the calls in flight, given back on drop.
+struct Permit(Arc<Permits>);
+
+impl Permits {
+    fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) < self.max {
+            Some(Permit(self.clone()))
+        } else {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            None
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -45,7 +79,7 @@ impl<S> tower::Layer<S> for InFlightLimitLayer {
 #[derive(Clone)]
 pub struct InFlightLimit<S> {
     inner: S,
-    permits: Arc<Semaphore>,
+    permits: Arc<Permits>,
 }
 
 /// Calls that are never shed, and hold no permit: probes, and watch
@@ -74,17 +108,15 @@ where
         let permit = if is_probe(request.uri().path()) {
             None
         } else {
-            match self.permits.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    metrics::counter!("latchkey_calls_shed_total").increment(1);
-                    let status = resource_exhausted(
-                        "Server busy: too many calls in flight; retry shortly",
-                        OVERLOADED_RETRY_AFTER,
-                    );
-                    return Box::pin(async move { Ok(status.into_http()) });
-                }
-            }
+            let Some(permit) = self.permits.try_acquire() else {
+                metrics::counter!("latchkey_calls_shed_total").increment(1);
+                let status = resource_exhausted(
+                    "Server busy: too many calls in flight; retry shortly",
+                    OVERLOADED_RETRY_AFTER,
+                );
+                return Box::pin(async move { Ok(status.into_http()) });
+            };
+            Some(permit)
         };
         let future = self.inner.call(request);
         Box::pin(async move {
