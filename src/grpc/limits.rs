@@ -126,3 +126,25 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permits_stop_at_the_maximum_and_come_back_on_drop() {
+        let permits = Arc::new(Permits {
+            in_flight: AtomicUsize::new(0),
+            max: 2,
+        });
+        let first = permits.try_acquire().expect("first");
+        let second = permits.try_acquire().expect("second");
+        assert!(permits.try_acquire().is_none(), "a third is over the limit");
+        // A refusal takes no place of its own.
+        assert_eq!(permits.in_flight.load(Ordering::SeqCst), 2);
+        drop(first);
+        let third = permits.try_acquire().expect("a place was given back");
+        drop((second, third));
+        assert_eq!(permits.in_flight.load(Ordering::SeqCst), 0);
+    }
+}
