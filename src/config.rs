@@ -77,6 +77,8 @@ pub struct Settings {
     /// silent, or a read of the change log (MySQL/MariaDB) may take, before
     /// it is treated as broken.
     pub notify_heartbeat: Duration,
+    /// How often a replica prunes the change log (MySQL/MariaDB).
+    pub change_log_prune_interval: Duration,
     /// HTTP/2 and connection limits.
     pub limits: ConnectionLimits,
 }
@@ -140,6 +142,7 @@ impl Default for Settings {
             client_lb_domain: None,
             trusted_peers: TrustedPeers::default(),
             notify_heartbeat: Duration::from_secs(15),
+            change_log_prune_interval: Duration::from_secs(60),
             limits: ConnectionLimits::default(),
         }
     }

@@ -190,6 +190,7 @@ pub async fn serve_on(
         let stop = stop_background.subscribe();
         let url = settings.database.url.clone();
         let heartbeat = settings.notify_heartbeat;
+        let prune_every = settings.change_log_prune_interval;
         let catalog_changed = catalog_changed.clone();
         async move {
             let changed = |key_id: &str| state.verifier.forget(key_id);
@@ -211,8 +212,11 @@ pub async fn serve_on(
                 sea_orm::DatabaseBackend::MySql => {
                     store::notify::follow_change_log(
                         &url,
-                        CHANGE_LOG_POLL,
-                        heartbeat,
+                        store::notify::LogFollowing {
+                            poll: CHANGE_LOG_POLL,
+                            heartbeat,
+                            prune_every,
+                        },
                         changed,
                         catalog_changed,
                         flowing,

@@ -171,6 +171,10 @@ pub struct ServeArgs {
     /// state is re-read [default: 15].
     #[arg(long, env = "LATCHKEY_NOTIFY_HEARTBEAT")]
     pub notify_heartbeat: Option<u64>,
+    /// Seconds between prunes of the change log (MySQL/MariaDB; rows an
+    /// hour old), each bounded by the heartbeat like a read [default: 60].
+    #[arg(long, env = "LATCHKEY_CHANGE_LOG_PRUNE_INTERVAL")]
+    pub change_log_prune_interval: Option<u64>,
 }
 
 /// Fills the options the command line and environment left empty from the
@@ -309,6 +313,10 @@ pub fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<S
     set(
         &mut s.catalog_poll_interval,
         args.catalog_poll_interval.map(at_least_one_sec),
+    );
+    set(
+        &mut s.change_log_prune_interval,
+        args.change_log_prune_interval.map(at_least_one_sec),
     );
     set(
         &mut s.rate_limited_delay,

@@ -37,23 +37,37 @@ pub async fn publish_catalog_change<C: ConnectionTrait>(txn: &C) -> Result<(), D
     }
 }
 
+/// How often the change-log follower reads and prunes the log, and how long
+/// one read or prune may take.
+#[derive(Clone, Copy, Debug)]
+pub struct LogFollowing {
+    pub poll: Duration,
+    pub heartbeat: Duration,
+    pub prune_every: Duration,
+}
+
 /// Follows the change log (MySQL/MariaDB) at `url` until `stop` turns true,
 /// polling every `poll` on a connection of its own (the request pool's
 /// load cannot delay it, nor it the requests), with the same callbacks as
-/// `listen_key_changes`. A poll that fails or takes longer than `heartbeat`
-/// means changes may go unheard: `flowing(false)`, then a fresh start from
+/// `listen_key_changes`, pruning the log every `prune_every`. A poll (or
+/// prune) that fails or takes longer than `heartbeat` means changes may go
+/// unheard: `flowing(false)`, then a fresh start from
 /// the log's end once the database answers again (`flowing(true)`, which
 /// resyncs).
 pub async fn follow_change_log(
     url: &str,
-    poll: Duration,
-    heartbeat: Duration,
+    timing: LogFollowing,
     changed: impl Fn(&str),
     catalog_changed: impl Fn(),
     flowing: impl Fn(bool),
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use super::change_log::{self, LogReader};
+    let LogFollowing {
+        poll,
+        heartbeat,
+        prune_every,
+    } = timing;
     let mut first = true;
     loop {
         if !first {
@@ -109,7 +123,7 @@ pub async fn follow_change_log(
                     break "silent";
                 }
             }
-            if pruned.elapsed() > Duration::from_secs(60) {
+            if pruned.elapsed() >= prune_every {
                 pruned = tokio::time::Instant::now();
                 // Bounded like the poll: a connection gone silent during the
                 // prune must not leave the follower waiting (and the cache

@@ -46,6 +46,10 @@ pub(crate) struct FaultProxy {
     /// While true, listener connections forward nothing either way (and
     /// stay open).
     silence_listeners: Arc<AtomicBool>,
+    /// While true, a prune of the MySQL/MariaDB change log is not passed on
+    /// (nor anything after it on that connection), which stays open: the
+    /// follower's connection goes silent in the middle of a prune.
+    silence_prunes: Arc<AtomicBool>,
     /// Milliseconds the database's answer to a COMMIT is held back (0: none).
     commit_delay_ms: Arc<AtomicU64>,
     /// COMMIT answers held back so far.
@@ -59,6 +63,7 @@ impl FaultProxy {
             addr: listener.local_addr().unwrap(),
             silence_all: Arc::default(),
             silence_listeners: Arc::default(),
+            silence_prunes: Arc::default(),
             commit_delay_ms: Arc::default(),
             delayed_commits: Arc::default(),
         };
@@ -99,6 +104,11 @@ impl FaultProxy {
                         commit_pending.store(true, Ordering::SeqCst);
                     }
                     proxy.hold_if_silenced(&is_listener).await;
+                    if contains(chunk, b"DELETE FROM key_change_log") {
+                        while proxy.silence_prunes.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
                     if server_write.write_all(chunk).await.is_err() {
                         return;
                     }
@@ -310,6 +320,67 @@ async fn a_silent_listener_is_noticed_within_the_heartbeat_and_deletes_are_refus
     eventually(Duration::from_secs(30), "B to listen again", || async {
         r.b_hears_notifications().await.then_some(())
     })
+    .await;
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_log_prune_gone_silent_is_noticed_and_the_reader_restarts() {
+    // MySQL/MariaDB: the follower prunes the log on its own connection. A
+    // prune that never answers must not leave the replica trusting its
+    // cache with no one reading the log.
+    let Some(r) = replicas_on(
+        &["mysql"],
+        false,
+        &[
+            "--notify-heartbeat",
+            "2",
+            "--change-log-prune-interval",
+            "1",
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    eventually(Duration::from_secs(30), "B to follow the log", || async {
+        r.b_hears_notifications().await.then_some(())
+    })
+    .await;
+    let (_, kept_key) = r.create().await;
+    assert_eq!(decision(&r.on_b, &kept_key).await, Decision::Allowed);
+
+    // B's next prune goes unanswered; its reads before it were answered.
+    r.proxy.silence_prunes.store(true, Ordering::SeqCst);
+    eventually(
+        Duration::from_secs(20),
+        "B to notice the silent prune",
+        || async { (!r.b_hears_notifications().await).then_some(()) },
+    )
+    .await;
+    // Meanwhile B serves from the database, and hears of deletes.
+    assert_eq!(decision(&r.on_b, &kept_key).await, Decision::Allowed);
+    let (deleted_id, deleted_key) = r.create().await;
+    assert_eq!(decision(&r.on_b, &deleted_key).await, Decision::Allowed);
+    r.on_a
+        .clone()
+        .delete_integration_key(r.delete_request(&deleted_id))
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "B to refuse the deleted key",
+        || async { (decision(&r.on_b, &deleted_key).await == Decision::Invalid).then_some(()) },
+    )
+    .await;
+
+    // Prunes are answered again: B follows the log again, and stays.
+    r.proxy.silence_prunes.store(false, Ordering::SeqCst);
+    eventually(
+        Duration::from_secs(30),
+        "B to follow the log again",
+        || async { r.b_hears_notifications().await.then_some(()) },
+    )
     .await;
     r.stop().await;
 }
