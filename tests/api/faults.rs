@@ -269,6 +269,15 @@ impl Replicas {
         diagnostic.status() == latchkey::grpc::proto::v1::DiagnosticStatus::Pass
     }
 
+    /// Waits (up to 30 s) until B's `replica_notifications` diagnostic
+    /// says `hears`.
+    async fn until_b_hears(&self, hears: bool, what: &str) {
+        eventually(Duration::from_secs(30), what, || async {
+            (self.b_hears_notifications().await == hears).then_some(())
+        })
+        .await;
+    }
+
     async fn stop(self) {
         for replica in [self.a, self.b] {
             let (status, _) = replica.terminate().await;
@@ -284,10 +293,7 @@ async fn a_silent_listener_is_noticed_within_the_heartbeat_and_deletes_are_refus
     else {
         return;
     };
-    eventually(Duration::from_secs(30), "B to listen", || async {
-        r.b_hears_notifications().await.then_some(())
-    })
-    .await;
+    r.until_b_hears(true, "B to listen").await;
     let (deleted_id, deleted_key) = r.create().await;
     let (_, kept_key) = r.create().await;
     assert_eq!(decision(&r.on_b, &deleted_key).await, Decision::Allowed);
@@ -317,10 +323,7 @@ async fn a_silent_listener_is_noticed_within_the_heartbeat_and_deletes_are_refus
 
     // The listener comes back: B listens again.
     r.proxy.silence_listeners.store(false, Ordering::SeqCst);
-    eventually(Duration::from_secs(30), "B to listen again", || async {
-        r.b_hears_notifications().await.then_some(())
-    })
-    .await;
+    r.until_b_hears(true, "B to listen again").await;
     r.stop().await;
 }
 
@@ -343,21 +346,13 @@ async fn a_change_log_prune_gone_silent_is_noticed_and_the_reader_restarts() {
     else {
         return;
     };
-    eventually(Duration::from_secs(30), "B to follow the log", || async {
-        r.b_hears_notifications().await.then_some(())
-    })
-    .await;
+    r.until_b_hears(true, "B to follow the log").await;
     let (_, kept_key) = r.create().await;
     assert_eq!(decision(&r.on_b, &kept_key).await, Decision::Allowed);
 
     // B's next prune goes unanswered; its reads before it were answered.
     r.proxy.silence_prunes.store(true, Ordering::SeqCst);
-    eventually(
-        Duration::from_secs(20),
-        "B to notice the silent prune",
-        || async { (!r.b_hears_notifications().await).then_some(()) },
-    )
-    .await;
+    r.until_b_hears(false, "B to notice the silent prune").await;
     // Meanwhile B serves from the database, and hears of deletes.
     assert_eq!(decision(&r.on_b, &kept_key).await, Decision::Allowed);
     let (deleted_id, deleted_key) = r.create().await;
@@ -376,12 +371,7 @@ async fn a_change_log_prune_gone_silent_is_noticed_and_the_reader_restarts() {
 
     // Prunes are answered again: B follows the log again, and stays.
     r.proxy.silence_prunes.store(false, Ordering::SeqCst);
-    eventually(
-        Duration::from_secs(30),
-        "B to follow the log again",
-        || async { r.b_hears_notifications().await.then_some(()) },
-    )
-    .await;
+    r.until_b_hears(true, "B to follow the log again").await;
     r.stop().await;
 }
 
@@ -430,10 +420,7 @@ async fn a_grant_change_reaches_other_replicas_through_the_notification() {
     let Some(r) = replicas(false, &["--catalog-poll-interval", "3600"]).await else {
         return;
     };
-    eventually(Duration::from_secs(30), "B to listen", || async {
-        r.b_hears_notifications().await.then_some(())
-    })
-    .await;
+    r.until_b_hears(true, "B to listen").await;
     let (_, api_key) = r.create().await;
     assert_eq!(decision(&r.on_b, &api_key).await, Decision::Allowed);
     let narrower = r._dir.path().join("narrower.toml");
@@ -472,10 +459,7 @@ async fn a_replica_cut_off_from_the_shared_bucket_counts_a_rate_limit_alone() {
     let Some(r) = replicas(false, &["--notify-heartbeat", "600"]).await else {
         return;
     };
-    eventually(Duration::from_secs(30), "B to listen", || async {
-        r.b_hears_notifications().await.then_some(())
-    })
-    .await;
+    r.until_b_hears(true, "B to listen").await;
     let api_key = r
         .on_a
         .clone()

@@ -50,17 +50,23 @@ fn tls_options(pki: &Pki, with_identity: bool) -> TlsOptions {
     }
 }
 
-/// A TLS server on a fresh database; returns its address and the guards
-/// that keep it alive.
+/// A TLS server on a fresh database; returns its address, the guards that
+/// keep it alive and, with `http`, the address of its HTTP listener (same
+/// TLS settings). Without `http` it starts through `server::run`, as
+/// `latchkey serve` does (its startup probe server speaks TLS too); with
+/// it, the HTTP listener is bound here first and handed over (`serve_on`),
+/// so no other test can take its port in between. A server that fails says
+/// why on stderr.
 async fn tls_server(
     pki: &Pki,
     mutual: bool,
+    http: bool,
 ) -> (
     String,
     tempfile::TempDir,
     TestDb,
     tokio::sync::oneshot::Sender<()>,
-    std::net::SocketAddr,
+    Option<std::net::SocketAddr>,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let test_db = TestDb::create(dir.path()).await;
@@ -75,19 +81,38 @@ async fn tls_server(
         key_pem: pki.server.1.clone().into_bytes().into(),
         client_ca_pem: mutual.then(|| pki.ca_pem.clone().into_bytes()),
     });
-    // The HTTP listener, with the same TLS settings: on a port reserved
-    // here, as `run` binds it itself.
-    let http_addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    settings.http_listen = Some(http_addr);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(latchkey::server::run(settings, listener, async {
+    let shutdown = async {
         let _ = stopped.await;
-    }));
+    };
+    let http_addr = if http {
+        let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_addr = http_listener.local_addr().unwrap();
+        let state = latchkey::server::prepare(&settings).await.expect("prepare");
+        tokio::spawn(async move {
+            let served = latchkey::server::serve_on(
+                state,
+                settings,
+                listener,
+                Some(http_listener),
+                shutdown,
+            )
+            .await;
+            if let Err(e) = served {
+                eprintln!("the TLS server failed: {e:#}");
+            }
+        });
+        Some(http_addr)
+    } else {
+        tokio::spawn(async move {
+            if let Err(e) = latchkey::server::run(settings, listener, shutdown).await {
+                eprintln!("the TLS server failed: {e:#}");
+            }
+        });
+        None
+    };
     (addr, dir, test_db, stop, http_addr)
 }
 
@@ -157,7 +182,8 @@ async fn https_get(
 #[tokio::test(flavor = "multi_thread")]
 async fn the_http_listener_speaks_the_same_mutual_tls() {
     let pki = new_pki();
-    let (_addr, _dir, _db, _stop, http_addr) = tls_server(&pki, true).await;
+    let (_addr, _dir, _db, _stop, http_addr) = tls_server(&pki, true, true).await;
+    let http_addr = http_addr.expect("an HTTP listener");
     let ready = eventually(Duration::from_secs(30), "the HTTPS listener", || async {
         https_get(http_addr, &pki, true, "/healthz")
             .await
@@ -202,7 +228,7 @@ async fn health_over(addr: &str, tls: Option<TlsOptions>) -> Result<i32, String>
 #[tokio::test]
 async fn tls_serves_only_tls_clients_that_trust_the_ca() {
     let pki = new_pki();
-    let (addr, _dir, _db, _stop, _http) = tls_server(&pki, false).await;
+    let (addr, _dir, _db, _stop, _) = tls_server(&pki, false, false).await;
     eventually(Duration::from_secs(30), "the TLS server", || async {
         health_over(&addr, Some(tls_options(&pki, false)))
             .await
@@ -227,7 +253,7 @@ async fn tls_serves_only_tls_clients_that_trust_the_ca() {
 #[tokio::test(flavor = "multi_thread")]
 async fn mutual_tls_requires_a_client_certificate() {
     let pki = new_pki();
-    let (addr, dir, _db, _stop, _http) = tls_server(&pki, true).await;
+    let (addr, dir, _db, _stop, _) = tls_server(&pki, true, false).await;
     eventually(Duration::from_secs(30), "the mTLS server", || async {
         health_over(&addr, Some(tls_options(&pki, true)))
             .await
