@@ -133,12 +133,10 @@ pub async fn connect(options: &DbOptions) -> Result<DatabaseConnection, DbErr> {
             })
         })
     });
-    if is_sqlite_url(&options.url) {
-        // An embedded database cannot drop a connection: a ping on every
-        // acquire would only cost a round trip to the connection's thread
-        // (two context switches), three times per create.
-        opts.test_before_acquire(false);
-    }
+    // An embedded database cannot drop a connection: a ping on every
+    // acquire would only cost a round trip to the connection's thread (two
+    // context switches), three times per create.
+    opts.map_sqlx_sqlite_pool_opts(|pool| pool.test_before_acquire(false));
     opts.max_connections(options.max_connections)
         .acquire_timeout(options.acquire_timeout)
         .connect_timeout(options.acquire_timeout)
@@ -153,12 +151,6 @@ pub async fn connect(options: &DbOptions) -> Result<DatabaseConnection, DbErr> {
                 .foreign_keys(true)
         });
     Database::connect(opts).await
-}
-
-/// Whether `url` names an SQLite database (embedded, in this process).
-fn is_sqlite_url(url: &str) -> bool {
-    url.get(..7)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sqlite:"))
 }
 
 /// Brings the schema up to date.

@@ -49,11 +49,11 @@ pub struct LogFollowing {
 /// Follows the change log (MySQL/MariaDB) at `url` until `stop` turns true,
 /// polling every `poll` on a connection of its own (the request pool's
 /// load cannot delay it, nor it the requests), with the same callbacks as
-/// `listen_key_changes`, pruning the log every `prune_every`. A poll (or
-/// prune) that fails or takes longer than `heartbeat` means changes may go
-/// unheard: `flowing(false)`, then a fresh start from
-/// the log's end once the database answers again (`flowing(true)`, which
-/// resyncs).
+/// `listen_key_changes`, pruning the log every `prune_every`. A poll that
+/// fails, or a poll or prune that takes longer than `heartbeat`, means
+/// changes may go unheard: `flowing(false)`, then a fresh start from the
+/// log's end once the database answers again (`flowing(true)`, which
+/// resyncs). A prune that fails is only logged: the log is still read.
 pub async fn follow_change_log(
     url: &str,
     timing: LogFollowing,
