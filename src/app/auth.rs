@@ -17,6 +17,7 @@ use crate::{
         verification::VerifierSettings,
     },
     domain::clients::{Scope, is_valid_client_id, split_basic_user, user_problem},
+    domain::key_format::{KEY_ID_LEN, is_key_id},
     domain::{ApiKey, KeyKind},
     error::Error,
     security::{
@@ -47,7 +48,8 @@ pub(crate) struct AuthState {
     /// The client users' budgets all replicas share.
     shared_client_user_budgets: SharedBudgets,
     /// A hash of no one's key, checked for users that do not exist so that
-    /// they cost what a wrong key costs (made on first use).
+    /// they cost what a wrong key costs (made at startup, see
+    /// `prepare_dummy_user_hash`).
     dummy_user_hash: tokio::sync::OnceCell<String>,
     /// Bounds the audit events of refused calls.
     refusals: RefusalSampler,
@@ -69,6 +71,12 @@ impl AuthState {
             refusals: RefusalSampler::default(),
         })
     }
+}
+
+/// Makes the hash unknown users are checked against, before the first one
+/// asks.
+pub async fn prepare_dummy_user_hash(app: &App) -> Result<(), Error> {
+    dummy_user_hash(app).await.map(drop)
 }
 
 /// The hash unknown users are checked against; see `dummy_user_hash`.
@@ -111,16 +119,42 @@ impl Credentials {
 
     /// Who the credential says is calling, for logs and the audit trail: a
     /// partner key's public id (only if the presented value is a well-formed
-    /// key), or a Basic user name. Never any part of a secret.
+    /// key), or a Basic user name. Never any part of a secret: a key sent as
+    /// the Basic user name (`curl -u KEY:`) is named by its public id at
+    /// most, and a user name with no password, which is how such tools send
+    /// a credential, is not named at all.
     pub fn claimed_caller(&self) -> Option<String> {
         if let Some(presented) = &self.partner_key {
             return ApiKey::parse(KeyKind::Partner, presented.expose_secret().to_owned())
                 .ok()
                 .map(|key| key.key_id().to_owned());
         }
-        let (name, _api_key) = self.basic.as_ref()?;
+        let (name, api_key) = self.basic.as_ref()?;
+        if let Some(named) = key_shaped_name(name) {
+            return Some(named);
+        }
+        if api_key.expose_secret().is_empty() {
+            return Some(UNNAMED_BASIC.into());
+        }
         (name.len() <= 200 && !name.chars().any(char::is_control)).then(|| name.clone())
     }
+}
+
+/// How logs and the audit trail name a Basic credential that may itself be
+/// a secret.
+const UNNAMED_BASIC: &str = "basic:<redacted>";
+
+/// For a Basic user name that starts like a latchkey key: its public id if
+/// it has a well-formed one, else the redacted marker. `None` for any other
+/// name.
+fn key_shaped_name(name: &str) -> Option<String> {
+    let kinds = [KeyKind::Partner, KeyKind::Integration];
+    let kind = kinds.into_iter().find(|kind| {
+        name.strip_prefix(kind.prefix())
+            .is_some_and(|rest| rest.starts_with('_'))
+    })?;
+    let id = name.get(..KEY_ID_LEN).filter(|id| is_key_id(kind, id));
+    Some(id.map_or_else(|| UNNAMED_BASIC.to_owned(), str::to_owned))
 }
 
 /// An authenticated caller, and how the audit trail names them.
@@ -510,4 +544,43 @@ pub fn presented_basic(headers: &HeaderMap) -> Option<(String, Zeroizing<String>
 /// `Credentials::claimed_caller`), for the call log.
 pub fn claimed_caller(headers: &HeaderMap) -> Option<String> {
     Credentials::from_headers(headers, None, "").claimed_caller()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic_caller(name: &str, password: &str) -> Option<String> {
+        Credentials {
+            partner_key: None,
+            basic: Some((name.to_owned(), SecretString::from(password))),
+            peer: None,
+            operation: "",
+        }
+        .claimed_caller()
+    }
+
+    #[test]
+    fn a_key_sent_as_the_basic_user_name_is_named_by_its_id_at_most() {
+        for kind in [KeyKind::Partner, KeyKind::Integration] {
+            let key = ApiKey::generate(kind).unwrap();
+            let named = basic_caller(key.expose_secret(), "").unwrap();
+            assert_eq!(named, key.key_id());
+            // A mistyped key is still a secret, its id still public.
+            let typo = format!("{}x", key.expose_secret());
+            assert_eq!(basic_caller(&typo, "pw").unwrap(), key.key_id());
+        }
+        // Key-shaped but no well-formed id: not named.
+        assert_eq!(basic_caller("lkp_short_secret", "").unwrap(), UNNAMED_BASIC);
+        assert_eq!(basic_caller("lki_é", "pw").unwrap(), UNNAMED_BASIC);
+    }
+
+    #[test]
+    fn a_user_name_with_no_password_is_not_named() {
+        assert_eq!(
+            basic_caller("3f9a-anything-a-user-key-could-be", "").unwrap(),
+            UNNAMED_BASIC
+        );
+        assert_eq!(basic_caller("admin@acme", "secret").unwrap(), "admin@acme");
+    }
 }

@@ -483,6 +483,27 @@ async fn a_session_of_every_flow_leaves_no_secret_behind() {
             .await,
         true,
     );
+    // A key sent as the Basic user name with no password (`curl -u KEY:`):
+    // refused, and named in the call log and the audit trail by its public
+    // id at most.
+    for (what, name) in [
+        ("partner key", partner_key.as_str()),
+        ("user key", VIEWER_KEY),
+    ] {
+        seen.call(
+            &format!("{what} as the Basic user name"),
+            config
+                .get_client_configuration(basic(
+                    pb::GetClientConfigurationRequest {
+                        client_id: CLIENT.into(),
+                    },
+                    name,
+                    "",
+                ))
+                .await,
+            false,
+        );
+    }
     seen.call(
         "audit",
         audit
