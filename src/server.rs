@@ -131,6 +131,11 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<App>> {
         .refresh(&db, true)
         .await
         .context("cannot load endpoint grants")?;
+    // Made now rather than on the first unknown user, whose answer would
+    // otherwise cost two hashes where a known user's costs one.
+    crate::app::auth::prepare_dummy_user_hash(&state)
+        .await
+        .context("cannot hash the dummy user key")?;
     Ok(state)
 }
 

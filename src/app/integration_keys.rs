@@ -18,7 +18,10 @@ use crate::{
         auth::Principal,
         verification::{Decision, Verdict},
     },
-    domain::{ApiKey, KeyKind, key_restrictions, time::now_micros},
+    domain::{
+        ApiKey, KeyKind, key_restrictions,
+        time::{LATEST_MICROS, now_micros},
+    },
     error::Error,
     security::callers,
     store::{self, integration_keys::NewIntegrationKey},
@@ -225,8 +228,10 @@ async fn roll_key(
         .ok_or_else(|| Error::KeyNotFound(key_id.to_owned()))?;
     let now = now_micros();
     check_rollable(&old, now)?;
+    // A grace period reaching past year 9999 ends there.
     let old_expire = now
         .saturating_add(grace)
+        .min(LATEST_MICROS)
         .min(old.expire_time.unwrap_or(i64::MAX));
     let shortened = KeyChanges {
         expire_time: Some(Some(old_expire)),

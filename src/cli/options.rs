@@ -320,7 +320,8 @@ pub fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<S
     );
     set(
         &mut s.rate_limited_delay,
-        args.rate_limited_delay_ms.map(Duration::from_millis),
+        args.rate_limited_delay_ms
+            .map(|ms| Duration::from_millis(ms).min(secs(MAX_OPTION_SECS))),
     );
     let limits = &mut s.limits;
     set(
@@ -340,7 +341,11 @@ pub fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<S
         args.keepalive_timeout.map(at_least_one_sec),
     );
     let db = &mut s.database;
-    set(&mut db.max_connections, args.db_max_connections);
+    // A pool of none cannot serve (and sqlx panics building one).
+    set(
+        &mut db.max_connections,
+        args.db_max_connections.map(|n| n.max(1)),
+    );
     set(&mut db.acquire_timeout, args.db_acquire_timeout.map(secs));
     set(
         &mut db.statement_timeout,
@@ -375,12 +380,17 @@ fn budget(budget: &mut Budget, burst: Option<u32>, per_minute: Option<f64>) {
     set(&mut budget.per_second, per_minute.map(|n| n / 60.0));
 }
 
+/// Longest duration an option may set (about a century): timers and
+/// deadlines add options to the current instant, which would overflow, and
+/// panic, for a value near `u64::MAX` seconds.
+const MAX_OPTION_SECS: u64 = 100 * 365 * 24 * 3600;
+
 fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
+    Duration::from_secs(n.min(MAX_OPTION_SECS))
 }
 
 fn at_least_one_sec(n: u64) -> Duration {
-    Duration::from_secs(n.max(1))
+    secs(n.max(1))
 }
 
 /// TLS material from `--tls-cert`, `--tls-key` and `--tls-client-ca`.
@@ -443,6 +453,35 @@ mod tests {
             settings.verifier.throttle.per_key.burst,
             defaults.verifier.throttle.per_key.burst
         );
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_bounded_not_fatal() {
+        // The largest a config file can hold (TOML integers are i64).
+        let huge = i64::MAX.to_string();
+        let mut args = vec!["serve", "--db-max-connections", "0"];
+        for flag in [
+            "--catalog-poll-interval",
+            "--keepalive-interval",
+            "--db-acquire-timeout",
+            "--rate-limited-delay-ms",
+        ] {
+            args.extend([flag, huge.as_str()]);
+        }
+        let cli = parse(&args, "").unwrap();
+        let Some(crate::cli::Command::Serve(serve)) = &cli.command else {
+            panic!("serve expected");
+        };
+        let settings = serve_settings(&cli.global, serve).unwrap();
+        assert_eq!(settings.database.max_connections, 1);
+        let century = Duration::from_secs(MAX_OPTION_SECS);
+        assert_eq!(settings.catalog_poll_interval, century);
+        assert_eq!(settings.limits.keepalive_interval, century);
+        assert_eq!(settings.database.acquire_timeout, century);
+        assert_eq!(settings.rate_limited_delay, century);
+        // What the server does with them must not overflow.
+        let now = std::time::Instant::now();
+        assert!(now.checked_add(century).is_some());
     }
 
     #[test]

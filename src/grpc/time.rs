@@ -13,9 +13,11 @@ pub fn to_timestamp(micros: i64) -> prost_types::Timestamp {
 /// timestamp (the SDK's reading, so client and server agree).
 pub use latchkey_client::time::from_timestamp;
 
-/// A protobuf duration in microseconds; `None` when it is negative or invalid.
+/// A protobuf duration in microseconds; `None` when it is negative or invalid
+/// (past protobuf's bound of about 10,000 years).
 pub fn duration_micros(d: &prost_types::Duration) -> Option<i64> {
-    if d.seconds < 0 || !(0..1_000_000_000).contains(&d.nanos) {
+    const MAX_SECONDS: i64 = 315_576_000_000;
+    if !(0..=MAX_SECONDS).contains(&d.seconds) || !(0..1_000_000_000).contains(&d.nanos) {
         return None;
     }
     d.seconds

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use latchkey::grpc::proto::v1::{
-    Decision, IntegrationKey, IntegrationKeyState, RollIntegrationKeyRequest,
-    UpdateIntegrationKeyRequest,
+    Decision, GetIntegrationKeyRequest, IntegrationKey, IntegrationKeyState,
+    RollIntegrationKeyRequest, UpdateIntegrationKeyRequest,
 };
 use prost_types::FieldMask;
 use tonic::Code;
@@ -211,6 +211,30 @@ async fn a_long_grace_period_never_extends_the_old_key() {
         .into_inner();
     assert_eq!(rolled.previous_key.unwrap().expire_time, Some(expire));
     assert_eq!(rolled.key.unwrap().expire_time, Some(expire), "inherited");
+    // The longest grace protobuf allows, on a key with no expiry, ends at
+    // the last instant a Timestamp can carry, and the key still reads back.
+    let (endless_id, _) = app.create_key("learner-activity", None).await;
+    let rolled = client
+        .roll_integration_key(app.as_partner(roll(&endless_id, Some(315_576_000_000))))
+        .await
+        .expect("roll")
+        .into_inner();
+    let latest = prost_types::Timestamp {
+        seconds: 253_402_300_799,
+        nanos: 999_999_000,
+    };
+    assert_eq!(rolled.previous_key.unwrap().expire_time, Some(latest));
+    let previous = client
+        .get_integration_key(app.as_partner(GetIntegrationKeyRequest {
+            integration: "learner-activity".into(),
+            key_id: endless_id.clone(),
+        }))
+        .await
+        .expect("get")
+        .into_inner()
+        .key
+        .expect("key");
+    assert_eq!(previous.expire_time, Some(latest));
     // A zero grace period ends the old key at once.
     let (other_id, other_key) = app.create_key("learner-activity", None).await;
     let immediate = client
@@ -250,6 +274,15 @@ async fn roll_errors() {
         bad_request_fields(
             client
                 .roll_integration_key(app.as_partner(roll(&key_id, Some(-5))))
+                .await
+        ),
+        ["grace_period"]
+    );
+    // Past protobuf's own bound for a Duration (about 10,000 years).
+    assert_eq!(
+        bad_request_fields(
+            client
+                .roll_integration_key(app.as_partner(roll(&key_id, Some(315_576_000_001))))
                 .await
         ),
         ["grace_period"]
