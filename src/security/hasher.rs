@@ -540,17 +540,17 @@ mod tests {
         assert_eq!(suspect_threads(8, 0), 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_lane_refuses_at_once_and_cancelled_callers_leave_no_trace() {
-        let hasher = Hasher::new(HashParams {
+        let params = HashParams {
             memory_kib: 4096,
             iterations: 4,
             parallelism: 1,
             concurrency: 1,
             queue: 2,
             suspect_share_percent: 50,
-        })
-        .unwrap();
+        };
+        let hasher = Hasher::new(params).unwrap();
         let key = ApiKey::generate(KeyKind::Integration).unwrap();
         let hash = hasher.hash(&key).await.unwrap();
         // 40 suspects at once: one runs, two wait, the rest are refused.
@@ -572,6 +572,14 @@ mod tests {
         }
         assert!(busy >= 30, "{busy} refused");
         // Callers dropped while waiting or running leave nothing counted.
+        // Slow hashes (hundreds of ms each) keep all three in the lane long
+        // enough to see them there before they are dropped.
+        let hasher = Hasher::new(HashParams {
+            iterations: 300,
+            ..params
+        })
+        .unwrap();
+        let hash = hasher.hash(&key).await.unwrap();
         let dropped: Vec<_> = (0..3)
             .map(|_| {
                 let hasher = hasher.clone();
@@ -580,19 +588,35 @@ mod tests {
                 tokio::spawn(async move { hasher.verify(&key, &hash, Lane::Honest).await })
             })
             .collect();
+        // Only once all three are in the lane (one running, two queued) is
+        // dropping them a test of cancellation.
+        until(&hasher, "the three callers to be in the lane", |c| {
+            c.waiting + c.holding == 3
+        })
+        .await;
         for call in &dropped {
             call.abort();
         }
+        until(&hasher, "the dropped callers to leave the lane", |c| {
+            c.waiting == 0 && c.holding == 0
+        })
+        .await;
+        assert!(hasher.verify(&key, &hash, Lane::Honest).await.unwrap());
+    }
+
+    /// Polls the lane's counts until `done` holds, for at most 30 s.
+    async fn until(hasher: &Hasher, what: &str, done: impl Fn(&HashCounts) -> bool) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let counts = hasher.counts();
-            if counts.waiting == 0 && counts.holding == 0 {
-                break;
+            if done(&counts) {
+                return;
             }
-            assert!(std::time::Instant::now() < deadline, "{counts:?}");
-            tokio::task::yield_now().await;
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {counts:?}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        assert!(hasher.verify(&key, &hash, Lane::Honest).await.unwrap());
     }
 }

@@ -284,13 +284,20 @@ async fn relay_attack(app: &TestApp, channels: &[Channel], caller: &str) {
     let answers = crowd(channels, requests).await;
     let (invalid, limited) = decisions(&answers);
     eprintln!("relayed attack as {caller:?}: {invalid} INVALID, {limited} RATE_LIMITED");
+    // Five per key id covers all sixty; the caller's fifty do not (ten over,
+    // less any token refunded for a guess that was never judged).
+    assert!(
+        limited >= 5 && invalid <= 55,
+        "the caller's budget held: {invalid} INVALID, {limited} RATE_LIMITED"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_relayed_attacker_does_not_lock_out_honest_keys_without_caller_address() {
-    // Default budgets: 5 per key id, 50 per caller. The relay is not
-    // trusted and sends no caller_address: it is the caller.
-    let app = spawn_app_with(|_| {}).await;
+    // The default bursts (5 per key id, 50 per caller), refilling too slowly
+    // to matter while the test runs. The relay is not trusted and sends no
+    // caller_address: it is the caller.
+    let app = spawn_app_with(|s| s.verifier.throttle = budgets(5, 50)).await;
     let channels = channels(&app, 4).await;
     relay_attack(&app, &channels, "").await;
     let (_, honest) = app.create_key("learner-activity", None).await;
@@ -480,7 +487,7 @@ async fn the_rust_guard_names_its_caller_and_answers_rate_limits_with_retry_info
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn unknown_users_are_answered_and_timed_as_known_users_with_a_wrong_key() {
+async fn unknown_users_are_answered_and_hashed_as_known_users_with_a_wrong_key() {
     let app = spawn_app_with(|s| {
         // Production-strength argon2, so that skipping it would show.
         s.hash = HashParams {
@@ -495,9 +502,14 @@ async fn unknown_users_are_answered_and_timed_as_known_users_with_a_wrong_key() 
     let cases = [("acme", "admin"), ("acme", "ghost"), ("nowhere", "admin")];
     let mut answers = vec![Vec::new(); cases.len()];
     let mut times = vec![Duration::ZERO; cases.len()];
+    let runs = || {
+        let counts = app.state.hasher.counts();
+        counts.honest_runs + counts.suspect_runs
+    };
     // Interleaved, so machine load falls on every case alike.
     for round in 0..8 {
         for (i, (client_id, user)) in cases.iter().enumerate() {
+            let runs_before = runs();
             let started = Instant::now();
             let answer = client
                 .verify_user_credentials(VerifyUserCredentialsRequest {
@@ -515,22 +527,23 @@ async fn unknown_users_are_answered_and_timed_as_known_users_with_a_wrong_key() 
                 answer.valid,
                 answer.rate_limited,
                 answer.retry_after.is_some(),
+                runs() - runs_before,
             ));
         }
     }
-    let expected: Vec<_> = (0..8).map(|r| (false, r >= 5, r >= 5)).collect();
+    // What makes the cases take alike: each judged call costs one argon2
+    // run (a dummy hash for a user or client that does not exist), each
+    // throttled call none.
+    let expected: Vec<_> = (0..8)
+        .map(|r| (false, r >= 5, r >= 5, u64::from(r < 5)))
+        .collect();
     for (i, case) in cases.iter().enumerate() {
         assert_eq!(answers[i], expected, "{case:?}");
     }
     for (i, case) in cases.iter().enumerate().skip(1) {
+        // Printed, not asserted: wall-clock time is the benchmark's business.
         let ratio = times[i].as_secs_f64() / times[0].as_secs_f64();
         eprintln!("{case:?} / known user with a wrong key: time ratio {ratio:.2}");
-        assert!(
-            (0.33..3.0).contains(&ratio),
-            "{case:?} took {:?}, a known user {:?}",
-            times[i],
-            times[0]
-        );
     }
     // The right key still works for the known user once budgets refill; a
     // different user name was never rate-limited by those failures.

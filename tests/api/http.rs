@@ -872,8 +872,9 @@ async fn http_calls_log_no_secret_at_trace_level() {
     .await;
     assert_eq!(verified.json()["decision"], "DECISION_ALLOWED");
 
-    server.signal_term();
-    let log = server.log.lock().expect("log").join("\n");
+    // The whole log, up to the server's last line, is scanned.
+    let (status, log) = server.terminate().await;
+    assert!(status.success(), "{log}");
     assert!(
         log.lines().filter(|l| l.contains("call finished")).count() >= 7,
         "every HTTP call is a logged call"

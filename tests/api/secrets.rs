@@ -134,18 +134,24 @@ impl ServeProcess {
             }
             assert!(
                 Instant::now() < deadline,
-                "server did not exit after SIGTERM"
+                "server did not exit after SIGTERM; its log:\n{}",
+                self.log.lock().unwrap().join("\n")
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        // The reader thread sees EOF once the process is gone.
-        tokio::time::sleep(Duration::from_millis(0)).await;
+        // A clean stop ends with its last line; the reader thread may not
+        // have read that far yet. (A failed one is the caller's to report,
+        // with whatever was logged.)
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let log = self.log.lock().unwrap().join("\n");
-            if log.contains("latchkey stopped") || Instant::now() > deadline {
+            if log.contains("latchkey stopped") || !status.success() {
                 return (status, log);
             }
+            assert!(
+                Instant::now() < deadline,
+                "the server exited 0 but its log has no \"latchkey stopped\": {log}"
+            );
             drop(log);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
