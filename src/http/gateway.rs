@@ -16,8 +16,10 @@ use crate::grpc::{call_layer::CallService, limits::InFlightLimit};
 /// The gRPC service stack, as the gRPC listener serves it.
 pub type GrpcStack = CallService<InFlightLimit<Routes>>;
 
-/// What an HTTP request brings to its gRPC call besides the message.
-#[derive(Clone, Debug)]
+/// What an HTTP request brings to its gRPC call besides the message. No
+/// `Debug`: it carries the caller's credentials (so do the JSON bodies that
+/// hold keys or client credentials, which have none either).
+#[derive(Clone)]
 pub struct CallContext {
     /// The credentials, as gRPC reads them: `sid` and `authorization`.
     pub sid: Option<http::HeaderValue>,

@@ -174,9 +174,19 @@ pub fn call_context(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok())
         .map(Duration::from_millis);
+    // Marked sensitive: whatever prints a header map shows them redacted.
+    let credential = |name| {
+        headers
+            .get(name)
+            .cloned()
+            .map(|mut value: http::HeaderValue| {
+                value.set_sensitive(true);
+                value
+            })
+    };
     CallContext {
-        sid: headers.get("sid").cloned(),
-        authorization: headers.get(header::AUTHORIZATION).cloned(),
+        sid: credential("sid"),
+        authorization: credential(header::AUTHORIZATION.as_str()),
         peer: SocketAddr::new(caller, peer.port()),
         timeout,
     }

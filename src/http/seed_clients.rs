@@ -41,7 +41,7 @@ pub fn routes() -> Router<HttpState> {
 }
 
 /// The seed's `/configure` document.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ConfigureJson {
     client_id: String,
@@ -52,7 +52,7 @@ pub struct ConfigureJson {
     client_settings: HashMap<String, String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ClientCredentialsJson {
     #[serde(default)]
@@ -64,7 +64,7 @@ pub struct ClientCredentialsJson {
 }
 
 /// A user's API key, as the seed writes it (lower-case names).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserApiKeyJson {
     user: String,
@@ -97,7 +97,7 @@ fn scope_json(scope: i32) -> Option<ScopeJson> {
 }
 
 /// `POST /configureSettings/{CLIENT_ID}`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigureSettingsJson {
     settings: Vec<SettingChangeJson>,
@@ -105,7 +105,7 @@ pub struct ConfigureSettingsJson {
 
 /// A setting change: the prefixed name (`ClientSettings.<Name>` or
 /// `ClientCredentials.<Name>`); an empty value clears it.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingChangeJson {
     name: String,
@@ -114,7 +114,7 @@ pub struct SettingChangeJson {
 }
 
 /// `POST /setUserCredentials/{CLIENT_ID}`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetUserCredentialsJson {
     user: String,

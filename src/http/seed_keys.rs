@@ -128,7 +128,7 @@ impl From<pb::IntegrationKey> for KeyJson {
 
 /// `CreateIntegrationKeyResponse`: the key, and the full API key, returned
 /// only here.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedKeyJson {
     key: Option<KeyJson>,

@@ -41,7 +41,7 @@ pub fn routes() -> Router<HttpState> {
 }
 
 /// Sunshine's `apiKey`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKeyJson {
     /// The key's public id.
@@ -65,13 +65,13 @@ impl ApiKeyJson {
 }
 
 /// `{"key": ...}`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct ApiKeyEnvelopeJson {
     key: ApiKeyJson,
 }
 
 /// `{"keys": [...]}`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct ApiKeyListJson {
     keys: Vec<ApiKeyJson>,
 }

@@ -154,6 +154,61 @@ async fn three_hundred_concurrent_wrong_secrets_for_one_key_id_cost_the_burst() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hundred_concurrent_wrong_user_keys_cost_the_burst() {
+    let app = spawn_app_with(|s| {
+        s.hash = slow_hash(2);
+        s.verifier.throttle = budgets(5, 1_000_000);
+    })
+    .await;
+    crate::client_config::configure(&app, "acme").await;
+    let channels = channels(&app, 8).await;
+    // A real user, and one that does not exist (checked against the dummy
+    // hash): each gets the burst, however many guesses arrive at once.
+    for user in ["admin", "ghost"] {
+        let before = app.state.hasher.runs();
+        let barrier = Arc::new(Barrier::new(300));
+        let calls: Vec<_> = (0..300)
+            .map(|i| {
+                let mut client =
+                    latchkey::grpc::proto::v1::client_configuration_service_client::ClientConfigurationServiceClient::new(
+                        channels[i % channels.len()].clone(),
+                    );
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    client
+                        .verify_user_credentials(VerifyUserCredentialsRequest {
+                            client_id: "acme".into(),
+                            user: user.into(),
+                            api_key: format!("guess-{i:04}-0123456789abcdef"),
+                        })
+                        .await
+                        .map(tonic::Response::into_inner)
+                })
+            })
+            .collect();
+        let (mut invalid, mut limited) = (0, 0);
+        for call in calls {
+            let answer = call.await.expect("task").expect("an answer, not an error");
+            assert!(!answer.valid, "{user}: a guess was accepted");
+            if answer.rate_limited {
+                assert!(answer.retry_after.is_some(), "RATE_LIMITED has retry_after");
+                limited += 1;
+            } else {
+                invalid += 1;
+            }
+        }
+        let runs = app.state.hasher.runs() - before;
+        eprintln!(
+            "300 wrong keys for {user}: {invalid} invalid, {limited} rate limited, {runs} argon2 runs"
+        );
+        assert_eq!(invalid, 5, "{user}: the burst is checked");
+        assert_eq!(limited, 295, "{user}");
+        assert!(runs <= 5, "{user}: {runs} argon2 runs for a burst of 5");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_share_one_failure_budget_per_key_id() {
     let configure = |s: &mut latchkey::config::Settings| {
         s.hash = slow_hash(2);
@@ -668,8 +723,20 @@ async fn the_in_flight_limit_sheds_calls_but_never_probes() {
         let (channels, partner_key) = (channels.clone(), app.partner_key.clone());
         async move { create_crowd(&partner_key, &channels, 100).await }
     });
-    // Probes while the crowd is in flight.
+    // Probes while the crowd is in flight: once the hasher is busy with it,
+    // and at least one probe must be answered while it still is.
+    let hashing = || {
+        let counts = app.state.hasher.counts();
+        counts.waiting + counts.holding > 0
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the crowd to reach argon2",
+        || async { hashing().then_some(()) },
+    )
+    .await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channels[0].clone());
+    let mut answered_while_hashing = 0;
     for _ in 0..20 {
         let status = health
             .check(tonic_health::pb::HealthCheckRequest::default())
@@ -681,7 +748,9 @@ async fn the_in_flight_limit_sheds_calls_but_never_probes() {
             status,
             tonic_health::pb::health_check_response::ServingStatus::Serving
         );
+        answered_while_hashing += usize::from(hashing());
     }
+    assert!(answered_while_hashing > 0, "no probe overlapped the crowd");
     let mut shed = 0;
     for answer in crowd.await.unwrap() {
         if let Err(status) = answer {
