@@ -43,10 +43,11 @@ pub struct GlobalArgs {
     /// Log format on stderr [default: human].
     #[arg(long, global = true, env = "LATCHKEY_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
-    /// argon2id memory per hash, KiB [default: 19456, OWASP's minimum].
+    /// argon2id memory per hash, KiB, at most 1048576 (1 GiB) [default:
+    /// 19456, OWASP's minimum].
     #[arg(long, global = true, env = "LATCHKEY_ARGON2_MEMORY_KIB")]
     pub argon2_memory_kib: Option<u32>,
-    /// argon2id passes [default: 2].
+    /// argon2id passes, at most 1000 [default: 2].
     #[arg(long, global = true, env = "LATCHKEY_ARGON2_ITERATIONS")]
     pub argon2_iterations: Option<u32>,
     /// argon2id lanes [default: 1].

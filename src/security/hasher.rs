@@ -95,10 +95,24 @@ impl Lane {
     }
 }
 
+/// The most memory one argon2 computation may take, KiB (1 GiB), whether
+/// configured or read from a stored hash: each hashing thread keeps its
+/// largest buffer, and a stored hash naming terabytes would abort the
+/// process allocating it.
+pub const MAX_MEMORY_KIB: u32 = 1 << 20;
+
+/// The most passes one argon2 computation may make, configured or stored
+/// (a stored hash naming billions would hold a hashing thread for ever).
+pub const MAX_ITERATIONS: u32 = 1_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
     #[error("invalid argon2 parameters: {0}")]
     Params(argon2::Error),
+    #[error(
+        "argon2 cost above the ceiling (at most {MAX_MEMORY_KIB} KiB and {MAX_ITERATIONS} passes): {0}"
+    )]
+    TooCostly(String),
     #[error("argon2 failed: {0}")]
     Argon2(String),
     #[error("stored hash is not a usable argon2 PHC string: {0}")]
@@ -219,6 +233,7 @@ pub struct Hasher {
 
 impl Hasher {
     pub fn new(params: HashParams) -> Result<Self, HashError> {
+        check_cost(params.memory_kib, params.iterations)?;
         let argon_params = Params::new(
             params.memory_kib,
             params.iterations,
@@ -316,6 +331,7 @@ impl Hasher {
                 None => Version::default(),
             };
             let params = Params::try_from(&phc).map_err(|e| bad(&e))?;
+            check_cost(params.m_cost(), params.t_cost())?;
             let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
                 return Err(bad(&"missing salt or hash"));
             };
@@ -442,6 +458,16 @@ fn suspect_threads(threads: usize, share_percent: u8) -> usize {
     share.clamp(1, keep_one_honest)
 }
 
+/// Refuses an argon2 cost above `MAX_MEMORY_KIB` or `MAX_ITERATIONS`.
+fn check_cost(memory_kib: u32, iterations: u32) -> Result<(), HashError> {
+    if memory_kib > MAX_MEMORY_KIB || iterations > MAX_ITERATIONS {
+        return Err(HashError::TooCostly(format!(
+            "{memory_kib} KiB, {iterations} passes"
+        )));
+    }
+    Ok(())
+}
+
 /// argon2 into `out`, in `memory` (grown to the parameters' size if needed
 /// and kept for the next call).
 fn compute(
@@ -476,6 +502,44 @@ mod tests {
             ..HashParams::default()
         })
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_stored_hash_above_the_cost_ceiling_is_refused_not_computed() {
+        let hasher = cheap();
+        let key = ApiKey::generate(KeyKind::Integration).unwrap();
+        let hash = hasher.hash(&key).await.unwrap();
+        assert!(hash.contains("m=64,"), "{hash}");
+        // Terabytes, or billions of passes: refused before any allocation.
+        for (from, to) in [("m=64,", "m=4294967295,"), ("t=1,", "t=4294967295,")] {
+            let costly = hash.replace(from, to);
+            let refused = hasher.verify(&key, &costly, Lane::Honest).await;
+            assert!(
+                matches!(refused, Err(HashError::TooCostly(_))),
+                "{refused:?}"
+            );
+        }
+        // The hasher still works.
+        assert!(hasher.verify(&key, &hash, Lane::Honest).await.unwrap());
+    }
+
+    #[test]
+    fn a_configured_cost_above_the_ceiling_is_refused() {
+        let params = |memory_kib, iterations| HashParams {
+            memory_kib,
+            iterations,
+            parallelism: 1,
+            concurrency: 1,
+            ..HashParams::default()
+        };
+        assert!(matches!(
+            Hasher::new(params(MAX_MEMORY_KIB + 1, 2)),
+            Err(HashError::TooCostly(_))
+        ));
+        assert!(matches!(
+            Hasher::new(params(19_456, MAX_ITERATIONS + 1)),
+            Err(HashError::TooCostly(_))
+        ));
     }
 
     #[tokio::test]
