@@ -1,6 +1,7 @@
 """Runs the real latchkey binary for the tests: fresh SQLite database, a partner
 key, a catalog granting `learner-activity` a few endpoints, a port picked by the OS."""
 
+import contextlib
 import json
 import os
 import signal
@@ -43,20 +44,24 @@ class Server:
         self.partner_key = partner_key
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    binary, tmp = latchkey_bin(), tmp_path_factory.mktemp("latchkey")
+@contextlib.contextmanager
+def running_server(tmp: Path, args=(), env=None):
+    """A latchkey server on a fresh SQLite database in `tmp`, with its own
+    partner key, serving until the block ends (then SIGTERM, exit 0)."""
+    binary = latchkey_bin()
     # Only our settings: none inherited from the caller's LATCHKEY_* environment.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LATCHKEY_")}
-    env.update(LATCHKEY_DATABASE_URL=f"sqlite://{tmp}/t.db?mode=rwc",
-               # Cheap argon2: the tests check behaviour, not hashing cost.
-               LATCHKEY_ARGON2_MEMORY_KIB="256", LATCHKEY_ARGON2_ITERATIONS="1")
-    partner_key = subprocess.run([binary, "partner-keys", "create", "--name", "test"], env=env,
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LATCHKEY_")}
+    environ.update(LATCHKEY_DATABASE_URL=f"sqlite://{tmp}/t.db?mode=rwc",
+                   # Cheap argon2: the tests check behaviour, not hashing cost.
+                   LATCHKEY_ARGON2_MEMORY_KIB="256", LATCHKEY_ARGON2_ITERATIONS="1")
+    environ.update(env or {})
+    partner_key = subprocess.run([binary, "partner-keys", "create", "--name", "test"], env=environ,
                                  check=True, capture_output=True, text=True, timeout=60).stdout.strip()
     (tmp / "catalog.toml").write_text(CATALOG)
     proc = subprocess.Popen(
-        [binary, "serve", "--listen", "127.0.0.1:0", "--catalog", tmp / "catalog.toml", "--log-format", "json"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [binary, "serve", "--listen", "127.0.0.1:0", "--catalog", tmp / "catalog.toml", "--log-format", "json",
+         *args],
+        env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     # A thread drains stderr for the whole run (a full pipe would block the
     # server) and reports the bound address from the "latchkey serving" line.
@@ -83,3 +88,9 @@ def server(tmp_path_factory):
             proc.kill()
             raise
     assert code == 0, f"latchkey exited {code} on SIGTERM:\n" + "".join(log[-20:])
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("latchkey")) as running:
+        yield running
