@@ -15,7 +15,8 @@ use latchkey::grpc::proto::v1::{
 use crate::{cli::latchkey, helpers::with_sid, secrets::ServeProcess, test_db::TestDb};
 
 /// When each call started, and how it ended.
-type Outcomes = Arc<Mutex<Vec<(Instant, Result<(), tonic::Status>)>>>;
+/// Each call's start, its end, and how it ended.
+type Outcomes = Arc<Mutex<Vec<(Instant, Instant, Result<(), tonic::Status>)>>>;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -122,9 +123,10 @@ async fn sigterm_under_load_lets_started_calls_finish_and_exits_0() {
         let partner_key = partner_key.clone();
         let outcomes = outcomes.clone();
         callers.push(tokio::spawn(async move {
-            let Ok(mut client) = IntegrationKeysServiceClient::connect(endpoint).await else {
-                return;
-            };
+            // Before the signal: a caller that cannot connect is a failure.
+            let mut client = IntegrationKeysServiceClient::connect(endpoint)
+                .await
+                .expect("connect before the signal");
             for _ in 0..200 {
                 let started = Instant::now();
                 let result = client
@@ -138,7 +140,10 @@ async fn sigterm_under_load_lets_started_calls_finish_and_exits_0() {
                     .await
                     .map(drop);
                 let failed = result.is_err();
-                outcomes.lock().unwrap().push((started, result));
+                outcomes
+                    .lock()
+                    .unwrap()
+                    .push((started, Instant::now(), result));
                 if failed {
                     return;
                 }
@@ -153,7 +158,7 @@ async fn sigterm_under_load_lets_started_calls_finish_and_exits_0() {
     let signalled = Instant::now();
     server.signal_term();
     for caller in callers {
-        let _ = caller.await;
+        caller.await.expect("a caller panicked");
     }
     let (status, log) = server.terminate_after_signal().await;
     assert!(status.success(), "exit status {status:?}\n{log}");
@@ -165,10 +170,17 @@ async fn sigterm_under_load_lets_started_calls_finish_and_exits_0() {
     let margin = Duration::from_millis(20);
     let started_before: Vec<_> = outcomes
         .iter()
-        .filter(|(started, _)| *started + margin < signalled)
+        .filter(|(started, _, _)| *started + margin < signalled)
         .collect();
     assert!(started_before.len() >= 16);
-    for (_, result) in started_before {
+    // The drain is what is tested: some of them were still running when the
+    // signal came, and finished after it.
+    let drained = started_before
+        .iter()
+        .filter(|(_, ended, result)| *ended > signalled && result.is_ok())
+        .count();
+    assert!(drained > 0, "no call was in flight at the signal");
+    for (_, _, result) in started_before {
         assert!(
             result.is_ok(),
             "a call started before SIGTERM failed: {result:?}"
