@@ -124,18 +124,13 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<App>> {
         keys = master_key.versions().count(),
         "master keyring loaded (the first key seals, every key opens)"
     );
-    let state = Arc::new(App::new(db.clone(), db_stats, master_key, settings)?);
+    let state = Arc::new(App::new(db.clone(), db_stats, master_key, settings).await?);
     state
         .verifier
         .grants
         .refresh(&db, true)
         .await
         .context("cannot load endpoint grants")?;
-    // Made now rather than on the first unknown user, whose answer would
-    // otherwise cost two hashes where a known user's costs one.
-    crate::app::auth::prepare_dummy_user_hash(&state)
-        .await
-        .context("cannot hash the dummy user key")?;
     Ok(state)
 }
 

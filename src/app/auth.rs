@@ -48,18 +48,20 @@ pub(crate) struct AuthState {
     /// The client users' budgets all replicas share.
     shared_client_user_budgets: SharedBudgets,
     /// A hash of no one's key, checked for users that do not exist so that
-    /// they cost what a wrong key costs (made at startup, see
-    /// `prepare_dummy_user_hash`).
-    dummy_user_hash: tokio::sync::OnceCell<String>,
+    /// they cost what a wrong key costs. Made at startup: made on first use,
+    /// the first unknown user's answer would cost two hashes.
+    dummy_user_hash: String,
     /// Bounds the audit events of refused calls.
     refusals: RefusalSampler,
 }
 
 impl AuthState {
-    pub(crate) fn new(
+    pub(crate) async fn new(
         db: &sea_orm::DatabaseConnection,
         settings: &VerifierSettings,
+        hasher: &crate::security::Hasher,
     ) -> Result<Self, Error> {
+        let nobody = ApiKey::generate(KeyKind::Partner)?;
         Ok(Self {
             shared_partner_key_budgets: SharedBudgets::new(db.clone(), settings.throttle.per_key),
             shared_client_user_budgets: SharedBudgets::new(db.clone(), settings.throttle.per_key),
@@ -67,28 +69,10 @@ impl AuthState {
             partner_key_budgets: FailureBudgets::new(settings.throttle),
             client_users: VerifiedKeys::new(settings.cache_capacity, settings.cache_idle)?,
             client_user_budgets: FailureBudgets::new(settings.throttle),
-            dummy_user_hash: tokio::sync::OnceCell::new(),
+            dummy_user_hash: hasher.hash(&nobody).await?,
             refusals: RefusalSampler::default(),
         })
     }
-}
-
-/// Makes the hash unknown users are checked against, before the first one
-/// asks.
-pub async fn prepare_dummy_user_hash(app: &App) -> Result<(), Error> {
-    dummy_user_hash(app).await.map(drop)
-}
-
-/// The hash unknown users are checked against; see `dummy_user_hash`.
-async fn dummy_user_hash(app: &App) -> Result<&str, Error> {
-    app.auth
-        .dummy_user_hash
-        .get_or_try_init(|| async {
-            let nobody = ApiKey::generate(KeyKind::Partner)?;
-            Ok::<_, Error>(app.hasher.hash(&nobody).await?)
-        })
-        .await
-        .map(String::as_str)
 }
 
 /// What a transport read from one call: the credentials presented, the
@@ -491,7 +475,7 @@ pub(crate) async fn check_client_user(
     };
     let stored = match &row {
         Some(row) => row.key_hash.as_str(),
-        None => dummy_user_hash(app).await?,
+        None => app.auth.dummy_user_hash.as_str(),
     };
     let check = |reservation| app.hasher.check(api_key, stored, reservation);
     let subject = format!("cu:{client_id}:{user}");

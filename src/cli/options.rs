@@ -321,8 +321,7 @@ pub fn serve_settings(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<S
     );
     set(
         &mut s.rate_limited_delay,
-        args.rate_limited_delay_ms
-            .map(|ms| Duration::from_millis(ms).min(secs(MAX_OPTION_SECS))),
+        args.rate_limited_delay_ms.map(millis),
     );
     let limits = &mut s.limits;
     set(
@@ -388,6 +387,10 @@ const MAX_OPTION_SECS: u64 = 100 * 365 * 24 * 3600;
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n.min(MAX_OPTION_SECS))
+}
+
+fn millis(n: u64) -> Duration {
+    Duration::from_millis(n).min(secs(MAX_OPTION_SECS))
 }
 
 fn at_least_one_sec(n: u64) -> Duration {

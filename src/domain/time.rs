@@ -8,7 +8,7 @@ use std::{
 /// The last instant a `google.protobuf.Timestamp` can carry
 /// (9999-12-31T23:59:59.999999Z): no stored time may lie beyond it, or the
 /// row could no longer be sent (Connect's JSON refuses it outright).
-pub const LATEST_MICROS: i64 = 253_402_300_799_999_999;
+pub const LATEST_MICROS: i64 = latchkey_client::time::MAX_TIMESTAMP_SECONDS * 1_000_000 + 999_999;
 
 /// Now, in microseconds since the Unix epoch.
 pub fn now_micros() -> i64 {

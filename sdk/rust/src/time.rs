@@ -11,12 +11,15 @@ pub(crate) fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// The last second a protobuf timestamp can carry: 9999-12-31T23:59:59Z.
+pub const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+
 /// A protobuf timestamp in microseconds; `None` when it is out of the range
 /// protobuf allows (0001-01-01 to 9999-12-31) or its nanos are invalid.
 pub fn from_timestamp(ts: &prost_types::Timestamp) -> Option<i64> {
     const MIN_SECONDS: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
-    const MAX_SECONDS: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
-    if !(0..1_000_000_000).contains(&ts.nanos) || !(MIN_SECONDS..=MAX_SECONDS).contains(&ts.seconds)
+    if !(0..1_000_000_000).contains(&ts.nanos)
+        || !(MIN_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&ts.seconds)
     {
         return None;
     }
