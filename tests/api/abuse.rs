@@ -5,7 +5,6 @@
 
 use std::{
     net::IpAddr,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -17,6 +16,7 @@ use latchkey::{
     grpc::proto::v1::{
         CreateIntegrationKeyRequest, Decision, VerifyIntegrationKeyRequest,
         VerifyIntegrationKeyResponse, VerifyUserCredentialsRequest,
+        client_configuration_service_client::ClientConfigurationServiceClient,
         integration_keys_service_client::IntegrationKeysServiceClient,
     },
     security::callers::TrustedPeers,
@@ -25,11 +25,10 @@ use latchkey::{
         throttle::{Budget, ThrottleSettings},
     },
 };
-use tokio::sync::Barrier;
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
-use crate::helpers::{TestApp, channels, crowd, eventually, spawn_app_with};
+use crate::helpers::{TestApp, all_at_once, channels, crowd, eventually, spawn_app_with};
 
 const OUTLINE: &str = "course.v1.CourseService/GetOutline";
 
@@ -84,30 +83,18 @@ async fn create_crowd(
     channels: &[Channel],
     n: usize,
 ) -> Vec<Result<tonic::Response<latchkey::grpc::proto::v1::CreateIntegrationKeyResponse>, Status>> {
-    let barrier = Arc::new(Barrier::new(n));
-    let tasks: Vec<_> = (0..n)
-        .map(|i| {
-            let mut client =
-                IntegrationKeysServiceClient::new(channels[i % channels.len()].clone());
-            let request = crate::helpers::with_sid(
-                CreateIntegrationKeyRequest {
-                    integration: "learner-activity".into(),
-                    ..Default::default()
-                },
-                partner_key,
-            );
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                client.create_integration_key(request).await
-            })
-        })
-        .collect();
-    let mut answers = Vec::with_capacity(n);
-    for task in tasks {
-        answers.push(task.await.expect("task"));
-    }
-    answers
+    all_at_once((0..n).map(|i| {
+        let mut client = IntegrationKeysServiceClient::new(channels[i % channels.len()].clone());
+        let request = crate::helpers::with_sid(
+            CreateIntegrationKeyRequest {
+                integration: "learner-activity".into(),
+                ..Default::default()
+            },
+            partner_key,
+        );
+        async move { client.create_integration_key(request).await }
+    }))
+    .await
 }
 
 fn decisions(answers: &[Result<VerifyIntegrationKeyResponse, Status>]) -> (usize, usize) {
@@ -166,30 +153,24 @@ async fn three_hundred_concurrent_wrong_user_keys_cost_the_burst() {
     // hash): each gets the burst, however many guesses arrive at once.
     for user in ["admin", "ghost"] {
         let before = app.state.hasher.runs();
-        let barrier = Arc::new(Barrier::new(300));
-        let calls: Vec<_> = (0..300)
-            .map(|i| {
-                let mut client =
-                    latchkey::grpc::proto::v1::client_configuration_service_client::ClientConfigurationServiceClient::new(
-                        channels[i % channels.len()].clone(),
-                    );
-                let barrier = barrier.clone();
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    client
-                        .verify_user_credentials(VerifyUserCredentialsRequest {
-                            client_id: "acme".into(),
-                            user: user.into(),
-                            api_key: format!("guess-{i:04}-0123456789abcdef"),
-                        })
-                        .await
-                        .map(tonic::Response::into_inner)
-                })
-            })
-            .collect();
+        let answers = all_at_once((0..300).map(|i| {
+            let mut client =
+                ClientConfigurationServiceClient::new(channels[i % channels.len()].clone());
+            async move {
+                client
+                    .verify_user_credentials(VerifyUserCredentialsRequest {
+                        client_id: "acme".into(),
+                        user: user.into(),
+                        api_key: format!("guess-{i:04}-0123456789abcdef"),
+                    })
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        }))
+        .await;
         let (mut invalid, mut limited) = (0, 0);
-        for call in calls {
-            let answer = call.await.expect("task").expect("an answer, not an error");
+        for answer in answers {
+            let answer = answer.expect("an answer, not an error");
             assert!(!answer.valid, "{user}: a guess was accepted");
             if answer.rate_limited {
                 assert!(answer.retry_after.is_some(), "RATE_LIMITED has retry_after");
@@ -502,21 +483,15 @@ async fn the_rust_guard_names_its_caller_and_answers_rate_limits_with_retry_info
         keys.push(app.create_key("learner-activity", None).await.1);
     }
     // 40 wrong secrets at once through the guard, for 4 key ids.
-    let barrier = Arc::new(Barrier::new(40));
-    let tasks: Vec<_> = (0..40)
-        .map(|i| {
-            let mut client = tonic_health::pb::health_client::HealthClient::new(attacker.clone());
-            let key = guess(&keys[i % 4]);
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                client.check(crate::sdk::call(Some(&key))).await
-            })
-        })
-        .collect();
+    let answers = all_at_once((0..40).map(|i| {
+        let mut client = tonic_health::pb::health_client::HealthClient::new(attacker.clone());
+        let key = guess(&keys[i % 4]);
+        async move { client.check(crate::sdk::call(Some(&key))).await }
+    }))
+    .await;
     let (mut unauthenticated, mut exhausted) = (0, 0);
-    for task in tasks {
-        let status = task.await.unwrap().expect_err("wrong secrets are refused");
+    for answer in answers {
+        let status = answer.expect_err("wrong secrets are refused");
         match status.code() {
             Code::Unauthenticated => unauthenticated += 1,
             Code::ResourceExhausted => {

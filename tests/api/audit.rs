@@ -199,22 +199,13 @@ async fn refused_calls_are_audited_and_a_flood_of_them_stays_bounded() {
 
     // 200 refused calls at once by one actor: a handful of rows, not 200.
     let channel = app.channel().await;
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(200));
-    let calls: Vec<_> = (0..200)
-        .map(|_| {
-            let mut config = ClientConfigurationServiceClient::new(channel.clone());
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                config.get_client_configuration(cross_client_read()).await
-            })
-        })
-        .collect();
-    for call in calls {
-        assert_eq!(
-            call.await.unwrap().unwrap_err().code(),
-            Code::PermissionDenied
-        );
+    let answers = crate::helpers::all_at_once((0..200).map(|_| {
+        let mut config = ClientConfigurationServiceClient::new(channel.clone());
+        async move { config.get_client_configuration(cross_client_read()).await }
+    }))
+    .await;
+    for answer in answers {
+        assert_eq!(answer.unwrap_err().code(), Code::PermissionDenied);
     }
     let events = refusals_of(&app, "globex").await;
     eprintln!(

@@ -410,32 +410,46 @@ pub async fn channels(app: &TestApp, n: usize) -> Vec<Channel> {
     channels
 }
 
-/// Sends every request at once (each on its own task, all released by one
-/// barrier) and returns the answers in order.
+/// Runs every call at once (each on its own task, all released by one
+/// barrier) and returns the results in order.
+pub async fn all_at_once<Fut>(calls: impl IntoIterator<Item = Fut>) -> Vec<Fut::Output>
+where
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let calls: Vec<Fut> = calls.into_iter().collect();
+    let barrier = Arc::new(tokio::sync::Barrier::new(calls.len()));
+    let tasks: Vec<_> = calls
+        .into_iter()
+        .map(|call| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                call.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await.expect("task"));
+    }
+    results
+}
+
+/// Sends every verify at once, spread over `channels` (`all_at_once`), and
+/// returns the answers in order.
 pub async fn crowd(
     channels: &[Channel],
     requests: Vec<latchkey::grpc::proto::v1::VerifyIntegrationKeyRequest>,
 ) -> Vec<Result<latchkey::grpc::proto::v1::VerifyIntegrationKeyResponse, Status>> {
-    let barrier = Arc::new(tokio::sync::Barrier::new(requests.len()));
-    let tasks: Vec<_> = requests
-        .into_iter()
-        .enumerate()
-        .map(|(i, request)| {
-            let mut client =
-                IntegrationKeysServiceClient::new(channels[i % channels.len()].clone());
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                client
-                    .verify_integration_key(request)
-                    .await
-                    .map(|r| r.into_inner())
-            })
-        })
-        .collect();
-    let mut answers = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        answers.push(task.await.expect("task"));
-    }
-    answers
+    all_at_once(requests.into_iter().enumerate().map(|(i, request)| {
+        let mut client = IntegrationKeysServiceClient::new(channels[i % channels.len()].clone());
+        async move {
+            client
+                .verify_integration_key(request)
+                .await
+                .map(|r| r.into_inner())
+        }
+    }))
+    .await
 }
