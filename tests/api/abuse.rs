@@ -44,6 +44,13 @@ fn slow_hash(concurrency: usize) -> HashParams {
     }
 }
 
+/// The crowd tests' server: five failures per id (per caller: as many as
+/// the crowd), argon2 slow enough for the crowd to be in flight.
+fn burst_of_five(s: &mut latchkey::config::Settings) {
+    s.hash = slow_hash(2);
+    s.verifier.throttle = budgets(5, 1_000_000);
+}
+
 fn budgets(per_key: u32, per_caller: u32) -> ThrottleSettings {
     ThrottleSettings {
         per_key: Budget {
@@ -116,11 +123,7 @@ fn decisions(answers: &[Result<VerifyIntegrationKeyResponse, Status>]) -> (usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_hundred_concurrent_wrong_secrets_for_one_key_id_cost_the_burst() {
-    let app = spawn_app_with(|s| {
-        s.hash = slow_hash(2);
-        s.verifier.throttle = budgets(5, 1_000_000);
-    })
-    .await;
+    let app = spawn_app_with(burst_of_five).await;
     let (_, api_key) = app.create_key("learner-activity", None).await;
     let channels = channels(&app, 8).await;
     let before = app.state.hasher.counts();
@@ -142,11 +145,7 @@ async fn three_hundred_concurrent_wrong_secrets_for_one_key_id_cost_the_burst() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_hundred_concurrent_wrong_user_keys_cost_the_burst() {
-    let app = spawn_app_with(|s| {
-        s.hash = slow_hash(2);
-        s.verifier.throttle = budgets(5, 1_000_000);
-    })
-    .await;
+    let app = spawn_app_with(burst_of_five).await;
     crate::client_config::configure(&app, "acme").await;
     let channels = channels(&app, 8).await;
     // A real user, and one that does not exist (checked against the dummy
@@ -191,19 +190,15 @@ async fn three_hundred_concurrent_wrong_user_keys_cost_the_burst() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_share_one_failure_budget_per_key_id() {
-    let configure = |s: &mut latchkey::config::Settings| {
-        s.hash = slow_hash(2);
-        s.verifier.throttle = budgets(5, 1_000_000);
-    };
-    let first = spawn_app_with(configure).await;
+    let first = spawn_app_with(burst_of_five).await;
     if first.database_url.starts_with("sqlite") {
         // One SQLite database is one process: its budgets are local.
         eprintln!("not applicable: shared budgets need PostgreSQL or MySQL/MariaDB");
         return;
     }
     let replicas = [
-        first.replica(configure).await,
-        first.replica(configure).await,
+        first.replica(burst_of_five).await,
+        first.replica(burst_of_five).await,
     ];
     let (_, api_key) = first.create_key("learner-activity", None).await;
     // Round-robin: connection i goes to replica i % 3.

@@ -460,29 +460,34 @@ async fn a_replica_cut_off_from_the_shared_bucket_counts_a_rate_limit_alone() {
         return;
     };
     r.until_b_hears(true, "B to listen").await;
-    let api_key = r
-        .on_a
-        .clone()
-        .create_integration_key(with_sid(
-            CreateIntegrationKeyRequest {
-                integration: "learner-activity".into(),
-                rate_limit: Some(latchkey::grpc::proto::v1::RateLimit {
-                    limit: 5,
-                    window: Some(prost_types::Duration {
-                        seconds: 3600,
-                        nanos: 0,
+    let limited_key = || async {
+        r.on_a
+            .clone()
+            .create_integration_key(with_sid(
+                CreateIntegrationKeyRequest {
+                    integration: "learner-activity".into(),
+                    rate_limit: Some(latchkey::grpc::proto::v1::RateLimit {
+                        limit: 5,
+                        window: Some(prost_types::Duration {
+                            seconds: 3600,
+                            nanos: 0,
+                        }),
                     }),
-                }),
-                ..Default::default()
-            },
-            &r.partner_key,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .api_key;
-    // Proven and cached on B, one token spent from the shared bucket.
-    assert_eq!(decision(&r.on_b, &api_key).await, Decision::Allowed);
+                    ..Default::default()
+                },
+                &r.partner_key,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .api_key
+    };
+    // Two keys, one for single calls and one for a crowd; each proven and
+    // cached on B, one token spent from its shared bucket.
+    let (api_key, crowd_key) = (limited_key().await, limited_key().await);
+    for key in [&api_key, &crowd_key] {
+        assert_eq!(decision(&r.on_b, key).await, Decision::Allowed);
+    }
 
     r.proxy.silence_all.store(true, Ordering::SeqCst);
     let mut decisions = Vec::new();
@@ -493,6 +498,23 @@ async fn a_replica_cut_off_from_the_shared_bucket_counts_a_rate_limit_alone() {
     assert_eq!(
         decisions,
         [[Decision::Allowed; 5].as_slice(), &[Decision::RateLimited]].concat()
+    );
+    // 300 at once, still cut off: the same five. The fallback is one bucket
+    // per key, not one per call that found the database silent.
+    let crowd = crate::helpers::all_at_once((0..300).map(|_| {
+        let (client, key) = (r.on_b.clone(), crowd_key.clone());
+        async move { decision(&client, &key).await }
+    }))
+    .await;
+    let allowed = crowd.iter().filter(|d| **d == Decision::Allowed).count();
+    let limited = crowd
+        .iter()
+        .filter(|d| **d == Decision::RateLimited)
+        .count();
+    assert_eq!(
+        (allowed, limited),
+        (5, 295),
+        "a crowd cut off from the shared bucket"
     );
     r.proxy.silence_all.store(false, Ordering::SeqCst);
     r.stop().await;
