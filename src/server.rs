@@ -124,7 +124,7 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<Arc<App>> {
         keys = master_key.versions().count(),
         "master keyring loaded (the first key seals, every key opens)"
     );
-    let state = Arc::new(App::new(db.clone(), db_stats, master_key, settings).await?);
+    let state = Arc::new(App::new(db.clone(), db_stats, master_key, settings)?);
     state
         .verifier
         .grants

@@ -47,21 +47,21 @@ pub(crate) struct AuthState {
     client_user_budgets: FailureBudgets,
     /// The client users' budgets all replicas share.
     shared_client_user_budgets: SharedBudgets,
-    /// A hash of no one's key, checked for users that do not exist so that
-    /// they cost what a wrong key costs. Made at startup: made on first use,
-    /// the first unknown user's answer would cost two hashes.
+    /// A hash no key matches, checked for users that do not exist so that
+    /// they cost what a wrong key costs (`Hasher::decoy_hash`: made without
+    /// argon2, so neither startup nor the first unknown user pays a second
+    /// hash).
     dummy_user_hash: String,
     /// Bounds the audit events of refused calls.
     refusals: RefusalSampler,
 }
 
 impl AuthState {
-    pub(crate) async fn new(
+    pub(crate) fn new(
         db: &sea_orm::DatabaseConnection,
         settings: &VerifierSettings,
         hasher: &crate::security::Hasher,
     ) -> Result<Self, Error> {
-        let nobody = ApiKey::generate(KeyKind::Partner)?;
         Ok(Self {
             shared_partner_key_budgets: SharedBudgets::new(db.clone(), settings.throttle.per_key),
             shared_client_user_budgets: SharedBudgets::new(db.clone(), settings.throttle.per_key),
@@ -69,7 +69,7 @@ impl AuthState {
             partner_key_budgets: FailureBudgets::new(settings.throttle),
             client_users: VerifiedKeys::new(settings.cache_capacity, settings.cache_idle)?,
             client_user_budgets: FailureBudgets::new(settings.throttle),
-            dummy_user_hash: hasher.hash(&nobody).await?,
+            dummy_user_hash: hasher.decoy_hash()?,
             refusals: RefusalSampler::default(),
         })
     }

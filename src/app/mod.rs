@@ -59,7 +59,7 @@ struct Policy {
 }
 
 impl App {
-    pub async fn new(
+    pub fn new(
         db: DatabaseConnection,
         db_stats: Arc<QueryStats>,
         master_key: Arc<MasterKey>,
@@ -68,7 +68,7 @@ impl App {
         let hasher = Hasher::new(settings.hash).map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Self {
             verifier: verification::Verifier::new(db.clone(), hasher.clone(), &settings.verifier)?,
-            auth: auth::AuthState::new(&db, &settings.verifier, &hasher).await?,
+            auth: auth::AuthState::new(&db, &settings.verifier, &hasher)?,
             db,
             db_stats,
             hasher,

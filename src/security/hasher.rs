@@ -286,8 +286,7 @@ impl Hasher {
     /// Hashing is for callers already authenticated: the honest lane.
     pub async fn hash_secret(&self, secret: &str) -> Result<String, HashError> {
         let params = self.params.clone();
-        let mut salt = [0u8; SALT_LEN];
-        getrandom::fill(&mut salt).map_err(HashError::Random)?;
+        let salt = random_salt()?;
         self.run(secret, Lane::Honest, move |secret, memory| {
             let mut out = [0u8; OUTPUT_LEN];
             compute(
@@ -299,17 +298,23 @@ impl Hasher {
                 &mut out,
                 memory,
             )?;
-            let phc = PasswordHash {
-                algorithm: ARGON2ID_IDENT,
-                version: Some(Version::V0x13.into()),
-                params: ParamsString::try_from(&params)
-                    .map_err(|e| HashError::Argon2(e.to_string()))?,
-                salt: Some(Salt::new(&salt).map_err(|e| HashError::Argon2(e.to_string()))?),
-                hash: Some(Output::new(&out).map_err(|e| HashError::Argon2(e.to_string()))?),
-            };
-            Ok(phc.to_string())
+            phc_string(&params, &salt, &out)
         })
         .await
+    }
+
+    /// A PHC string in this hasher's parameters that no secret matches: a
+    /// random salt and a random digest, made without running argon2.
+    /// Checking a secret against it costs what checking against a real hash
+    /// costs (one argon2 run, same parameters) and fails, as it would for a
+    /// wrong secret (a match is a 2^-256 chance). Not hashing at startup
+    /// also keeps every hashing thread's working memory (the cost's KiB)
+    /// unallocated until the first real hash.
+    pub fn decoy_hash(&self) -> Result<String, HashError> {
+        let salt = random_salt()?;
+        let mut out = Zeroizing::new([0u8; OUTPUT_LEN]);
+        getrandom::fill(out.as_mut()).map_err(HashError::Random)?;
+        phc_string(&self.params, &salt, out.as_ref())
     }
 
     /// Whether `secret` matches the PHC string `stored`, whose own
@@ -468,6 +473,30 @@ fn check_cost(memory_kib: u32, iterations: u32) -> Result<(), HashError> {
     Ok(())
 }
 
+/// A fresh random salt.
+fn random_salt() -> Result<[u8; SALT_LEN], HashError> {
+    let mut salt = [0u8; SALT_LEN];
+    getrandom::fill(&mut salt).map_err(HashError::Random)?;
+    Ok(salt)
+}
+
+/// The standard PHC string of an argon2id (v19) digest `out` of a secret
+/// under `params` and `salt`.
+fn phc_string(params: &Params, salt: &[u8], out: &[u8]) -> Result<String, HashError> {
+    let phc = PasswordHash {
+        algorithm: ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(argon2_error)?,
+        salt: Some(Salt::new(salt).map_err(argon2_error)?),
+        hash: Some(Output::new(out).map_err(argon2_error)?),
+    };
+    Ok(phc.to_string())
+}
+
+fn argon2_error(e: impl std::fmt::Display) -> HashError {
+    HashError::Argon2(e.to_string())
+}
+
 /// argon2 into `out`, in `memory` (grown to the parameters' size if needed
 /// and kept for the next call).
 fn compute(
@@ -552,6 +581,33 @@ mod tests {
         assert!(!hash.contains(key.expose_secret()));
         assert!(hasher.verify(&key, &hash, Lane::Honest).await.unwrap());
         assert!(!hasher.verify(&other, &hash, Lane::Honest).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_decoy_hash_costs_one_run_to_check_and_none_to_make() {
+        let hasher = cheap();
+        let decoy = hasher.decoy_hash().unwrap();
+        assert_eq!(hasher.runs(), 0, "made without argon2");
+        let real = hasher
+            .hash(&ApiKey::generate(KeyKind::Partner).unwrap())
+            .await
+            .unwrap();
+        // Same shape as a real hash: parameters, salt and digest lengths.
+        let shape = |phc: &str| {
+            let parsed = PasswordHash::new(phc).unwrap();
+            let params = parsed.params.to_string();
+            let salt_len = parsed.salt.unwrap().len();
+            (params, salt_len, parsed.hash.unwrap().len())
+        };
+        assert_eq!(shape(&decoy), shape(&real));
+        assert_ne!(
+            decoy,
+            hasher.decoy_hash().unwrap(),
+            "a fresh salt and digest each time"
+        );
+        let key = ApiKey::generate(KeyKind::Partner).unwrap();
+        assert!(!hasher.verify(&key, &decoy, Lane::Honest).await.unwrap());
+        assert_eq!(hasher.runs(), 2, "the real hash, then one check");
     }
 
     #[tokio::test]

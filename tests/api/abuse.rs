@@ -763,13 +763,32 @@ async fn thousands_of_idle_connections_do_not_stop_service() {
 
 /// Peak resident memory of process `pid`, KiB (Linux).
 fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+    proc_kib(pid, "status", "VmHWM:")
+}
+
+/// The KiB figure after `field` in `/proc/<pid>/<file>`.
+fn proc_kib(pid: u32, file: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap()
+}
+
+#[tokio::test]
+async fn an_idle_server_holds_no_argon2_working_memory() {
+    // Production argon2: each hashing thread keeps its 19 MiB once it has
+    // hashed. Started and ready, with nothing asked of it, the server must
+    // not have hashed (its decoy hash for unknown users is made without
+    // argon2), so its own memory (anonymous: not the binary's pages) stays
+    // below one hash's.
+    let (_dir, _db, server, _addr, _partner_key) =
+        crate::operations::start(&["--argon2-memory-kib", "19456", "--argon2-iterations", "2"])
+            .await;
+    let anonymous = proc_kib(server.pid(), "smaps_rollup", "Anonymous:");
+    eprintln!("idle server: {anonymous} KiB anonymous memory");
+    assert!(anonymous < 19456, "{anonymous} KiB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
