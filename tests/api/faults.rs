@@ -287,7 +287,7 @@ impl Replicas {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_silent_listener_is_noticed_within_the_heartbeat_and_deletes_are_refused() {
+async fn a_silent_listener_is_noticed_by_its_heartbeat_and_deletes_are_refused() {
     // PostgreSQL's LISTEN connection, or MySQL/MariaDB's change-log follower.
     let Some(r) = replicas_on(&["postgres", "mysql"], false, &["--notify-heartbeat", "2"]).await
     else {
@@ -320,6 +320,27 @@ async fn a_silent_listener_is_noticed_within_the_heartbeat_and_deletes_are_refus
     // B says so, and keeps serving from the database meanwhile.
     assert!(!r.b_hears_notifications().await);
     assert_eq!(decision(&r.on_b, &kept_key).await, Decision::Allowed);
+    // A crowd while B trusts nothing it cached: 300 verifies at once, half
+    // for each key, each answered from the database: every deleted one
+    // refused (its id is unknown now, so past the failure budget's burst
+    // the refusal is RATE_LIMITED), every kept one allowed, none failed.
+    let crowd = crate::helpers::all_at_once((0..300).map(|i| {
+        let client = r.on_b.clone();
+        let key = if i % 2 == 0 { &deleted_key } else { &kept_key }.clone();
+        async move { decision(&client, &key).await }
+    }))
+    .await;
+    let (deleted, kept): (Vec<_>, Vec<_>) = crowd.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    assert!(
+        deleted
+            .iter()
+            .all(|(_, d)| matches!(**d, Decision::Invalid | Decision::RateLimited)),
+        "a deleted key allowed in the crowd: {deleted:?}"
+    );
+    assert!(
+        kept.iter().all(|(_, d)| **d == Decision::Allowed),
+        "a kept key refused in the crowd: {kept:?}"
+    );
 
     // The listener comes back: B listens again.
     r.proxy.silence_listeners.store(false, Ordering::SeqCst);

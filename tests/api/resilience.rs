@@ -236,13 +236,22 @@ async fn the_statement_timeout_is_set_on_every_connection() {
             return;
         }
     };
-    let row = db
-        .query_one_raw(Statement::from_string(backend, sql))
-        .await
-        .unwrap()
-        .unwrap();
-    let value: String = row.try_get_by_index(0).unwrap();
-    assert!(value == "7s" || value.starts_with('7'), "{value}");
+    // Three transactions held at once hold three distinct connections of
+    // the pool: each must have been set up with the timeout.
+    use sea_orm::TransactionTrait;
+    let mut transactions = Vec::new();
+    for _ in 0..3 {
+        transactions.push(db.begin().await.unwrap());
+    }
+    for transaction in &transactions {
+        let row = transaction
+            .query_one_raw(Statement::from_string(backend, sql))
+            .await
+            .unwrap()
+            .unwrap();
+        let value: String = row.try_get_by_index(0).unwrap();
+        assert!(value == "7s" || value.starts_with('7'), "{value}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
