@@ -45,16 +45,15 @@ struct SealingKey {
 }
 
 impl SealingKey {
-    fn new(bytes: [u8; 32]) -> Self {
+    /// Takes the bytes already in `Zeroizing`, so no plain copy of a key
+    /// is left behind by its constructors.
+    fn new(key: Zeroizing<[u8; 32]>) -> Self {
         let digest = Sha256::new()
             .chain_update(b"latchkey master key v1\0")
-            .chain_update(bytes)
+            .chain_update(key.as_ref())
             .finalize();
         let version = hex::encode(&digest[..8]);
-        Self {
-            key: Zeroizing::new(bytes),
-            version,
-        }
+        Self { key, version }
     }
 
     fn cipher(&self) -> Result<Aes256Gcm, CryptoError> {
@@ -78,7 +77,7 @@ impl fmt::Debug for MasterKey {
 }
 
 impl MasterKey {
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+    pub fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Self {
         Self {
             keys: vec![SealingKey::new(bytes)],
         }
@@ -94,10 +93,11 @@ impl MasterKey {
                 continue;
             }
             let bytes = Zeroizing::new(STANDARD.decode(part).map_err(|_| CryptoError::BadKey)?);
-            let array: [u8; 32] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| CryptoError::BadKey)?;
+            if bytes.len() != 32 {
+                return Err(CryptoError::BadKey);
+            }
+            let mut array = Zeroizing::new([0u8; 32]);
+            array.copy_from_slice(&bytes);
             let key = SealingKey::new(array);
             if !keys.iter().any(|k| k.version == key.version) {
                 keys.push(key);
@@ -114,7 +114,7 @@ impl MasterKey {
         let mut keys = first.keys;
         for key in &then.keys {
             if !keys.iter().any(|k| k.version == key.version) {
-                keys.push(SealingKey::new(*key.key));
+                keys.push(SealingKey::new(key.key.clone()));
             }
         }
         Self { keys }
@@ -122,11 +122,9 @@ impl MasterKey {
 
     /// A new random key from the OS CSPRNG.
     pub fn generate() -> Result<Self, CryptoError> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(CryptoError::Random)?;
-        let key = Self::from_bytes(bytes);
-        zeroize::Zeroize::zeroize(&mut bytes);
-        Ok(key)
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        getrandom::fill(bytes.as_mut()).map_err(CryptoError::Random)?;
+        Ok(Self::from_bytes(bytes))
     }
 
     fn sealing(&self) -> &SealingKey {
