@@ -102,13 +102,24 @@ call latchkey.v1.IntegrationKeysService/VerifyIntegrationKey "$dir/verify.bin"
 [ "$(od -An -tx1 -j5 -N2 "$dir/response" | tr -d ' \n')" = "0801" ] || { echo "FATAL: the key is not ALLOWED" >&2; exit 1; }
 call grpc.health.v1.Health/Check "$dir/health.bin"
 
-rate() { # rate METHOD BODY: h2load's requests/s, all answered 2xx
-  local out
-  out="$(h2load -n "$requests" -c "$connections" -m "$streams" -d "$2" \
-    -H 'content-type: application/grpc' -H 'te: trailers' "http://$addr/$1")"
+server_ticks() { # CPU the server has used so far, in clock ticks
+  awk '{print $14 + $15}' "/proc/$server_pid/stat"
+}
+rate() { # rate METHOD BODY: "req/s server-us/call h2load-us/call", all answered 2xx
+  local out before after times TIMEFORMAT='%3U %3S'
+  before="$(server_ticks)"
+  # bash's `time` gives h2load's own CPU (user, system), no extra tool.
+  { time out="$(h2load -n "$requests" -c "$connections" -m "$streams" -d "$2" \
+    -H 'content-type: application/grpc' -H 'te: trailers' "http://$addr/$1")"; } 2>"$dir/time"
+  after="$(server_ticks)"
   echo "$out" | grep -q "requests: $requests total, $requests started, $requests done, $requests succeeded" \
     || { echo "FATAL: not every $1 call succeeded:" >&2; echo "$out" >&2; exit 1; }
-  echo "$out" | awk '/^finished in/ {print $4}'
+  times="$(cat "$dir/time")"
+  echo "$out" | awk -v before="$before" -v after="$after" -v tck="$(getconf CLK_TCK)" \
+    -v n="$requests" -v times="$times" '/^finished in/ {
+      split(times, t, " ")
+      printf "%s %.2f %.2f\n", $4, (after - before) / tck * 1e6 / n, (t[1] + t[2]) * 1e6 / n
+    }'
 }
 # Rounds alternate which method goes first, so a drift in the machine's
 # speed during the run does not always favour the same one; the median of
@@ -128,11 +139,15 @@ python3 - "$requests" "$connections" "$streams" "${ratios[@]}" <<'PY'
 import statistics, sys
 n, c, m, *rounds = sys.argv[1:]
 print(f"h2load: {n} requests per method and round, {c} connections x {m} streams")
+print("CPU per call (us) of the server and of h2load, from /proc and bash's time;")
+print("both share this machine, so h2load's work on a larger call counts too")
 ratios = []
 for i, pair in enumerate(rounds, 1):
-    health, verify = map(float, pair.split(":"))
-    ratios.append(verify / health)
-    print(f"round {i}: grpc.health.v1 Check {health:10.1f} req/s, "
-          f"VerifyIntegrationKey cached {verify:10.1f} req/s, ratio {verify / health:.2f}")
+    health, verify = (list(map(float, side.split())) for side in pair.split(":"))
+    ratios.append(verify[0] / health[0])
+    print(f"round {i}: grpc.health.v1 Check {health[0]:10.1f} req/s "
+          f"(server {health[1]:.2f} us, h2load {health[2]:.2f} us), "
+          f"VerifyIntegrationKey cached {verify[0]:10.1f} req/s "
+          f"(server {verify[1]:.2f} us, h2load {verify[2]:.2f} us), ratio {verify[0] / health[0]:.2f}")
 print(f"verify / health (median of {len(ratios)}): {statistics.median(ratios):.2f}")
 PY
