@@ -109,6 +109,8 @@ async fn run(options: BenchOptions) -> anyhow::Result<Report> {
         return Ok(Report::of(scenarios, &options, None, None));
     }
     let bench = Bench::start(&options).await?;
+    // Before any scenario: what a ready server holds doing nothing.
+    let server_rss_idle_mib = bench.probe.rss();
     let mut scenarios = vec![bench.health().await];
     let warm = bench.warm_keys().await?;
     scenarios.push(bench.verify_cached(&warm).await);
@@ -131,6 +133,7 @@ async fn run(options: BenchOptions) -> anyhow::Result<Report> {
         server_rss_peak_mib,
     );
     report.ratios.set_alternating(alternating);
+    report.server_rss_idle_mib = server_rss_idle_mib;
     Ok(report)
 }
 
@@ -156,6 +159,7 @@ impl Report {
             concurrency: options.concurrency,
             duration_secs: options.duration.as_secs_f64(),
             cores: std::thread::available_parallelism().map_or(1, usize::from),
+            server_rss_idle_mib: None,
             server_rss_peak_under_attack_mib,
             server_rss_peak_mib,
             flood_rate: options.flood_rate,

@@ -25,6 +25,9 @@ pub struct Report {
     pub concurrency: usize,
     pub duration_secs: f64,
     pub cores: usize,
+    /// Resident memory of the server once ready, before any scenario (only
+    /// when the bench started the server).
+    pub server_rss_idle_mib: Option<f64>,
     /// Peak resident memory of the server while under attack (only when the
     /// bench started the server).
     pub server_rss_peak_under_attack_mib: Option<f64>,
@@ -160,6 +163,11 @@ pub fn render_table(report: &Report) -> String {
         out.push_str(&format!(
             "verify-unknown at scale / small table:   {:.2} (measured, no target)\n",
             r.unknown_at_scale_over_unknown
+        ));
+    }
+    if let Some(rss) = report.server_rss_idle_mib {
+        out.push_str(&format!(
+            "server RSS idle, after start:            {rss:.1} MiB (target <= 20, release build)\n"
         ));
     }
     if let Some(rss) = report.server_rss_peak_under_attack_mib {
