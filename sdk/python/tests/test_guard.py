@@ -217,21 +217,51 @@ def test_without_the_stream_a_verdict_lives_the_cache_ttl(server, admin, new_key
         assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_a_change_during_a_verification_keeps_its_verdict_out_of_the_cache(server, new_key):
-    key_id, key = new_key()
-    with KeyGuard(server.addr, cache_ttl=3600, watch=False) as guard:
-        verify = guard._stub.VerifyIntegrationKey
+def argon2_runs(metrics_addr):
+    """latchkey_argon2_runs_total of the server whose metrics are at `metrics_addr`."""
+    conn = http.client.HTTPConnection(metrics_addr, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("latchkey_argon2_runs_total"))
 
-        class Racing:
-            # latchkey answers ALLOWED, then the key changes before the
-            # verdict is cached.
-            def VerifyIntegrationKey(self, request, timeout=None):
-                verdict = verify(request, timeout=timeout)
-                guard._apply(keys.WatchKeyChangesResponse(kind=keys.WATCH_EVENT_KIND_KEY_CHANGED, key_id=key_id))
-                return verdict
-        guard._stub = Racing()
-        assert guard.check(key, GRANTED).key_id == key_id
-        assert guard.cached(key, GRANTED) is None
+
+def test_a_change_during_a_verification_keeps_its_verdict_out_of_the_cache(tmp_path):
+    # A server with a slow hash (64 MiB, 16 passes): a key's first verify
+    # reads the key, then hashes for a while. The key is deleted meanwhile,
+    # so the change reaches the guard's stream before the verdict (ALLOWED:
+    # latchkey read the key before the delete) reaches the guard, which must
+    # not cache it: nothing would evict it later.
+    metrics_addr = unused_address()
+    slow = {"LATCHKEY_ARGON2_MEMORY_KIB": "65536", "LATCHKEY_ARGON2_ITERATIONS": "16"}
+    with running_server(tmp_path, args=("--metrics-listen", metrics_addr), env=slow) as slow_server, \
+            Client(slow_server.addr, partner_key=slow_server.partner_key, timeout=60) as admin, \
+            KeyGuard(slow_server.addr, partner_key=slow_server.partner_key, cache_ttl=3600,
+                     timeout=60) as guard, \
+            futures.ThreadPoolExecutor(1) as pool:
+        created = admin.create_integration_key(INTEGRATION)
+        key_id, key = created.key.key_id, created.api_key
+        eventually("the change stream to be up", lambda: guard.watching)
+        runs = argon2_runs(metrics_addr)
+
+        def verify():
+            caller = guard.check(key, GRANTED)
+            return caller, guard.stats().changes
+        verifying = pool.submit(verify)
+        eventually("latchkey to be hashing the key", lambda: argon2_runs(metrics_addr) > runs, timeout=30)
+        admin.delete_integration_key(INTEGRATION, key_id)
+        caller, changes_when_answered = verifying.result(timeout=60)
+        assert caller == VerifiedCaller(INTEGRATION, key_id)
+        # The race this test is about did happen: the change was applied
+        # before the verdict came back.
+        assert changes_when_answered >= 1
+        # (The key is never an operand of an assert: pytest would print it.)
+        hit = guard.cached(key, GRANTED)
+        assert hit is None
+        assert guard.stats().verifications == 1
 
 
 def test_the_guard_fails_closed_when_latchkey_is_unreachable(resource_for):

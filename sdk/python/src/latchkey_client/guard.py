@@ -109,6 +109,7 @@ class GuardStats:
     verifications: int  # VerifyIntegrationKey calls made (cache misses that reached latchkey)
     heartbeats: int  # HEARTBEATs received on the change stream
     stalls: int  # change streams given up as stalled (silent too long)
+    changes: int = 0  # changes applied from the change stream (not heartbeats)
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,7 @@ class KeyGuard:
     def stats(self) -> GuardStats:
         """A snapshot of this guard's counters (for metrics and tests)."""
         with self._lock:
-            return GuardStats(self._verifications, self._heartbeats, self._stalls)
+            return GuardStats(self._verifications, self._heartbeats, self._stalls, self._changes_seen)
 
     # the check
 
