@@ -287,11 +287,15 @@ pub struct ClientUser {
     pub scope: Scope,
 }
 
-/// The outcome of checking a client user's API key. `UnknownUser` and
-/// `Invalid` cost the same (argon2 against a dummy hash) and spend the same
-/// budget; callers that answer outside latchkey must answer them alike.
+/// The outcome of checking a client user's API key. `UnknownUser`,
+/// `Invalid` and `OfAnotherClient` cost the same (one argon2 run) and spend
+/// the same budget; callers that answer outside latchkey must answer
+/// `UnknownUser` and `Invalid` alike.
 pub enum UserCheck {
     Valid(UserRow),
+    /// Not a user of the client, but the key is right for the user of that
+    /// name of another client (see `WhenUnknown::SameNameElsewhere`).
+    OfAnotherClient,
     /// The client (or the user in it) does not exist; `rate_limited` when
     /// its budget was spent, exactly as a known user's would be.
     UnknownUser {
@@ -301,9 +305,19 @@ pub enum UserCheck {
     RateLimited(std::time::Duration),
 }
 
-/// How many other clients' users of the same name a bare Basic name is
-/// tried against (each try is one argon2 verify, throttled).
-const MAX_OTHER_CLIENTS_TRIED: u64 = 3;
+/// What the key of a user the client does not have is checked against:
+/// one argon2 run either way, so an unknown user costs what a known user
+/// with a wrong key costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WhenUnknown {
+    /// The decoy hash: the answer is always `UnknownUser`.
+    Decoy,
+    /// The hash of the oldest user of the same name of another client
+    /// (the decoy if there is none): a right key for it is
+    /// `OfAnotherClient`. For a bare Basic name, whose caller may belong
+    /// to another client.
+    SameNameElsewhere,
+}
 
 /// Authenticates the caller of an RPC about `client_id`: a partner key
 /// (`sid` / Bearer), or a client user with `authorization: Basic
@@ -364,25 +378,26 @@ async fn identify_for_client(
     } else {
         None
     };
-    // No client can have an invalid id: nothing to hide there.
-    let check = if is_valid_client_id(home) {
-        check_client_user(app, client.as_ref(), home, user, api_key, peer).await?
+    // A bare name that is not a user of this client may be a user of
+    // another, who is known but not allowed here.
+    let when_unknown = match own_client {
+        None => WhenUnknown::SameNameElsewhere,
+        Some(_) => WhenUnknown::Decoy,
+    };
+    // No client can have an invalid id: nothing to hide about `user@<it>`.
+    // A bare name with no client named (a partner-only RPC) is still
+    // checked, against a same-named user anywhere.
+    let check = if is_valid_client_id(home) || own_client.is_none() {
+        check_client_user(app, client.as_ref(), home, user, api_key, peer, when_unknown).await?
     } else {
         UserCheck::UnknownUser { rate_limited: None }
     };
     let (client, row) = match (client, check) {
         (Some(client), UserCheck::Valid(row)) => (client, row),
-        (_, UserCheck::UnknownUser { .. }) if own_client.is_none() => {
-            // A bare name that is not a user of this client: if it is a
-            // valid user of another client, the caller is known but not
-            // allowed here.
-            return Err(
-                if is_user_of_another_client(app, user, api_key, peer).await? {
-                    Error::PermissionDenied("Users may only access their own client".into())
-                } else {
-                    Error::Unauthenticated
-                },
-            );
+        (_, UserCheck::OfAnotherClient) => {
+            return Err(Error::PermissionDenied(
+                "Users may only access their own client".into(),
+            ));
         }
         _ => return Err(Error::Unauthenticated),
     };
@@ -400,27 +415,12 @@ async fn identify_for_client(
     }))
 }
 
-async fn is_user_of_another_client(
-    app: &App,
-    user: &str,
-    api_key: &str,
-    peer: Option<IpAddr>,
-) -> Result<bool, Error> {
-    for client in store::clients::clients_with_user(&app.db, user, MAX_OTHER_CLIENTS_TRIED).await? {
-        if let UserCheck::Valid(_) =
-            check_client_user(app, Some(&client), &client.client_id, user, api_key, peer).await?
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
 /// Checks a client user's API key: a cache hit costs an HMAC and the user's
 /// row; otherwise one argon2 verify, with a failure token reserved first
 /// from the budgets of `<client_id>:<user>` and of the caller. A user (or
-/// client) that does not exist is checked against a dummy hash under the
-/// same budgets, so it cannot be told from a wrong key by answer or time.
+/// client) that does not exist is checked, under the same budgets, against
+/// what `when_unknown` says (one argon2 run either way), so it cannot be
+/// told from a wrong key by answer or time.
 pub(crate) async fn check_client_user(
     app: &App,
     client: Option<&ClientRow>,
@@ -428,35 +428,49 @@ pub(crate) async fn check_client_user(
     user: &str,
     api_key: &str,
     caller: Option<IpAddr>,
+    when_unknown: WhenUnknown,
 ) -> Result<UserCheck, Error> {
     let row = match client {
         Some(client) => store::clients::find_user(&app.db, client.id, user).await?,
         None => None,
     };
+    let same_name_elsewhere = match (&row, when_unknown) {
+        (None, WhenUnknown::SameNameElsewhere) => {
+            store::clients::oldest_user_named(&app.db, user).await?
+        }
+        _ => None,
+    };
     // The cached hash must still be the stored one: the key may have been
     // replaced by another process since it was proven here.
-    let cached = |client: &ClientRow, row: &UserRow| {
+    let cached = |row: &UserRow| {
         app.auth
             .client_users
-            .get_secret(&user_cache_id(client.id, user), api_key)
+            .get_secret(&user_cache_id(row.client_pk, user), api_key)
             .is_some_and(|cached| bool::from(cached.as_bytes().ct_eq(row.key_hash.as_bytes())))
     };
-    let _proving = match (client, &row) {
-        (Some(client), Some(row)) => {
-            if cached(client, row) {
+    // A key proven before passes without argon2 or budgets: an attack on
+    // the name must not lock out its holder.
+    if let Some(elsewhere) = &same_name_elsewhere
+        && cached(elsewhere)
+    {
+        return Ok(UserCheck::OfAnotherClient);
+    }
+    let _proving = match &row {
+        Some(row) => {
+            if cached(row) {
                 return Ok(UserCheck::Valid(row.clone()));
             }
             let proving = app
                 .auth
                 .client_users
-                .lock_proof(&user_cache_id(client.id, user), api_key)
+                .lock_proof(&user_cache_id(row.client_pk, user), api_key)
                 .await;
-            if cached(client, row) {
+            if cached(row) {
                 return Ok(UserCheck::Valid(row.clone()));
             }
             Some(proving)
         }
-        _ => None,
+        None => None,
     };
     let reservation = match app
         .auth
@@ -473,9 +487,10 @@ pub(crate) async fn check_client_user(
             });
         }
     };
-    let stored = match &row {
-        Some(row) => row.key_hash.as_str(),
-        None => app.auth.dummy_user_hash.as_str(),
+    let stored = match (&row, &same_name_elsewhere) {
+        (Some(row), _) => row.key_hash.as_str(),
+        (None, Some(elsewhere)) => elsewhere.key_hash.as_str(),
+        (None, None) => app.auth.dummy_user_hash.as_str(),
     };
     let check = |reservation| app.hasher.check(api_key, stored, reservation);
     let subject = format!("cu:{client_id}:{user}");
@@ -505,7 +520,17 @@ pub(crate) async fn check_client_user(
             UserCheck::Valid(row)
         }
         (_, Some(_)) => UserCheck::Invalid,
-        (_, None) => UserCheck::UnknownUser { rate_limited: None },
+        (_, None) => match same_name_elsewhere {
+            Some(elsewhere) if proven => {
+                app.auth.client_users.insert_secret(
+                    &user_cache_id(elsewhere.client_pk, user),
+                    api_key,
+                    elsewhere.key_hash,
+                );
+                UserCheck::OfAnotherClient
+            }
+            _ => UserCheck::UnknownUser { rate_limited: None },
+        },
     })
 }
 

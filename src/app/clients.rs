@@ -208,10 +208,22 @@ pub async fn verify_user(
 ) -> Result<UserVerdict, Error> {
     let client = store::clients::find(&app.db, client_id).await?;
     let check =
-        auth::check_client_user(app, client.as_ref(), client_id, user, api_key, peer).await?;
+        auth::check_client_user(
+            app,
+            client.as_ref(),
+            client_id,
+            user,
+            api_key,
+            peer,
+            auth::WhenUnknown::Decoy,
+        )
+        .await?;
     Ok(match check {
         UserCheck::Valid(row) => UserVerdict::Valid(row.scope),
-        UserCheck::Invalid | UserCheck::UnknownUser { rate_limited: None } => UserVerdict::Invalid,
+        // (`OfAnotherClient` needs `WhenUnknown::SameNameElsewhere`.)
+        UserCheck::Invalid
+        | UserCheck::OfAnotherClient
+        | UserCheck::UnknownUser { rate_limited: None } => UserVerdict::Invalid,
         UserCheck::RateLimited(retry_after)
         | UserCheck::UnknownUser {
             rate_limited: Some(retry_after),

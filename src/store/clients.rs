@@ -67,25 +67,16 @@ pub async fn find_user<C: ConnectionTrait>(
         .await
 }
 
-/// Up to `limit` clients that have a user called `user`.
-pub async fn clients_with_user<C: ConnectionTrait>(
+/// The oldest user called `user` of any client (by the client's row id),
+/// if there is one.
+pub async fn oldest_user_named<C: ConnectionTrait>(
     db: &C,
     user: &str,
-    limit: u64,
-) -> Result<Vec<ClientRow>, DbErr> {
-    use sea_orm::QuerySelect;
-    let pks: Vec<i64> = client_user::Entity::find()
+) -> Result<Option<UserRow>, DbErr> {
+    client_user::Entity::find()
         .filter(client_user::Column::User.eq(user))
         .order_by_asc(client_user::Column::ClientPk)
-        .limit(limit)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|row| row.client_pk)
-        .collect();
-    client::Entity::find()
-        .filter(client::Column::Id.is_in(pks))
-        .all(db)
+        .one(db)
         .await
 }
 

@@ -584,6 +584,72 @@ async fn unknown_users_are_answered_and_hashed_as_known_users_with_a_wrong_key()
     assert!(valid.valid);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bare_user_name_costs_one_argon2_run_whoever_has_it() {
+    // Basic credentials by bare name, with a wrong key: a name acme lacks
+    // but two other clients have, a name acme has, a name nobody has. Each
+    // costs one argon2 run, on acme's configuration and on a partner-only
+    // call alike, so neither the answer nor the time tells them apart.
+    use latchkey::grpc::proto::v1::{
+        DeleteUserCredentialsRequest, GetClientConfigurationRequest, ListIntegrationsRequest,
+    };
+    let app = spawn_app_with(|s| s.verifier.throttle = budgets(5, 1_000_000)).await;
+    for client_id in ["acme", "globex", "initech"] {
+        crate::client_config::configure(&app, client_id).await;
+    }
+    let mut config = crate::client_config::config_client(&app).await;
+    config
+        .delete_user_credentials(app.as_partner(DeleteUserCredentialsRequest {
+            client_id: "acme".into(),
+            user: "viewer".into(),
+        }))
+        .await
+        .unwrap();
+    let mut keys = IntegrationKeysServiceClient::new(app.channel().await);
+    let runs = || {
+        let counts = app.state.hasher.counts();
+        counts.honest_runs + counts.suspect_runs
+    };
+    let on_acme = |name: &str, key: &str| {
+        crate::helpers::basic(
+            GetClientConfigurationRequest {
+                client_id: "acme".into(),
+            },
+            name,
+            key,
+        )
+    };
+    let wrong = "wrong-key-0123456789abcdef";
+    for name in ["viewer", "admin", "ghost"] {
+        let before = runs();
+        let refused = config.get_client_configuration(on_acme(name, wrong)).await;
+        let code = refused.map(|_| ()).unwrap_err().code();
+        assert_eq!((code, runs() - before), (Code::Unauthenticated, 1), "{name} on acme");
+        let before = runs();
+        let refused = keys
+            .list_integrations(crate::helpers::basic(
+                ListIntegrationsRequest::default(),
+                name,
+                wrong,
+            ))
+            .await;
+        let code = refused.map(|_| ()).unwrap_err().code();
+        assert_eq!(
+            (code, runs() - before),
+            (Code::Unauthenticated, 1),
+            "{name} on a partner-only call"
+        );
+    }
+    // The right key of another client's user: known, not allowed here, for
+    // the same one run.
+    let before = runs();
+    let refused = config
+        .get_client_configuration(on_acme("viewer", crate::client_config::VIEWER_KEY))
+        .await;
+    let code = refused.map(|_| ()).unwrap_err().code();
+    assert_eq!((code, runs() - before), (Code::PermissionDenied, 1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_argon2_queue_answers_resource_exhausted_at_once() {
     let app = spawn_app_with(|s| {

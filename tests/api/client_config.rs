@@ -23,7 +23,7 @@ use crate::helpers::{
 };
 
 pub(crate) const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
-const VIEWER_KEY: &str = "viewer-key-0123456789abcdef";
+pub(crate) const VIEWER_KEY: &str = "viewer-key-0123456789abcdef";
 const LB_SECRET: &str = "lb-secret-value-9f8e7d6c";
 const LB_OWNER: &str = "lb-owner-name-4b3a";
 const GLOBEX_ONLY_KEY: &str = "gadmin-key-0123456789abcdef";
