@@ -41,6 +41,9 @@ pub const SERVICE_NAMES: [&str; 4] = [
 /// replicas' changes reach its cache and its watchers within this (plus a
 /// query).
 const CHANGE_LOG_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often shared budgets that are full again are dropped
+/// (`app::budgets::prune_shared`); the first prune runs at startup.
+const BUDGET_PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Connects, migrates, applies the startup catalog and serves on `listener`
 /// until `shutdown` completes: `prepare` then `serve`. While `prepare` runs,
@@ -411,7 +414,8 @@ async fn background_work(
         start + settings.usage_flush_interval,
         settings.usage_flush_interval,
     );
-    for tick in [&mut catalog_tick, &mut usage_tick] {
+    let mut budget_prune_tick = tokio::time::interval_at(start, BUDGET_PRUNE_INTERVAL);
+    for tick in [&mut catalog_tick, &mut usage_tick, &mut budget_prune_tick] {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
@@ -422,6 +426,14 @@ async fn background_work(
             _ = usage_tick.tick() => {
                 if let Err(e) = state.verifier.usage.flush(&state.db).await {
                     tracing::warn!(error = %e, "cannot record last key uses; will retry");
+                }
+            }
+            _ = budget_prune_tick.tick() => {
+                let failure_budget = settings.verifier.throttle.per_key;
+                match crate::app::budgets::prune_shared(&state.db, failure_budget).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, "shared budgets full again, dropped"),
+                    Err(e) => tracing::warn!(error = %e, "cannot prune shared budgets; will retry"),
                 }
             }
         }

@@ -13,6 +13,7 @@ mod m20261202_000007_failure_budgets;
 mod m20261202_000008_key_restrictions;
 mod m20261202_000009_rate_limits;
 mod m20261202_000010_key_change_log;
+mod m20261204_000011_failure_budgets_by_age;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_key_restrictions::Migration),
             Box::new(m20261202_000009_rate_limits::Migration),
             Box::new(m20261202_000010_key_change_log::Migration),
+            Box::new(m20261204_000011_failure_budgets_by_age::Migration),
         ]
     }
 }

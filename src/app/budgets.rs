@@ -11,7 +11,7 @@ use std::time::Duration;
 use sea_orm::{DatabaseBackend, DatabaseConnection};
 
 use crate::{
-    domain::time::now_micros,
+    domain::{key_restrictions::MAX_RATE_WINDOW, time::now_micros},
     error::Error,
     security::{
         hasher::HashError,
@@ -19,6 +19,22 @@ use crate::{
     },
     store::{self, budgets::Bucket},
 };
+
+/// Drops the shared buckets left alone long enough to be full again (see
+/// `store::budgets::prune`): the longest refill of any kind kept there, a
+/// failure budget (`failure_budget`) or a key's rate limit (its window, at
+/// most `MAX_RATE_WINDOW`), and an hour more. Nothing to do on SQLite.
+pub async fn prune_shared(db: &DatabaseConnection, failure_budget: Budget) -> Result<u64, Error> {
+    if db.get_database_backend() == DatabaseBackend::Sqlite {
+        return Ok(0);
+    }
+    let refill = f64::from(failure_budget.burst) / failure_budget.per_second.max(1e-9);
+    let longest = Duration::from_secs_f64(refill.clamp(0.0, 1e9)).max(MAX_RATE_WINDOW);
+    let keep_micros = i64::try_from((longest + Duration::from_secs(3600)).as_micros())
+        .unwrap_or(i64::MAX);
+    let before = now_micros().saturating_sub(keep_micros);
+    Ok(store::budgets::prune(db, before).await?)
+}
 
 pub struct SharedBudgets {
     db: DatabaseConnection,

@@ -63,8 +63,48 @@ pub async fn take_up_to(
     now: i64,
     want: u32,
 ) -> Result<Taken, DbErr> {
-    ensure_row(db, subject, bucket, now).await?;
-    retrying_deadlocks(|| take_once(db, subject, bucket, now, want)).await
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        ensure_row(db, subject, bucket, now).await?;
+        match retrying_deadlocks(|| take_once(db, subject, bucket, now, want)).await {
+            // Pruned between the insert and the read (`prune`): again.
+            Err(DbErr::RecordNotFound(_)) if tries < 3 => {}
+            taken => return taken,
+        }
+    }
+}
+
+/// Deletes the buckets untouched since `before` (µs). A bucket left alone
+/// long enough to be full again is the same as none (the next take makes
+/// it anew, full); without this every subject ever tried, such as a user
+/// name an attacker made up, would keep a row for ever. `before` must be
+/// at least the longest refill of any bucket kept here. Deletes in batches
+/// through the `updated_micros` index, so it locks only old rows, a few at
+/// a time; a bucket taken from meanwhile is fresh again and kept (the
+/// outer condition is checked again on the row it locks).
+pub async fn prune(db: &DatabaseConnection, before: i64) -> Result<u64, DbErr> {
+    const BATCH: u64 = 1_000;
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::MySql => "DELETE FROM failure_budgets WHERE updated_micros < ? LIMIT 1000",
+        _ => {
+            "DELETE FROM failure_budgets WHERE updated_micros < $1 AND subject IN \
+             (SELECT subject FROM failure_budgets WHERE updated_micros < $1 LIMIT 1000)"
+        }
+    };
+    let mut pruned = 0;
+    loop {
+        let deleted = retrying_deadlocks(|| {
+            db.execute_raw(Statement::from_sql_and_values(backend, sql, [before.into()]))
+        })
+        .await?
+        .rows_affected();
+        pruned += deleted;
+        if deleted < BATCH {
+            return Ok(pruned);
+        }
+    }
 }
 
 /// Creates `subject`'s bucket, full, unless it exists: then the locked read

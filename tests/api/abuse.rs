@@ -189,6 +189,83 @@ async fn three_hundred_concurrent_wrong_user_keys_cost_the_burst() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shared_budgets_full_again_are_pruned_even_while_in_use() {
+    use latchkey::store::budgets::{Bucket, prune, take};
+    let app = crate::helpers::spawn_app().await;
+    if app.database_url.starts_with("sqlite") {
+        eprintln!("not applicable: shared budgets need PostgreSQL or MySQL/MariaDB");
+        return;
+    }
+    let db = &app.state.db;
+    let bucket = Bucket {
+        burst: 2.0,
+        per_second: 0.001,
+    };
+    let now = latchkey::domain::time::now_micros();
+    let day = 86_400_000_000;
+    // Spent three days ago (full again since), and spent now.
+    for (subject, at) in [("cu:acme:old", now - 3 * day), ("cu:acme:new", now)] {
+        for _ in 0..2 {
+            assert_eq!(take(db, subject, bucket, at).await.unwrap(), None);
+        }
+        assert!(take(db, subject, bucket, at).await.unwrap().is_some());
+    }
+    assert_eq!(prune(db, now - day).await.unwrap(), 1);
+    // The pruned one starts full, the recent one is still spent.
+    assert_eq!(take(db, "cu:acme:old", bucket, now).await.unwrap(), None);
+    assert!(take(db, "cu:acme:new", bucket, now).await.unwrap().is_some());
+
+    // 50 buckets full again, each first taken from by 4 calls at once while
+    // prunes run beside them: every take answers (a bucket pruned between
+    // its insert and its read is made again), and a bucket taken from is
+    // fresh, so the last prune finds nothing.
+    let bucket = Bucket {
+        burst: 1_000.0,
+        per_second: 0.001,
+    };
+    let subjects: Vec<String> = (0..50).map(|i| format!("cu:acme:user{i}")).collect();
+    for subject in &subjects {
+        assert_eq!(take(db, subject, bucket, now - 3 * day).await.unwrap(), None);
+    }
+    let pruning = tokio::spawn({
+        let db = db.clone();
+        async move {
+            let mut deleted = 0;
+            for _ in 0..20 {
+                deleted += prune(&db, now - day).await.unwrap();
+            }
+            deleted
+        }
+    });
+    let takes = all_at_once((0..200).map(|i| {
+        let (db, subject) = (db.clone(), subjects[i % subjects.len()].clone());
+        async move { take(&db, &subject, bucket, now).await }
+    }))
+    .await;
+    let deleted = pruning.await.unwrap();
+    for taken in takes {
+        assert_eq!(taken.unwrap(), None, "a take during prunes");
+    }
+    assert_eq!(prune(db, now - day).await.unwrap(), 0);
+
+    // A server prunes when it starts (and every ten minutes after).
+    use sea_orm::EntityTrait;
+    assert_eq!(take(db, "cu:acme:gone", bucket, now - 3 * day).await.unwrap(), None);
+    let replica = app.replica(|_| {}).await;
+    eventually(Duration::from_secs(20), "the new replica's prune", || async {
+        entity::failure_budget::Entity::find_by_id("cu:acme:gone".to_owned())
+            .one(db)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    drop(replica);
+    eprintln!("200 takes beside 20 prunes: {deleted} old buckets pruned meanwhile");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_share_one_failure_budget_per_key_id() {
     let first = spawn_app_with(burst_of_five).await;
     if first.database_url.starts_with("sqlite") {
