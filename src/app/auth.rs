@@ -388,7 +388,16 @@ async fn identify_for_client(
     // A bare name with no client named (a partner-only RPC) is still
     // checked, against a same-named user anywhere.
     let check = if is_valid_client_id(home) || own_client.is_none() {
-        check_client_user(app, client.as_ref(), home, user, api_key, peer, when_unknown).await?
+        check_client_user(
+            app,
+            client.as_ref(),
+            home,
+            user,
+            api_key,
+            peer,
+            when_unknown,
+        )
+        .await?
     } else {
         UserCheck::UnknownUser { rate_limited: None }
     };

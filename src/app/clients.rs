@@ -207,17 +207,16 @@ pub async fn verify_user(
     peer: Option<IpAddr>,
 ) -> Result<UserVerdict, Error> {
     let client = store::clients::find(&app.db, client_id).await?;
-    let check =
-        auth::check_client_user(
-            app,
-            client.as_ref(),
-            client_id,
-            user,
-            api_key,
-            peer,
-            auth::WhenUnknown::Decoy,
-        )
-        .await?;
+    let check = auth::check_client_user(
+        app,
+        client.as_ref(),
+        client_id,
+        user,
+        api_key,
+        peer,
+        auth::WhenUnknown::Decoy,
+    )
+    .await?;
     Ok(match check {
         UserCheck::Valid(row) => UserVerdict::Valid(row.scope),
         // (`OfAnotherClient` needs `WhenUnknown::SameNameElsewhere`.)

@@ -96,7 +96,11 @@ pub async fn prune(db: &DatabaseConnection, before: i64) -> Result<u64, DbErr> {
     let mut pruned = 0;
     loop {
         let deleted = retrying_deadlocks(|| {
-            db.execute_raw(Statement::from_sql_and_values(backend, sql, [before.into()]))
+            db.execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [before.into()],
+            ))
         })
         .await?
         .rows_affected();

@@ -213,7 +213,12 @@ async fn shared_budgets_full_again_are_pruned_even_while_in_use() {
     assert_eq!(prune(db, now - day).await.unwrap(), 1);
     // The pruned one starts full, the recent one is still spent.
     assert_eq!(take(db, "cu:acme:old", bucket, now).await.unwrap(), None);
-    assert!(take(db, "cu:acme:new", bucket, now).await.unwrap().is_some());
+    assert!(
+        take(db, "cu:acme:new", bucket, now)
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // 50 buckets full again, each first taken from by 4 calls at once while
     // prunes run beside them: every take answers (a bucket pruned between
@@ -225,7 +230,10 @@ async fn shared_budgets_full_again_are_pruned_even_while_in_use() {
     };
     let subjects: Vec<String> = (0..50).map(|i| format!("cu:acme:user{i}")).collect();
     for subject in &subjects {
-        assert_eq!(take(db, subject, bucket, now - 3 * day).await.unwrap(), None);
+        assert_eq!(
+            take(db, subject, bucket, now - 3 * day).await.unwrap(),
+            None
+        );
     }
     let pruning = tokio::spawn({
         let db = db.clone();
@@ -250,16 +258,25 @@ async fn shared_budgets_full_again_are_pruned_even_while_in_use() {
 
     // A server prunes when it starts (and every ten minutes after).
     use sea_orm::EntityTrait;
-    assert_eq!(take(db, "cu:acme:gone", bucket, now - 3 * day).await.unwrap(), None);
-    let replica = app.replica(|_| {}).await;
-    eventually(Duration::from_secs(20), "the new replica's prune", || async {
-        entity::failure_budget::Entity::find_by_id("cu:acme:gone".to_owned())
-            .one(db)
+    assert_eq!(
+        take(db, "cu:acme:gone", bucket, now - 3 * day)
             .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
+            .unwrap(),
+        None
+    );
+    let replica = app.replica(|_| {}).await;
+    eventually(
+        Duration::from_secs(20),
+        "the new replica's prune",
+        || async {
+            entity::failure_budget::Entity::find_by_id("cu:acme:gone".to_owned())
+                .one(db)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
     .await;
     drop(replica);
     eprintln!("200 takes beside 20 prunes: {deleted} old buckets pruned meanwhile");
@@ -701,7 +718,11 @@ async fn a_bare_user_name_costs_one_argon2_run_whoever_has_it() {
         let before = runs();
         let refused = config.get_client_configuration(on_acme(name, wrong)).await;
         let code = refused.map(|_| ()).unwrap_err().code();
-        assert_eq!((code, runs() - before), (Code::Unauthenticated, 1), "{name} on acme");
+        assert_eq!(
+            (code, runs() - before),
+            (Code::Unauthenticated, 1),
+            "{name} on acme"
+        );
         let before = runs();
         let refused = keys
             .list_integrations(crate::helpers::basic(
