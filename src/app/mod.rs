@@ -87,8 +87,11 @@ impl App {
     }
 
     /// Holds a RATE_LIMITED answer back, so a guesser gains nothing from
-    /// asking again at once.
+    /// asking again at once. The call leaves its place among the calls in
+    /// flight first: a crowd of guesses held back must not crowd out the
+    /// calls being served.
     async fn hold_back_rate_limited(&self) {
+        crate::security::in_flight::leave();
         tokio::time::sleep(self.policy.rate_limited_delay).await;
     }
 }

@@ -8,60 +8,29 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     task::{Context, Poll},
 };
 
 use tonic::codegen::http;
 
-use crate::{error::OVERLOADED_RETRY_AFTER, grpc::status::resource_exhausted};
+use crate::{
+    error::OVERLOADED_RETRY_AFTER,
+    grpc::status::resource_exhausted,
+    security::in_flight::{self, InFlight},
+};
 
-/// Builds [`InFlightLimit`] services that share one budget of calls.
+/// Builds [`InFlightLimit`] services that share one count of calls.
 #[derive(Clone)]
 pub struct InFlightLimitLayer {
-    permits: Arc<Permits>,
+    in_flight: Arc<InFlight>,
 }
 
 impl InFlightLimitLayer {
     pub fn new(max_in_flight: usize) -> Self {
         Self {
-            permits: Arc::new(Permits {
-                in_flight: AtomicUsize::new(0),
-                max: max_in_flight.max(1),
-            }),
+            in_flight: InFlight::new(max_in_flight),
         }
-    }
-}
-
-/// Calls in flight, against their maximum. A counter, not a semaphore: no
-/// call ever waits for a permit, so taking one is a single atomic add and
-/// giving it back a single subtract (a semaphore's release also takes its
-/// waiters' lock, on every call).
-struct Permits {
-    in_flight: AtomicUsize,
-    max: usize,
-}
-
-/// One call's place among the calls in flight, given back on drop.
-struct Permit(Arc<Permits>);
-
-impl Permits {
-    fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) < self.max {
-            Some(Permit(self.clone()))
-        } else {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            None
-        }
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -71,7 +40,7 @@ impl<S> tower::Layer<S> for InFlightLimitLayer {
     fn layer(&self, inner: S) -> Self::Service {
         InFlightLimit {
             inner,
-            permits: self.permits.clone(),
+            in_flight: self.in_flight.clone(),
         }
     }
 }
@@ -79,7 +48,7 @@ impl<S> tower::Layer<S> for InFlightLimitLayer {
 #[derive(Clone)]
 pub struct InFlightLimit<S> {
     inner: S,
-    permits: Arc<Permits>,
+    in_flight: Arc<InFlight>,
 }
 
 /// Calls that are never shed, and hold no permit: probes, and watch
@@ -105,10 +74,10 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let permit = if is_probe(request.uri().path()) {
+        let place = if is_probe(request.uri().path()) {
             None
         } else {
-            let Some(permit) = self.permits.try_acquire() else {
+            let Some(place) = self.in_flight.try_enter() else {
                 metrics::counter!("latchkey_calls_shed_total").increment(1);
                 let status = resource_exhausted(
                     "Server busy: too many calls in flight; retry shortly",
@@ -116,35 +85,10 @@ where
                 );
                 return Box::pin(async move { Ok(status.into_http()) });
             };
-            Some(permit)
+            Some(place)
         };
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await;
-            drop(permit);
-            response
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn permits_stop_at_the_maximum_and_come_back_on_drop() {
-        let permits = Arc::new(Permits {
-            in_flight: AtomicUsize::new(0),
-            max: 2,
-        });
-        let first = permits.try_acquire().expect("first");
-        let second = permits.try_acquire().expect("second");
-        assert!(permits.try_acquire().is_none(), "a third is over the limit");
-        // A refusal takes no place of its own.
-        assert_eq!(permits.in_flight.load(Ordering::SeqCst), 2);
-        drop(first);
-        let third = permits.try_acquire().expect("a place was given back");
-        drop((second, third));
-        assert_eq!(permits.in_flight.load(Ordering::SeqCst), 0);
+        // The call holds its place until it ends or leaves it
+        // (`in_flight::leave`, for a held-back answer).
+        Box::pin(in_flight::holding(place, self.inner.call(request)))
     }
 }

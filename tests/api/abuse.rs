@@ -846,6 +846,101 @@ async fn honest_first_verifies_keep_argon2_while_many_callers_flood() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn held_back_answers_leave_their_places_to_the_calls_being_served() {
+    // 50 places in flight, RATE_LIMITED answers held back 10 s: a crowd of
+    // guesses far larger than the places, each held back, must not take
+    // them from an honest verify.
+    let port = crate::operations::free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let (_dir, _db, server, addr, partner_key) = crate::operations::start(&[
+        "--max-in-flight",
+        "50",
+        "--rate-limited-delay-ms",
+        "10000",
+        "--metrics-listen",
+        &metrics,
+    ])
+    .await;
+    let mut channels = Vec::new();
+    for _ in 0..4 {
+        channels.push(
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    let mut keys = IntegrationKeysServiceClient::new(channels[0].clone());
+    let mut create = async || {
+        keys.create_integration_key(crate::helpers::with_sid(
+            CreateIntegrationKeyRequest {
+                integration: "learner-activity".into(),
+                ..Default::default()
+            },
+            &partner_key,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .api_key
+    };
+    let (honest, guessed) = (create().await, create().await);
+    let verify = |key: &str| {
+        let mut client = IntegrationKeysServiceClient::new(channels[0].clone());
+        let request = verify_request(key, "");
+        async move { client.verify_integration_key(request).await }
+    };
+    assert_eq!(
+        verify(&honest).await.unwrap().into_inner().decision(),
+        Decision::Allowed
+    );
+    let rate_limited = || {
+        crate::operations::scrape(port)
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| {
+                        l.strip_prefix(
+                            "latchkey_verify_decisions_total{decision=\"rate_limited\"} ",
+                        )
+                    })
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    // Four waves of 40 wrong secrets for one key id, each all at once; the
+    // next starts once the server has answered the last one RATE_LIMITED
+    // (all but the failure budget's burst of 5), so they are held back.
+    let mut waves = Vec::new();
+    for wave in 1..=4u64 {
+        let calls: Vec<_> = (0..40)
+            .map(|i| {
+                let mut client = IntegrationKeysServiceClient::new(channels[i % 4].clone());
+                let request = verify_request(&guess(&guessed), "");
+                async move { client.verify_integration_key(request).await }
+            })
+            .collect();
+        waves.push(tokio::spawn(all_at_once(calls)));
+        eventually(
+            Duration::from_secs(60),
+            &format!("wave {wave} of guesses to be held back"),
+            || async { (rate_limited() >= wave * 40 - 5).then_some(()) },
+        )
+        .await;
+    }
+    // 155 answers held back, 50 places: the honest key still gets in.
+    assert_eq!(
+        verify(&honest).await.unwrap().into_inner().decision(),
+        Decision::Allowed
+    );
+    // Not waiting out the hold-back: the server goes, and the waves with it.
+    drop(server);
+    for wave in waves {
+        wave.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_in_flight_limit_sheds_calls_but_never_probes() {
     let app = spawn_app_with(|s| {
         s.limits.max_in_flight = 8;

@@ -18,7 +18,7 @@ use crate::{cli::latchkey, helpers::with_sid, secrets::ServeProcess, test_db::Te
 /// Each call's start, its end, and how it ended.
 type Outcomes = Arc<Mutex<Vec<(Instant, Instant, Result<(), tonic::Status>)>>>;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -26,7 +26,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn scrape(port: u16) -> Option<String> {
+pub(crate) fn scrape(port: u16) -> Option<String> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
