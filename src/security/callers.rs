@@ -86,6 +86,8 @@ pub fn end_caller(
 }
 
 /// `caller_address` as an IP address, or the INVALID_ARGUMENT naming it.
+/// A port after the address (`192.0.2.1:443`, `[2001:db8::1]:443`, the
+/// remote address as many HTTP servers give it) is ignored.
 pub fn parse_caller_address(caller_address: &str) -> Result<IpAddr, Error> {
     if caller_address.len() > MAX_CALLER_ADDRESS_LEN {
         return Err(Error::bad_field(
@@ -93,9 +95,10 @@ pub fn parse_caller_address(caller_address: &str) -> Result<IpAddr, Error> {
             format!("must be an IP address (at most {MAX_CALLER_ADDRESS_LEN} characters)"),
         ));
     }
-    caller_address
-        .trim()
+    let address = caller_address.trim();
+    address
         .parse::<IpAddr>()
+        .or_else(|_| address.parse::<std::net::SocketAddr>().map(|s| s.ip()))
         .map(|ip| ip.to_canonical())
         .map_err(|_| Error::bad_field("caller_address", "must be an IPv4 or IPv6 address"))
 }
@@ -149,6 +152,17 @@ mod tests {
         );
         assert_eq!(end_caller(Some(relay), "", &trusted).unwrap(), Some(relay));
         assert!(end_caller(Some(relay), "not an ip", &trusted).is_err());
+        // With a port, as an HTTP server's remote address: the address.
+        for (with_port, address) in [
+            ("198.51.100.9:443", "198.51.100.9"),
+            ("[2001:db8::1]:8443", "2001:db8::1"),
+        ] {
+            assert_eq!(
+                end_caller(Some(relay), with_port, &trusted).unwrap(),
+                Some(address.parse().unwrap())
+            );
+        }
+        assert!(end_caller(Some(relay), "198.51.100.9:port", &trusted).is_err());
         // An untrusted peer's garbage is ignored, not judged.
         assert!(end_caller(Some(stranger), "not an ip", &trusted).is_ok());
         // IPv4-mapped IPv6 peers (a dual-stack listener) are their IPv4.
