@@ -51,12 +51,12 @@ pub struct InFlightLimit<S> {
     in_flight: Arc<InFlight>,
 }
 
-/// Calls that are never shed, and hold no permit: probes, and watch
-/// streams (long-lived and idle, they are not load; a permit each would let
-/// subscribed guards starve calls).
+/// Calls that are never shed and hold no place: health probes. (A watch
+/// stream does take a place, but only until it is answered and its events
+/// start to flow: the place bounds the unauthenticated attempts, not the
+/// subscribed guards.)
 fn is_probe(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/")
-        || path == "/latchkey.v1.IntegrationKeysService/WatchKeyChanges"
 }
 
 impl<S, B, RB> tower::Service<http::Request<B>> for InFlightLimit<S>

@@ -941,6 +941,65 @@ async fn held_back_answers_leave_their_places_to_the_calls_being_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_streams_take_a_place_until_subscribed_and_none_after() {
+    use latchkey::grpc::proto::v1::WatchKeyChangesRequest;
+    let app = spawn_app_with(|s| {
+        s.limits.max_in_flight = 4;
+        s.hash = slow_hash(2);
+        s.verifier.throttle = budgets(1_000, 1_000_000);
+    })
+    .await;
+    let channels = channels(&app, 4).await;
+    // 50 watch attempts at once, each with a made-up user's key (one argon2
+    // run each): at most 4 are judged at a time, the rest are shed.
+    let attempts = all_at_once((0..50).map(|i| {
+        let mut client = IntegrationKeysServiceClient::new(channels[i % 4].clone());
+        let request = crate::helpers::basic(
+            WatchKeyChangesRequest::default(),
+            &format!("nobody{i}"),
+            "wrong-key-0123456789abcdef",
+        );
+        async move { client.watch_key_changes(request).await.map(|_| ()) }
+    }))
+    .await;
+    let shed = attempts
+        .iter()
+        .filter(|a| {
+            a.as_ref().is_err_and(|s| {
+                s.code() == Code::ResourceExhausted && s.message().contains("calls in flight")
+            })
+        })
+        .count();
+    for attempt in &attempts {
+        let code = attempt.as_ref().map_err(|s| s.code()).unwrap_err();
+        assert!(
+            matches!(code, Code::Unauthenticated | Code::ResourceExhausted),
+            "{attempt:?}"
+        );
+    }
+    assert!(shed > 0, "no unauthenticated watch attempt was shed");
+    // 20 subscribed streams (each has its first event), 4 places: calls
+    // still get in.
+    let mut streams = Vec::new();
+    for i in 0..20 {
+        let mut client = IntegrationKeysServiceClient::new(channels[i % 4].clone());
+        let mut stream = client
+            .watch_key_changes(app.as_partner(WatchKeyChangesRequest::default()))
+            .await
+            .unwrap()
+            .into_inner();
+        stream.message().await.unwrap().expect("the first event");
+        streams.push(stream);
+    }
+    let (_, api_key) = app.create_key("learner-activity", None).await;
+    assert_eq!(
+        app.verify(&api_key, OUTLINE).await.decision(),
+        Decision::Allowed
+    );
+    eprintln!("50 unauthenticated watch attempts at once, 4 places: {shed} shed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_in_flight_limit_sheds_calls_but_never_probes() {
     let app = spawn_app_with(|s| {
         s.limits.max_in_flight = 8;

@@ -362,7 +362,6 @@ impl TestApp {
         (created.key.expect("key").key_id, created.api_key)
     }
 
-    /// Calls VerifyIntegrationKey (which needs no credential).
     /// Deletes `key_id` of learner-activity through this server.
     pub async fn delete_key(&self, key_id: &str) {
         self.keys_client()
@@ -377,6 +376,7 @@ impl TestApp {
             .expect("delete");
     }
 
+    /// Calls VerifyIntegrationKey (which needs no credential).
     pub async fn verify(
         &self,
         api_key: &str,
