@@ -410,6 +410,39 @@ pub async fn channels(app: &TestApp, n: usize) -> Vec<Channel> {
     channels
 }
 
+/// `n` HTTP/2 connections to the server at `addr`, for crowds spread over
+/// several connections as a fleet of resource servers' would be.
+pub async fn connections_to(addr: &str, n: usize) -> Vec<Channel> {
+    let mut channels = Vec::with_capacity(n);
+    for _ in 0..n {
+        channels.push(
+            Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    channels
+}
+
+/// Creates a key of learner-activity through `channel` with `partner_key`:
+/// (key id, full key).
+pub async fn create_learner_key(channel: &Channel, partner_key: &str) -> (String, String) {
+    let created = IntegrationKeysServiceClient::new(channel.clone())
+        .create_integration_key(with_sid(
+            latchkey::grpc::proto::v1::CreateIntegrationKeyRequest {
+                integration: "learner-activity".into(),
+                ..Default::default()
+            },
+            partner_key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    (created.key.unwrap().key_id, created.api_key)
+}
+
 /// Runs every call at once (each on its own task, all released by one
 /// barrier) and returns the results in order.
 pub async fn all_at_once<Fut>(calls: impl IntoIterator<Item = Fut>) -> Vec<Fut::Output>
