@@ -333,18 +333,30 @@ pub async fn serve_on(
             Err(_) => tracing::warn!(?grace, "grace period over: abandoning HTTP calls"),
         }
     }
+    // Each step below waits on the database at most one grace period more:
+    // one that went silent must not keep the process from exiting.
     let _ = stop_background.send(true);
     for task in [background, readiness, key_changes] {
-        if let Err(e) = task.await {
-            tracing::error!(error = %e, "background task failed");
+        match tokio::time::timeout(grace, task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "background task failed"),
+            Err(_) => tracing::warn!(?grace, "a background task did not stop in time; left"),
         }
     }
     // Uses noted since the last flush are not lost on a clean shutdown.
-    if let Err(e) = state.verifier.usage.flush(&db).await {
-        tracing::warn!(error = %e, "cannot record last key uses");
+    match tokio::time::timeout(grace, state.verifier.usage.flush(&db)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot record last key uses"),
+        Err(_) => tracing::warn!(
+            ?grace,
+            "the database did not take the last key uses in time"
+        ),
     }
     drop(state);
-    db.close().await.context("cannot close the database pool")?;
+    match tokio::time::timeout(grace, db.close()).await {
+        Ok(closed) => closed.context("cannot close the database pool")?,
+        Err(_) => tracing::warn!(?grace, "the database pool did not close in time; left"),
+    }
     tracing::info!("latchkey stopped");
     Ok(())
 }
@@ -478,7 +490,12 @@ async fn follow_database(
             _ = stop.changed() => return,
             _ = tick.tick() => {}
         }
-        let answers = state.db.ping().await;
+        // A database that went silent (a dropped route, a stalled proxy)
+        // never answers a ping: past the interval it counts as unreachable.
+        let answers = match tokio::time::timeout(interval, state.db.ping()).await {
+            Ok(answered) => answered.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer to a ping within {interval:?}")),
+        };
         if draining.load(std::sync::atomic::Ordering::SeqCst) {
             // Shutting down: NOT_SERVING stays.
             return;

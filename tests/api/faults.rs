@@ -287,6 +287,45 @@ impl Replicas {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_database_gone_silent_means_not_serving_and_a_bounded_exit() {
+    // Every connection of B's to the database goes silent: sockets open,
+    // no byte either way (a dropped route, a stalled proxy).
+    let Some(r) = replicas(false, &["--shutdown-grace", "2"]).await else {
+        return;
+    };
+    let mut health = tonic_health::pb::health_client::HealthClient::new(r.channel_b.clone());
+    let serving = async |health: &mut tonic_health::pb::health_client::HealthClient<Channel>| {
+        health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .status()
+            == tonic_health::pb::health_check_response::ServingStatus::Serving
+    };
+    assert!(serving(&mut health).await);
+    r.proxy.silence_all.store(true, Ordering::SeqCst);
+    // A call that needs the database, stuck on it meanwhile.
+    let stuck = tokio::spawn({
+        let mut on_b = r.on_b.clone();
+        let request = r.delete_request("lki_aaaaaaaaaaaaaaaaaaaa");
+        async move { on_b.delete_integration_key(request).await.map(|_| ()) }
+    });
+    eventually(Duration::from_secs(30), "B to stop serving", || {
+        let mut health = health.clone();
+        async move { (!serving(&mut health).await).then_some(()) }
+    })
+    .await;
+    // SIGTERM: B exits 0, whatever it still waits for from the database.
+    let Replicas { a, b, .. } = r;
+    let (status, _) = b.terminate().await;
+    assert!(status.success(), "{status:?}");
+    stuck.abort();
+    let (status, _) = a.terminate().await;
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_silent_listener_is_noticed_by_its_heartbeat_and_deletes_are_refused() {
     // PostgreSQL's LISTEN connection, or MySQL/MariaDB's change-log follower.
     let Some(r) = replicas_on(&["postgres", "mysql"], false, &["--notify-heartbeat", "2"]).await
