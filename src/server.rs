@@ -235,7 +235,15 @@ pub async fn serve_on(
     let readiness = tokio::spawn(follow_database(
         state.clone(),
         health.clone(),
-        settings.readiness_interval,
+        Readiness {
+            interval: settings.readiness_interval,
+            // A ping may first wait for a pooled connection, as long as any
+            // call may: only past that is the database counted silent.
+            ping_timeout: settings
+                .database
+                .acquire_timeout
+                .max(settings.readiness_interval),
+        },
         draining.clone(),
         stop_background.subscribe(),
     ));
@@ -473,15 +481,26 @@ async fn reload_grants(state: &App) {
     }
 }
 
+/// How readiness checks the database: a ping every `interval`, counted as
+/// no answer after `ping_timeout`.
+struct Readiness {
+    interval: std::time::Duration,
+    ping_timeout: std::time::Duration,
+}
+
 /// Readiness follows the database: every health entry turns NOT_SERVING
 /// while the database does not answer, and SERVING again once it does.
 async fn follow_database(
     state: Arc<App>,
     health: HealthReporter,
-    interval: std::time::Duration,
+    readiness: Readiness,
     draining: Arc<std::sync::atomic::AtomicBool>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let Readiness {
+        interval,
+        ping_timeout,
+    } = readiness;
     let mut serving = true;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -491,10 +510,10 @@ async fn follow_database(
             _ = tick.tick() => {}
         }
         // A database that went silent (a dropped route, a stalled proxy)
-        // never answers a ping: past the interval it counts as unreachable.
-        let answers = match tokio::time::timeout(interval, state.db.ping()).await {
+        // never answers a ping: past `ping_timeout` it counts as unreachable.
+        let answers = match tokio::time::timeout(ping_timeout, state.db.ping()).await {
             Ok(answered) => answered.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("no answer to a ping within {interval:?}")),
+            Err(_) => Err(format!("no answer to a ping within {ping_timeout:?}")),
         };
         if draining.load(std::sync::atomic::Ordering::SeqCst) {
             // Shutting down: NOT_SERVING stays.
