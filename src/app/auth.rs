@@ -443,39 +443,52 @@ pub(crate) async fn check_client_user(
         Some(client) => store::clients::find_user(&app.db, client.id, user).await?,
         None => None,
     };
-    let same_name_elsewhere = match (&row, when_unknown) {
+    let elsewhere = match (&row, when_unknown) {
         (None, WhenUnknown::SameNameElsewhere) => {
             store::clients::oldest_user_named(&app.db, user).await?
         }
         _ => None,
     };
+    // Whose hash the key is checked against: the client's user, else the
+    // same-named user of another client, else (none) the decoy.
+    let target = row.as_ref().or(elsewhere.as_ref());
+    let known = row.is_some();
+    // A right key: the client's user, or a user of another client.
+    let found = |row: Option<UserRow>| match row {
+        Some(row) => UserCheck::Valid(row),
+        None => UserCheck::OfAnotherClient,
+    };
+    let limited = |retry_after| {
+        if known {
+            UserCheck::RateLimited(retry_after)
+        } else {
+            UserCheck::UnknownUser {
+                rate_limited: Some(retry_after),
+            }
+        }
+    };
     // The cached hash must still be the stored one: the key may have been
-    // replaced by another process since it was proven here.
-    let cached = |row: &UserRow| {
+    // replaced by another process since it was proven here. A key proven
+    // before passes without argon2 or budgets: an attack on the name must
+    // not lock out its holder.
+    let cached = |target: &UserRow| {
         app.auth
             .client_users
-            .get_secret(&user_cache_id(row.client_pk, user), api_key)
-            .is_some_and(|cached| bool::from(cached.as_bytes().ct_eq(row.key_hash.as_bytes())))
+            .get_secret(&user_cache_id(target.client_pk, user), api_key)
+            .is_some_and(|cached| bool::from(cached.as_bytes().ct_eq(target.key_hash.as_bytes())))
     };
-    // A key proven before passes without argon2 or budgets: an attack on
-    // the name must not lock out its holder.
-    if let Some(elsewhere) = &same_name_elsewhere
-        && cached(elsewhere)
-    {
-        return Ok(UserCheck::OfAnotherClient);
-    }
-    let _proving = match &row {
-        Some(row) => {
-            if cached(row) {
-                return Ok(UserCheck::Valid(row.clone()));
+    let _proving = match target {
+        Some(target) => {
+            if cached(target) {
+                return Ok(found(row));
             }
             let proving = app
                 .auth
                 .client_users
-                .lock_proof(&user_cache_id(row.client_pk, user), api_key)
+                .lock_proof(&user_cache_id(target.client_pk, user), api_key)
                 .await;
-            if cached(row) {
-                return Ok(UserCheck::Valid(row.clone()));
+            if cached(target) {
+                return Ok(found(row));
             }
             Some(proving)
         }
@@ -487,20 +500,9 @@ pub(crate) async fn check_client_user(
         .reserve(&format!("{client_id}:{user}"), caller)
     {
         Admission::Granted(reservation) => reservation,
-        Admission::Limited { retry_after } => {
-            return Ok(match row {
-                Some(_) => UserCheck::RateLimited(retry_after),
-                None => UserCheck::UnknownUser {
-                    rate_limited: Some(retry_after),
-                },
-            });
-        }
+        Admission::Limited { retry_after } => return Ok(limited(retry_after)),
     };
-    let stored = match (&row, &same_name_elsewhere) {
-        (Some(row), _) => row.key_hash.as_str(),
-        (None, Some(elsewhere)) => elsewhere.key_hash.as_str(),
-        (None, None) => app.auth.dummy_user_hash.as_str(),
-    };
+    let stored = target.map_or(app.auth.dummy_user_hash.as_str(), |t| t.key_hash.as_str());
     let check = |reservation| app.hasher.check(api_key, stored, reservation);
     let subject = format!("cu:{client_id}:{user}");
     let proven = match app
@@ -510,36 +512,19 @@ pub(crate) async fn check_client_user(
         .await?
     {
         Ok(proven) => proven,
-        Err(retry_after) => {
-            return Ok(match row {
-                Some(_) => UserCheck::RateLimited(retry_after),
-                None => UserCheck::UnknownUser {
-                    rate_limited: Some(retry_after),
-                },
-            });
-        }
+        Err(retry_after) => return Ok(limited(retry_after)),
     };
-    Ok(match (client, row) {
-        (Some(client), Some(row)) if proven => {
+    Ok(match target {
+        Some(target) if proven => {
             app.auth.client_users.insert_secret(
-                &user_cache_id(client.id, user),
+                &user_cache_id(target.client_pk, user),
                 api_key,
-                row.key_hash.clone(),
+                target.key_hash.clone(),
             );
-            UserCheck::Valid(row)
+            found(row)
         }
-        (_, Some(_)) => UserCheck::Invalid,
-        (_, None) => match same_name_elsewhere {
-            Some(elsewhere) if proven => {
-                app.auth.client_users.insert_secret(
-                    &user_cache_id(elsewhere.client_pk, user),
-                    api_key,
-                    elsewhere.key_hash,
-                );
-                UserCheck::OfAnotherClient
-            }
-            _ => UserCheck::UnknownUser { rate_limited: None },
-        },
+        _ if known => UserCheck::Invalid,
+        _ => UserCheck::UnknownUser { rate_limited: None },
     })
 }
 

@@ -745,6 +745,47 @@ async fn a_bare_user_name_costs_one_argon2_run_whoever_has_it() {
         .await;
     let code = refused.map(|_| ()).unwrap_err().code();
     assert_eq!((code, runs() - before), (Code::PermissionDenied, 1));
+
+    // Crowds, 300 calls at once each. A right key of globex's new user
+    // `ops`, never proven: proven once (one argon2 run), every call
+    // PERMISSION_DENIED. Wrong keys for a name nobody has: the budget's
+    // burst of 5 in argon2, the rest refused without it.
+    config
+        .set_user_credentials(app.as_partner(
+            latchkey::grpc::proto::v1::SetUserCredentialsRequest {
+                client_id: "globex".into(),
+                user: "ops".into(),
+                api_key: "ops-key-0123456789abcdef".into(),
+                scope: latchkey::grpc::proto::v1::Scope::Client.into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let channels = channels(&app, 4).await;
+    let codes = |name: &'static str, key: &'static str| {
+        all_at_once((0..300).map(|i| {
+            let mut client = ClientConfigurationServiceClient::new(channels[i % 4].clone());
+            let request = on_acme(name, key);
+            async move {
+                let refused = client.get_client_configuration(request).await;
+                refused.map(|_| ()).unwrap_err().code()
+            }
+        }))
+    };
+    let before = runs();
+    let answers = codes("ops", "ops-key-0123456789abcdef").await;
+    assert!(
+        answers.iter().all(|c| *c == Code::PermissionDenied),
+        "{answers:?}"
+    );
+    assert_eq!(runs() - before, 1, "proven once for the whole crowd");
+    let before = runs();
+    let answers = codes("nobody", wrong).await;
+    assert!(
+        answers.iter().all(|c| *c == Code::Unauthenticated),
+        "{answers:?}"
+    );
+    assert_eq!(runs() - before, 5, "the burst, whatever the crowd");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
