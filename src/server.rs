@@ -231,6 +231,11 @@ pub async fn serve_on(
             }
         }
     });
+    let budgets_pruned = tokio::spawn(prune_shared_budgets(
+        state.clone(),
+        settings.verifier.throttle.per_key,
+        stop_background.subscribe(),
+    ));
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let readiness = tokio::spawn(follow_database(
         state.clone(),
@@ -344,7 +349,7 @@ pub async fn serve_on(
     // Each step below waits on the database at most one grace period more:
     // one that went silent must not keep the process from exiting.
     let _ = stop_background.send(true);
-    for task in [background, readiness, key_changes] {
+    for task in [background, readiness, key_changes, budgets_pruned] {
         match tokio::time::timeout(grace, task).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "background task failed"),
@@ -434,8 +439,7 @@ async fn background_work(
         start + settings.usage_flush_interval,
         settings.usage_flush_interval,
     );
-    let mut budget_prune_tick = tokio::time::interval_at(start, BUDGET_PRUNE_INTERVAL);
-    for tick in [&mut catalog_tick, &mut usage_tick, &mut budget_prune_tick] {
+    for tick in [&mut catalog_tick, &mut usage_tick] {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
@@ -448,14 +452,33 @@ async fn background_work(
                     tracing::warn!(error = %e, "cannot record last key uses; will retry");
                 }
             }
-            _ = budget_prune_tick.tick() => {
-                let failure_budget = settings.verifier.throttle.per_key;
-                match crate::app::budgets::prune_shared(&state.db, failure_budget).await {
-                    Ok(0) => {}
-                    Ok(pruned) => tracing::info!(pruned, "shared budgets full again, dropped"),
-                    Err(e) => tracing::warn!(error = %e, "cannot prune shared budgets; will retry"),
-                }
-            }
+        }
+    }
+}
+
+/// Drops the shared budgets that are full again (`app::budgets::
+/// prune_shared`) at startup and every `BUDGET_PRUNE_INTERVAL`. A task of
+/// its own: a long prune (millions of rows after an attack) must not hold
+/// back grant reloads or usage flushes.
+async fn prune_shared_budgets(
+    state: Arc<App>,
+    failure_budget: crate::security::throttle::Budget,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(BUDGET_PRUNE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            pruned = crate::app::budgets::prune_shared(&state.db, failure_budget) => match pruned {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "shared budgets full again, dropped"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune shared budgets; will retry"),
+            },
         }
     }
 }

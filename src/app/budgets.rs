@@ -28,8 +28,7 @@ pub async fn prune_shared(db: &DatabaseConnection, failure_budget: Budget) -> Re
     if db.get_database_backend() == DatabaseBackend::Sqlite {
         return Ok(0);
     }
-    let refill = f64::from(failure_budget.burst) / failure_budget.per_second.max(1e-9);
-    let longest = Duration::from_secs_f64(refill.clamp(0.0, 1e9)).max(MAX_RATE_WINDOW);
+    let longest = failure_budget.full_refill().max(MAX_RATE_WINDOW);
     let keep_micros =
         i64::try_from((longest + Duration::from_secs(3600)).as_micros()).unwrap_or(i64::MAX);
     let before = now_micros().saturating_sub(keep_micros);

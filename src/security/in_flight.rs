@@ -44,7 +44,8 @@ impl InFlight {
     }
 
     /// Calls holding a place now.
-    pub fn current(&self) -> usize {
+    #[cfg(test)]
+    fn current(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
     }
 }

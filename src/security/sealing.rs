@@ -39,6 +39,7 @@ pub enum CryptoError {
 }
 
 /// One AES-256 key and its fingerprint.
+#[derive(Clone)]
 struct SealingKey {
     key: Zeroizing<[u8; 32]>,
     version: String,
@@ -114,7 +115,7 @@ impl MasterKey {
         let mut keys = first.keys;
         for key in &then.keys {
             if !keys.iter().any(|k| k.version == key.version) {
-                keys.push(SealingKey::new(key.key.clone()));
+                keys.push(key.clone());
             }
         }
         Self { keys }

@@ -42,6 +42,16 @@ pub struct Budget {
     pub per_second: f64,
 }
 
+impl Budget {
+    /// How long an empty bucket takes to be full again (at most about 30
+    /// years, for rates near zero): a bucket idle that long is the same as
+    /// none.
+    pub fn full_refill(&self) -> Duration {
+        let secs = f64::from(self.burst) / self.per_second.max(1e-6);
+        Duration::from_secs_f64(secs.clamp(0.0, 1e9))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ThrottleSettings {
     pub per_key: Budget,
@@ -111,12 +121,14 @@ impl<K: Hash + Eq + Send + Sync + Clone + 'static> Buckets<K> {
     fn new(budget: Budget, capacity: u64) -> Self {
         // A full bucket is the same as no bucket, so an idle bucket can be
         // dropped once it would have refilled completely.
-        let refill_secs = f64::from(budget.burst) / budget.per_second.max(1e-6);
+        let idle = budget
+            .full_refill()
+            .clamp(Duration::from_secs(1), Duration::from_secs(86_400));
         Self {
             budget,
             buckets: moka::sync::Cache::builder()
                 .max_capacity(capacity)
-                .time_to_idle(Duration::from_secs_f64(refill_secs.clamp(1.0, 86_400.0)))
+                .time_to_idle(idle)
                 .build(),
         }
     }

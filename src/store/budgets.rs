@@ -87,10 +87,10 @@ pub async fn prune(db: &DatabaseConnection, before: i64) -> Result<u64, DbErr> {
     const BATCH: u64 = 1_000;
     let backend = db.get_database_backend();
     let sql = match backend {
-        DatabaseBackend::MySql => "DELETE FROM failure_budgets WHERE updated_micros < ? LIMIT 1000",
+        DatabaseBackend::MySql => "DELETE FROM failure_budgets WHERE updated_micros < ? LIMIT ?",
         _ => {
             "DELETE FROM failure_budgets WHERE updated_micros < $1 AND subject IN \
-             (SELECT subject FROM failure_budgets WHERE updated_micros < $1 LIMIT 1000)"
+             (SELECT subject FROM failure_budgets WHERE updated_micros < $1 LIMIT $2)"
         }
     };
     let mut pruned = 0;
@@ -99,7 +99,7 @@ pub async fn prune(db: &DatabaseConnection, before: i64) -> Result<u64, DbErr> {
             db.execute_raw(Statement::from_sql_and_values(
                 backend,
                 sql,
-                [before.into()],
+                [before.into(), (BATCH as i64).into()],
             ))
         })
         .await?
